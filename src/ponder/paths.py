@@ -1,0 +1,30 @@
+"""Where ponder keeps its data by default, overridable by environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+STORE_ENV = "PONDER_STORE"
+DATA_DIR_ENV = "PONDER_DATA_DIR"
+SHARED_DATA_ENV = "PONDER_SHARED_DATA"
+
+
+def data_dir() -> Path:
+    """The user's ponder data folder (datasets, default store)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else Path(platformdirs.user_data_dir("ponder"))
+
+
+def default_store_path() -> Path:
+    """`$PONDER_STORE`, else `ponder.sqlite` in the user's data folder."""
+    env = os.environ.get(STORE_ENV)
+    return Path(env) if env else data_dir() / "ponder.sqlite"
+
+
+def shared_data_dir() -> Path:
+    """Recorded datasets: `$PONDER_SHARED_DATA`, else `../shared/data` from the working directory."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    return Path(env) if env else Path("..") / "shared" / "data"
