@@ -14,7 +14,7 @@ from typing import Any, Literal
 THINK = "think"
 NO_THINK = "no-think"
 
-BudgetKind = Literal["hard_cap", "forced", "effort", "none"]
+BudgetKind = Literal["hard_cap", "forced", "effort", "none", "unspecified"]
 
 # Columns of the outcome frame, in order, with their meaning.
 OUTCOME_COLUMNS: dict[str, str] = {
@@ -30,12 +30,12 @@ OUTCOME_COLUMNS: dict[str, str] = {
     "answer_tokens": "answer tokens (NaN when the split is unknown)",
     "output_tokens": "all generated tokens (NaN when unknown)",
     "latency_s": "wall-clock seconds (NaN when unknown)",
-    "truncated": "the generation hit its cap",
-    "answered": "an answer could be extracted",
+    "truncated": "the generation hit its cap (1.0 / 0.0, NaN when unknown)",
+    "answered": "an answer could be extracted (1.0 / 0.0, NaN when unknown)",
     "extracted_answer": "the extracted answer (None when none)",
     "correct": "1.0 / 0.0 for a sample; a fraction for an aggregated row",
     "n_runs": "1 for a sample; the number of runs an aggregated row averages",
-    "budget_kind": "hard_cap (max_new_tokens), forced, effort, or none",
+    "budget_kind": "hard_cap (max_new_tokens), forced, effort, none or unspecified",
     "level": "difficulty level known before generation (NaN when unknown)",
     "subject": "subject when known (None otherwise)",
 }
@@ -84,8 +84,8 @@ class Outcome:
     budget: int | None
     sample_idx: int
     correct: float
-    answered: bool = True
-    truncated: bool = False
+    answered: bool | None = True
+    truncated: bool | None = False
     extracted_answer: str | None = None
     prompt_tokens: int | None = None
     reasoning_tokens: int | None = None

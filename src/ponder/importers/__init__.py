@@ -1,0 +1,127 @@
+"""Turn recorded sweeps (known presets or any CSV/JSONL with a column mapping) into the store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ponder.errors import InputError
+from ponder.importers.generic import FIELDS, load_mapped, parse_mapping
+from ponder.importers.presets import PRESETS, Preset, detect_preset
+from ponder.importers.table import Table, read_table
+from ponder.store.batch import ImportBatch
+from ponder.store.sqlite import Store, WriteResult
+
+__all__ = [
+    "FIELDS",
+    "PRESETS",
+    "FileImport",
+    "Preset",
+    "detect_preset",
+    "import_paths",
+    "load_file",
+    "parse_mapping",
+    "read_table",
+]
+
+
+@dataclass
+class FileImport:
+    """One file's import: its preset, what was read and what was added."""
+
+    path: Path
+    preset: str
+    batch: ImportBatch
+    sha256: str
+    result: WriteResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_file(
+    path: Path,
+    *,
+    preset: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    dataset: str | None = None,
+    model: str | None = None,
+    run: str | None = None,
+    budget_kind: str = "unspecified",
+) -> FileImport:
+    """Read and validate one file into a batch (nothing is written yet)."""
+    table: Table = read_table(path)
+    chosen: Preset | None
+    if mapping or dataset or model or run:
+        chosen = None
+        if preset:
+            raise InputError("--preset cannot be combined with --map/--dataset/--model/--run")
+    elif preset:
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        chosen = PRESETS[preset]
+    else:
+        chosen = detect_preset(table)
+    if chosen is not None:
+        batch = chosen.load(table)
+        name = chosen.name
+    else:
+        batch = load_mapped(
+            table, mapping or {}, dataset=dataset, model=model, run=run, budget_kind=budget_kind
+        )
+        name = "mapped"
+    return FileImport(path=path, preset=name, batch=batch, sha256=_sha256(path), notes=batch.notes)
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """Files under a folder that a preset recognises (problem sets are joined, not imported)."""
+    found = []
+    for candidate in sorted(folder.rglob("*")):
+        if candidate.suffix.lower() not in (".csv", ".jsonl") or not candidate.is_file():
+            continue
+        try:
+            table = read_table(candidate)
+        except InputError:
+            continue
+        if detect_preset(table) is not None:
+            found.append(candidate)
+    return found
+
+
+def import_paths(
+    store: Store,
+    paths: list[Path],
+    *,
+    on_file: Callable[[FileImport], None] | None = None,
+    **options: object,
+) -> list[FileImport]:
+    """Import files (or folders of recorded sweeps) into `store`.
+
+    Every file is read and validated before anything is written, then each file is written in
+    its own transaction, so a bad file leaves the store unchanged and re-imports add nothing.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = _files_in(path)
+            if not inside:
+                raise InputError("no file of a known preset in this folder", path=path)
+            files.extend(inside)
+        else:
+            files.append(path)
+    loaded = [load_file(f, **options) for f in files]  # type: ignore[arg-type]
+    for item in loaded:
+        item.result = store.write(
+            item.batch, source_path=str(item.path), sha256=item.sha256, preset=item.preset
+        )
+        if on_file is not None:
+            on_file(item)
+    return loaded

@@ -1,0 +1,226 @@
+"""Import any harness's per-sample results with a column mapping.
+
+`ponder import results.csv --map problem_id=item_id --map correct=is_right` reads a CSV or JSONL
+whose columns have other names. Columns already named like a field are used without a mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import get_args
+
+import numpy as np
+import pandas as pd
+
+from ponder.errors import InputError
+from ponder.importers.table import Table
+from ponder.store.batch import ImportBatch
+from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
+from ponder.types import BudgetKind, Run
+
+FIELDS: dict[str, str] = {
+    "problem_id": "id of the problem (required)",
+    "model": "model name (required unless --model is given)",
+    "correct": "true/false or a 0..1 score (else graded from the answer and gold)",
+    "dataset": "benchmark name (default: --dataset, else the file name)",
+    "mode": "think / no-think / ... (default: default)",
+    "budget": "token budget (integer; empty for none)",
+    "sample_idx": "sample index (default: order of appearance per configuration)",
+    "prompt_tokens": "input tokens",
+    "reasoning_tokens": "thinking tokens",
+    "answer_tokens": "answer tokens",
+    "output_tokens": "all generated tokens",
+    "latency_s": "seconds",
+    "truncated": "the generation hit its cap (true/false)",
+    "answered": "an answer was extracted (true/false)",
+    "extracted_answer": "the extracted answer",
+    "response_text": "the full response",
+    "gold": "the reference answer",
+    "problem_text": "the problem statement",
+    "level": "difficulty level (integer)",
+    "subject": "subject",
+}
+
+_TOKEN_FIELDS = ("prompt_tokens", "reasoning_tokens", "answer_tokens", "output_tokens")
+
+
+def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """`["problem_id=item_id", ...]` -> {"problem_id": "item_id"}, validating field names."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        field, column = field.strip(), column.strip()
+        if not sep or not field or not column:
+            raise InputError(f"--map {pair!r}: expected FIELD=COLUMN")
+        if field not in FIELDS:
+            raise InputError(
+                f"--map {pair!r}: unknown field {field!r}; known fields: {', '.join(FIELDS)}"
+            )
+        mapping[field] = column
+    return mapping
+
+
+def load_mapped(
+    table: Table,
+    mapping: Mapping[str, str],
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    run: str | None = None,
+    budget_kind: str = "unspecified",
+) -> ImportBatch:
+    """Build a batch from a table whose columns are named by `mapping` (field -> column)."""
+    if budget_kind not in get_args(BudgetKind):
+        raise InputError(
+            f"budget kind {budget_kind!r} is not one of {', '.join(get_args(BudgetKind))}"
+        )
+    columns = dict(mapping)
+    for field in FIELDS:
+        if field not in columns and field in table.frame.columns:
+            columns[field] = field
+    missing_cols = [c for c in columns.values() if c not in table.frame.columns]
+    if missing_cols:
+        raise InputError(
+            f"mapped column(s) {', '.join(map(repr, missing_cols))} not in the file; "
+            f"it has: {', '.join(table.columns)}",
+            path=table.path,
+            line=1 if table.path.suffix.lower() == ".csv" else None,
+        )
+    n = len(table)
+    if n == 0:
+        raise InputError("no data rows", path=table.path)
+
+    def col(field: str) -> str:
+        return columns[field]
+
+    if "problem_id" not in columns:
+        raise InputError(
+            "no problem_id column: map one with --map problem_id=COLUMN", path=table.path
+        )
+    if "model" not in columns and model is None:
+        raise InputError("no model column: map one with --map model=COLUMN or give --model")
+    problem_id = table.text(col("problem_id"))
+    models = table.text(col("model")) if "model" in columns else pd.Series([model] * n)
+    datasets = (
+        table.text(col("dataset"))
+        if "dataset" in columns
+        else pd.Series([dataset or table.path.stem] * n)
+    )
+    modes = table.text(col("mode")) if "mode" in columns else pd.Series(["default"] * n)
+    budget = (
+        table.number(col("budget"), allow_missing=True, integer=True, minimum=0)
+        if "budget" in columns
+        else pd.Series(np.nan, index=range(n))
+    )
+    data: dict[str, object] = {
+        "dataset": datasets.to_numpy(),
+        "problem_id": problem_id.to_numpy(),
+        "model": models.to_numpy(),
+        "mode": modes.to_numpy(),
+        "budget": budget.to_numpy(),
+    }
+    for field in (*_TOKEN_FIELDS, "latency_s"):
+        if field in columns:
+            data[field] = table.number(
+                col(field), allow_missing=True, integer=field != "latency_s", minimum=0
+            ).to_numpy()
+    for field in ("truncated", "answered"):
+        if field in columns:
+            data[field] = table.boolean(col(field), allow_missing=True).to_numpy()
+    for field in ("extracted_answer", "response_text"):
+        if field in columns:
+            values = table.frame[col(field)].astype(str)
+            data[field] = values.where(values != "", None).to_numpy()
+    if "answered" not in data and "extracted_answer" in data:
+        data["answered"] = np.array([float(v is not None) for v in data["extracted_answer"]])  # type: ignore[attr-defined]
+    gold = table.frame[col("gold")].astype(str) if "gold" in columns else None
+    if "correct" in columns:
+        data["correct"] = table.correctness(col("correct")).to_numpy()
+    else:
+        data["correct"] = _grade(table, columns, gold)
+    label = run or table.path.stem
+    data["run_id"] = np.array([f"{label}/{m}" for m in models], dtype=object)
+    frame = pd.DataFrame(data)
+    if "sample_idx" in columns:
+        frame["sample_idx"] = table.number(col("sample_idx"), integer=True, minimum=0).astype(
+            "int64"
+        )
+    else:
+        key = ["run_id", "dataset", "problem_id", "model", "mode", "budget"]
+        frame["sample_idx"] = frame.groupby(key, dropna=False, sort=False).cumcount()
+    _check_duplicate_keys(table, frame)
+    frame["n_runs"] = 1
+    for c in OUTCOME_STORE_COLUMNS:
+        if c not in frame.columns:
+            frame[c] = None
+    outcomes = frame[list(OUTCOME_STORE_COLUMNS)]
+    runs = [
+        Run(
+            run_id=f"{label}/{m}",
+            model=str(m),
+            source=f"import:{table.path.name}",
+            budget_kind=budget_kind,  # type: ignore[arg-type]
+        )
+        for m in sorted(set(models))
+    ]
+    problems = pd.DataFrame(
+        {
+            "dataset": datasets.to_numpy(),
+            "problem_id": problem_id.to_numpy(),
+            "text": _optional_text(table, columns.get("problem_text")),
+            "gold": gold.where(gold != "", None).to_numpy() if gold is not None else None,
+            "level": table.number(col("level"), allow_missing=True, integer=True).to_numpy()
+            if "level" in columns
+            else None,
+            "subject": _optional_text(table, columns.get("subject")),
+            "metadata_json": "{}",
+        }
+    ).drop_duplicates(["dataset", "problem_id"])
+    problems = problems[list(PROBLEM_STORE_COLUMNS)].astype(object)
+    return ImportBatch(runs=runs, outcomes=outcomes, problems=problems.where(pd.notna(problems)))
+
+
+def _optional_text(table: Table, column: str | None) -> object:
+    if column is None:
+        return None
+    values = table.frame[column].astype(str)
+    return values.where(values != "", None).to_numpy()
+
+
+def _grade(table: Table, columns: Mapping[str, str], gold: pd.Series | None) -> np.ndarray:
+    """Grade rows that carry an answer (or a response) and a gold answer but no correctness."""
+    from ponder.grading import answers_match, extract_answer
+
+    if gold is None or not ({"extracted_answer", "response_text"} & set(columns)):
+        raise InputError(
+            "no correctness: map correct=COLUMN, or map gold= and extracted_answer= "
+            "(or response_text=) so ponder can grade",
+            path=table.path,
+        )
+    if "extracted_answer" in columns:
+        answers = table.frame[columns["extracted_answer"]].astype(str).tolist()
+    else:
+        answers = [
+            extract_answer(r) or "" for r in table.frame[columns["response_text"]].astype(str)
+        ]
+    return np.array(
+        [
+            float(answers_match(a or None, g)) if g else np.nan
+            for a, g in zip(answers, gold, strict=True)
+        ]
+    )
+
+
+def _check_duplicate_keys(table: Table, frame: pd.DataFrame) -> None:
+    key = ["run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx"]
+    dup = frame.duplicated(key, keep="first").to_numpy()
+    if dup.any():
+        row = int(np.argmax(dup))
+        raise table.fail(
+            row,
+            "sample_idx",
+            "duplicate key (problem, model, mode, budget, sample_idx) seen on an earlier row",
+        )
+    if np.isnan(frame["correct"].to_numpy(dtype=float)).any():
+        row = int(np.argmax(np.isnan(frame["correct"].to_numpy(dtype=float))))
+        raise table.fail(row, "gold", "no gold answer to grade this row against")

@@ -1,0 +1,38 @@
+"""A validated batch of runs, problems and outcomes, ready to be written in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
+from ponder.types import Run
+
+
+@dataclass
+class ImportBatch:
+    """What an importer produces: everything is validated before the store is touched.
+
+    `outcomes` has the columns of `OUTCOME_STORE_COLUMNS`; `problems` those of
+    `PROBLEM_STORE_COLUMNS` (problems referenced by outcomes but missing here are added bare).
+    """
+
+    runs: list[Run]
+    outcomes: pd.DataFrame
+    problems: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(PROBLEM_STORE_COLUMNS))
+    )
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in OUTCOME_STORE_COLUMNS if c not in self.outcomes.columns]
+        if missing:
+            raise ValueError(f"outcomes frame lacks columns {missing}")
+        missing = [c for c in PROBLEM_STORE_COLUMNS if c not in self.problems.columns]
+        if missing:
+            raise ValueError(f"problems frame lacks columns {missing}")
+        run_ids = {r.run_id for r in self.runs}
+        unknown = set(self.outcomes["run_id"].unique()) - run_ids
+        if unknown:
+            raise ValueError(f"outcomes reference runs not in the batch: {sorted(unknown)[:5]}")

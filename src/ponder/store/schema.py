@@ -1,0 +1,107 @@
+"""The outcome store's schema: a version number and append-only migrations.
+
+Never edit a migration that has shipped: add a new one. Statements are split on ";", so
+no semicolon may appear inside a comment or string literal. `MIGRATIONS[i]` moves a store from
+schema version i to i + 1.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the outcome matrix.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        run_id        TEXT PRIMARY KEY,
+        model         TEXT NOT NULL,
+        backend       TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        budget_kind   TEXT NOT NULL,
+        settings_json TEXT NOT NULL DEFAULT '{}',
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE problems (
+        dataset       TEXT NOT NULL,
+        problem_id    TEXT NOT NULL,
+        text          TEXT,
+        gold          TEXT,
+        level         INTEGER,
+        subject       TEXT,
+        metadata_json TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (dataset, problem_id)
+    );
+    CREATE TABLE outcomes (
+        run_id           TEXT NOT NULL REFERENCES runs (run_id),
+        dataset          TEXT NOT NULL,
+        problem_id       TEXT NOT NULL,
+        model            TEXT NOT NULL,
+        mode             TEXT NOT NULL,
+        budget           INTEGER,
+        sample_idx       INTEGER NOT NULL,
+        prompt_tokens    INTEGER,
+        reasoning_tokens INTEGER,
+        answer_tokens    INTEGER,
+        output_tokens    INTEGER,
+        latency_s        REAL,
+        truncated        INTEGER,
+        answered         INTEGER,
+        extracted_answer TEXT,
+        correct          REAL NOT NULL CHECK (correct >= 0 AND correct <= 1),
+        n_runs           INTEGER NOT NULL DEFAULT 1,
+        response_text    TEXT,
+        extra_json       TEXT,
+        FOREIGN KEY (dataset, problem_id) REFERENCES problems (dataset, problem_id)
+    );
+    -- The idempotency key. A NULL budget (no budget) is keyed as -1.
+    CREATE UNIQUE INDEX outcomes_key ON outcomes (
+        run_id, dataset, problem_id, model, mode, IFNULL(budget, -1), sample_idx
+    );
+    CREATE INDEX outcomes_cell ON outcomes (model, dataset, mode, budget);
+    CREATE TABLE imports (
+        import_id   INTEGER PRIMARY KEY,
+        path        TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        preset      TEXT NOT NULL,
+        rows_read   INTEGER NOT NULL,
+        rows_added  INTEGER NOT NULL,
+        imported_at TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+OUTCOME_STORE_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "dataset",
+    "problem_id",
+    "model",
+    "mode",
+    "budget",
+    "sample_idx",
+    "prompt_tokens",
+    "reasoning_tokens",
+    "answer_tokens",
+    "output_tokens",
+    "latency_s",
+    "truncated",
+    "answered",
+    "extracted_answer",
+    "correct",
+    "n_runs",
+    "response_text",
+    "extra_json",
+)
+
+PROBLEM_STORE_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "problem_id",
+    "text",
+    "gold",
+    "level",
+    "subject",
+    "metadata_json",
+)
