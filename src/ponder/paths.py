@@ -25,6 +25,17 @@ def default_store_path() -> Path:
 
 
 def shared_data_dir() -> Path:
-    """Recorded datasets: `$PONDER_SHARED_DATA`, else `../shared/data` from the working directory."""
+    """Recorded datasets: `$PONDER_SHARED_DATA`, else `../shared/data` beside the checkout.
+
+    Looks beside the working directory first, then beside the source checkout (for an
+    editable install run from elsewhere).
+    """
     env = os.environ.get(SHARED_DATA_ENV)
-    return Path(env) if env else Path("..") / "shared" / "data"
+    if env:
+        return Path(env)
+    beside_cwd = Path("..") / "shared" / "data"
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
+    for candidate in (beside_cwd, beside_checkout):
+        if candidate.is_dir():
+            return candidate
+    return beside_cwd

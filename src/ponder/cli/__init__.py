@@ -19,8 +19,11 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each verb module adds its commands to `app`; imported here so `ponder --help` lists them.
-    from ponder.cli import data_cmd
+    from ponder.cli import data_cmd, export_cmd, grade_cmd, import_cmd
 
+    app.command("import")(import_cmd.import_command)
+    app.command("grade")(grade_cmd.grade_command)
+    app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")
 
 

@@ -1,21 +1,61 @@
-"""Helpers shared by the CLI verbs: JSON output and the store option."""
+"""Helpers shared by the CLI verbs: the store option, JSON output, progress bars."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ponder import paths
+from ponder.store import Store
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        envvar=paths.STORE_ENV,
+        help="Outcome store (SQLite). Default: $PONDER_STORE, else ponder.sqlite in the "
+        "user data folder.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+err_console = Console(stderr=True)
+
+
+def store_path(option: Path | None) -> Path:
+    return option if option is not None else paths.default_store_path()
+
+
+def open_store(option: Path | None, *, create: bool = False) -> Store:
+    """Open the store; reading commands refuse to create an empty one."""
+    return Store(store_path(option), create=create)
 
 
 def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return _clean(value.item())
     return value
@@ -24,3 +64,19 @@ def _clean(value: Any) -> Any:
 def echo_json(value: Any) -> None:
     """Print `value` as JSON, with NaN as null and numpy scalars as Python numbers."""
     typer.echo(json.dumps(_clean(value), indent=2, sort_keys=False))
+
+
+def progress(*, transient: bool = True, enabled: bool | None = None) -> Progress:
+    """A progress bar with ETA on stderr (hidden when stderr is not a terminal)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+        disable=not sys.stderr.isatty() if enabled is None else not enabled,
+    )

@@ -100,13 +100,14 @@ def import_paths(
     store: Store,
     paths: list[Path],
     *,
-    on_file: Callable[[FileImport], None] | None = None,
+    on_file: Callable[[str, FileImport], None] | None = None,
     **options: object,
 ) -> list[FileImport]:
     """Import files (or folders of recorded sweeps) into `store`.
 
     Every file is read and validated before anything is written, then each file is written in
     its own transaction, so a bad file leaves the store unchanged and re-imports add nothing.
+    `on_file(stage, item)` is called after each file is read and after it is written.
     """
     files: list[Path] = []
     for path in paths:
@@ -117,11 +118,15 @@ def import_paths(
             files.extend(inside)
         else:
             files.append(path)
-    loaded = [load_file(f, **options) for f in files]  # type: ignore[arg-type]
+    loaded = []
+    for f in files:
+        loaded.append(load_file(f, **options))  # type: ignore[arg-type]
+        if on_file is not None:
+            on_file("read", loaded[-1])
     for item in loaded:
         item.result = store.write(
             item.batch, source_path=str(item.path), sha256=item.sha256, preset=item.preset
         )
         if on_file is not None:
-            on_file(item)
+            on_file("written", item)
     return loaded

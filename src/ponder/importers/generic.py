@@ -132,7 +132,7 @@ def load_mapped(
             values = table.frame[col(field)].astype(str)
             data[field] = values.where(values != "", None).to_numpy()
     if "answered" not in data and "extracted_answer" in data:
-        data["answered"] = np.array([float(v is not None) for v in data["extracted_answer"]])  # type: ignore[attr-defined]
+        data["answered"] = pd.notna(pd.Series(data["extracted_answer"])).astype(float).to_numpy()
     gold = table.frame[col("gold")].astype(str) if "gold" in columns else None
     if "correct" in columns:
         data["correct"] = table.correctness(col("correct")).to_numpy()

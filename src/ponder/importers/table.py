@@ -107,11 +107,19 @@ class Table:
         return values
 
     def correctness(self, column: str) -> pd.Series:
-        """A 0..1 score: booleans, or numbers in [0, 1]."""
-        raw = self.frame[column].astype(str).str.strip().str.lower()
-        if raw.isin(_TRUE | _FALSE).all():
-            return self.boolean(column)
-        return self.number(column, minimum=0.0, maximum=1.0)
+        """A 0..1 score from booleans (true/false, yes/no) or numbers in [0, 1]."""
+        raw = self.frame[column].astype(str).str.strip()
+        lower = raw.str.lower()
+        values = pd.to_numeric(raw.where(raw != "", None), errors="coerce").astype("float64")
+        values[lower.isin(_TRUE - {"1", "1.0"})] = 1.0
+        values[lower.isin(_FALSE - {"0", "0.0"})] = 0.0
+        bad = (values.isna() | (values < 0) | (values > 1)).to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            value = self.frame[column].iloc[row]
+            reason = "missing value" if value == "" else f"{value!r} is not true/false or 0..1"
+            raise self.fail(row, column, reason)
+        return values
 
 
 def _check_exists(path: Path) -> None:

@@ -188,8 +188,9 @@ class Store:
         with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO runs (run_id, model, backend, source, budget_kind, "
-                "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
+                "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 [
                     (
                         r.run_id,
@@ -233,8 +234,9 @@ class Store:
             placeholders = ", ".join("?" for _ in OUTCOME_STORE_COLUMNS)
             before = conn.total_changes
             conn.executemany(
-                f"INSERT OR IGNORE INTO outcomes ({', '.join(OUTCOME_STORE_COLUMNS)}) "
-                f"VALUES ({placeholders})",
+                # Not OR IGNORE: that would also drop rows failing CHECK / NOT NULL.
+                f"INSERT INTO outcomes ({', '.join(OUTCOME_STORE_COLUMNS)}) "
+                f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
                 _rows(batch.outcomes, OUTCOME_STORE_COLUMNS),
             )
             outcomes_added = conn.total_changes - before
