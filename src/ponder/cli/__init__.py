@@ -19,31 +19,30 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each verb module adds its commands to `app`; imported here so `ponder --help` lists them.
-    from ponder.cli import data_cmd, export_cmd, grade_cmd, import_cmd
+    from ponder.cli import (
+        curves_cmd,
+        data_cmd,
+        demo_cmd,
+        export_cmd,
+        grade_cmd,
+        import_cmd,
+        report_cmd,
+    )
 
+    app.command("demo")(demo_cmd.demo_command)
     app.command("import")(import_cmd.import_command)
+    app.command("curves")(curves_cmd.curves_command)
+    app.command("report")(report_cmd.report_command)
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")
 
 
 def main() -> None:
-    """Console entry point: print PonderErrors as one line on stderr and exit 1."""
+    """Console entry point: usage errors exit 2; a PonderError prints one line and exits 1."""
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except PonderError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

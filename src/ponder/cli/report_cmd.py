@@ -1,0 +1,71 @@
+"""`ponder report`: one self-contained HTML file with the curves and their plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ponder.analysis import load_curves
+from ponder.cli._common import StoreOption, err_console, open_store, progress
+from ponder.curves import Curves
+from ponder.report import build_report
+from ponder.store import Store
+
+
+def write_report(
+    st: Store,
+    out: Path,
+    *,
+    datasets: list[str] | None = None,
+    models: list[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    curves: Curves | None = None,
+) -> Path:
+    """Render the report (computing the curves unless given), with progress on stderr."""
+    if curves is None:
+        with err_console.status("computing curves with bootstrap CIs"):
+            curves = load_curves(st, datasets=datasets, models=models, n_boot=n_boot, seed=seed)
+    frame = st.outcomes_frame(datasets=datasets, models=models)
+    names = sorted(curves.cells["dataset"].unique())
+    with progress() as bar:
+        task = bar.add_task("plotting", total=len(names))
+        return build_report(
+            frame,
+            curves,
+            st.runs_frame(),
+            out,
+            store_label=st.path.name,
+            n_boot=n_boot,
+            seed=seed,
+            on_dataset=lambda name: bar.update(task, advance=1, description=f"plotted {name}"),
+        )
+
+
+def report_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "ponder-report.html"
+    ),
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets.")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Only these models.")
+    ] = None,
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    store: StoreOption = None,
+) -> None:
+    """Write an HTML report: accuracy vs budget and vs tokens with CI bands, difficulty panels,
+    token histograms, sweet spots and the overthinking test.
+
+    \b
+    Examples:
+      ponder report                         # ponder-report.html from the default store
+      ponder report -o aime.html -d aime24 -d aime25
+    """
+    with open_store(store) as st:
+        path = write_report(st, out, datasets=dataset, models=model, n_boot=n_boot, seed=seed)
+    typer.echo(f"report written to {path.resolve()}")
