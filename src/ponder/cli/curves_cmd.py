@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ponder.analysis import load_curves
 from ponder.cli._common import JsonOption, StoreOption, echo_json, err_console, open_store
 
 TABLES = ("cells", "sweet-spots", "pass-at-k", "maj-at-k", "difficulty")
@@ -65,6 +64,8 @@ def curves_command(
         raise typer.BadParameter(
             f"{table!r}: expected one of {', '.join(TABLES)}", param_hint="--table"
         )
+    from ponder.analysis import load_curves  # heavy imports only when needed
+
     with open_store(store) as st, err_console.status("computing curves"):
         curves = load_curves(
             st, datasets=dataset, models=model, derive=derived, n_boot=n_boot, seed=seed

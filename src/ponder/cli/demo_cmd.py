@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ponder import paths
-from ponder.analysis import load_curves
 from ponder.cli._common import err_console, progress
 from ponder.cli.report_cmd import write_report
 from ponder.errors import InputError
@@ -39,6 +38,8 @@ def demo_command(
       ponder demo
       ponder demo --data ~/datasets/ponder --out /tmp/ponder-demo
     """
+    from ponder.analysis import load_curves
+
     folder = data or _default_data()
     if not folder.is_dir():
         raise InputError(

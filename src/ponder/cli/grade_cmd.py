@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from ponder.cli._common import JsonOption, echo_json
-from ponder.grading import grade
 
 
 def grade_command(
@@ -25,6 +24,8 @@ def grade_command(
     """
     if kind not in ("math", "number", "choice"):
         raise typer.BadParameter(f"{kind!r}: expected math, number or choice", param_hint="--kind")
+    from ponder.grading import grade  # imported here: math-verify loads sympy, slow
+
     result = grade(response, gold, kind=kind)  # type: ignore[arg-type]
     if json_:
         echo_json({"extracted": result.extracted, "match": result.match})

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ponder.analysis import load_curves
 from ponder.cli._common import StoreOption, err_console, open_store, progress
-from ponder.curves import Curves
-from ponder.report import build_report
 from ponder.store import Store
+
+if TYPE_CHECKING:
+    from ponder.curves import Curves
 
 
 def write_report(
@@ -25,6 +25,9 @@ def write_report(
     curves: Curves | None = None,
 ) -> Path:
     """Render the report (computing the curves unless given), with progress on stderr."""
+    from ponder.analysis import load_curves
+    from ponder.report import build_report
+
     if curves is None:
         with err_console.status("computing curves with bootstrap CIs"):
             curves = load_curves(st, datasets=datasets, models=models, n_boot=n_boot, seed=seed)
@@ -58,8 +61,10 @@ def report_command(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     store: StoreOption = None,
 ) -> None:
-    """Write an HTML report: accuracy vs budget and vs tokens with CI bands, difficulty panels,
-    token histograms, sweet spots and the overthinking test.
+    """Write one self-contained HTML report with plots.
+
+    Accuracy vs budget and vs tokens with CI bands, difficulty panels, token histograms,
+    sweet spots and the overthinking test.
 
     \b
     Examples:

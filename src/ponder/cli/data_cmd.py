@@ -1,0 +1,160 @@
+"""`ponder data`: list the known datasets and pull them, verified, from upstream or a mirror."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ponder.cli._common import echo_json
+
+data_app = typer.Typer(
+    help=(
+        "Public datasets ponder can analyse: list them and pull them (sha256-verified) from "
+        "their public upstream or from a mirror. Files go to the user data folder, never into "
+        "a repository."
+    ),
+    no_args_is_help=True,
+)
+
+
+def _reflow(doc: str | None) -> str:
+    """Join the docstring's wrapped lines so the terminal, not the source, decides the width."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if p.startswith("    ") else " ".join(p.split()) for p in paragraphs)
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} MB"  # pragma: no cover
+
+
+def _records() -> list[dict[str, Any]]:
+    from ponder.datasets import DATASETS, find_dataset_dir
+
+    records = []
+    for spec in DATASETS.values():
+        local = find_dataset_dir(spec.name)
+        records.append(
+            {
+                "name": spec.name,
+                "title": spec.title,
+                "folder": spec.folder,
+                "files": [f.path for f in spec.mirror_files],
+                "size": spec.size,
+                "license": spec.license,
+                "attribution": spec.attribution,
+                "source": "mirror-needed" if spec.needs_mirror else "upstream",
+                "needs_mirror": spec.needs_mirror,
+                "mirror_reason": spec.mirror_reason or None,
+                "upstream_repo": spec.upstream_repo,
+                "upstream_commit": spec.upstream_commit,
+                "upstream_files": [f.upstream_url for f in spec.upstream_files],
+                "local": str(local.resolve()) if local is not None else None,
+            }
+        )
+    return records
+
+
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of records.")] = False,
+) -> None:
+    """List the known datasets: files, size, licence, source and where a local copy is.
+
+    Source "upstream" means `ponder data pull NAME` fetches it from its public repository at a
+    pinned commit; "mirror-needed" means the recorded copy is a conversion that exists only on
+    a mirror (pass --mirror or set PONDER_DATA_MIRROR).
+    """
+    records = _records()
+    if as_json:
+        echo_json(records)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ponder datasets")
+    table.add_column("name", no_wrap=True)
+    table.add_column("files", justify="right")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("licence")
+    table.add_column("source", no_wrap=True)
+    table.add_column("local copy", overflow="fold")
+    for r in records:
+        table.add_row(
+            r["name"],
+            str(len(r["files"])),
+            _human_size(r["size"]),
+            r["license"],
+            r["source"],
+            r["local"] or "-",
+        )
+    console = Console()
+    console.print(table)
+    mirror_only = [r for r in records if r["needs_mirror"]]
+    for r in mirror_only:
+        console.print(f"[bold]{r['name']}[/bold] needs a mirror: {r['mirror_reason']}.")
+    if mirror_only:
+        console.print("Pass --mirror URL_OR_DIR to `ponder data pull`, or set PONDER_DATA_MIRROR.")
+
+
+def pull_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name, as shown by `ponder data list`.")],
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            "--mirror",
+            metavar="URL_OR_DIR",
+            help="Mirror serving the FOLDER/FILE layout: http(s) URL, folder or file:// URL. "
+            "Default: $PONDER_DATA_MIRROR, else the public upstream.",
+        ),
+    ] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Option("--dest", metavar="DIR", help="Datasets root (default: <data dir>/datasets)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fetch again even if the files verify.")
+    ] = False,
+    show_progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Download a dataset and verify each file's sha256 before it is put in place.
+
+    Files already present with the right checksum are not fetched again. Upstream files whose
+    checksum is not pinned are trusted on first use: their sha256 is recorded in
+    checksums.json next to them and checked on every later pull.
+
+    Examples:
+
+        ponder data pull reasoning_budget_sweep
+
+        ponder data pull mmlu_pro_math --mirror https://example.org/ponder-data
+
+        ponder data pull gsm8k --mirror ~/shared/data --dest /tmp/datasets
+
+        PONDER_DATA_MIRROR=http://127.0.0.1:8000 ponder data pull math500 --json
+    """
+    from ponder.datasets import pull
+
+    result = pull(name, dest=dest, mirror=mirror, progress=show_progress, force=force)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    parts = [f"{len(result.written)} written ({_human_size(result.bytes_written)})"]
+    if result.skipped:
+        parts.append(f"{len(result.skipped)} already verified")
+    if result.recorded:
+        parts.append(f"{len(result.recorded)} checksum(s) recorded on first use")
+    typer.echo(f"{result.name}: {', '.join(parts)} from {result.source} into {result.folder}")
+
+
+data_app.command("list", help=_reflow(list_cmd.__doc__))(list_cmd)
+data_app.command("pull", help=_reflow(pull_cmd.__doc__))(pull_cmd)
