@@ -47,7 +47,7 @@ def accuracy_curves(cells: pd.DataFrame, dataset: str, *, x: str = "budget") -> 
         data = data[data["mean_tokens"].notna()]
     data["label"] = [_series_label(m, o) for m, o in zip(data["model"], data["mode"], strict=True)]
     colors = _color_map(list(data["label"].unique()))
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    fig, ax = plt.subplots(figsize=(9.5, 5))
     for label, group in data.groupby("label", sort=True):
         group = group.sort_values(x)
         color = colors[str(label)]
@@ -71,7 +71,7 @@ def accuracy_curves(cells: pd.DataFrame, dataset: str, *, x: str = "budget") -> 
     ax.set_ylim(bottom=0)
     ax.set_title(f"{dataset}: accuracy vs {'budget' if x == 'budget' else 'tokens spent'}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", frameon=False)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if x == "budget":
         ax.text(
             0.99,
@@ -96,7 +96,8 @@ def difficulty_panels(difficulty: pd.DataFrame, dataset: str, *, max_models: int
     fig, axes = plt.subplots(
         rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True
     )
-    bins = sorted(data["difficulty"].astype(str).unique())
+    order = data.drop_duplicates("difficulty").sort_values("difficulty_rank")
+    bins = [str(b) for b in order["difficulty"]]
     palette = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, max(1, len(bins))))
     for ax, model in zip(axes.flat, models, strict=False):
         sub = data[data["model"] == model]

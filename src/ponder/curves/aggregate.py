@@ -1,0 +1,164 @@
+"""Per-cell accuracy with cluster-bootstrap intervals and token statistics.
+
+A cell is (model, dataset, mode, budget); a NaN budget (a run without a budget) is a cell of
+its own. Every row weighs 1, whether it is a sample (correct 0/1) or an aggregated row
+(correct a fraction): the reported accuracy is exactly ``groupby(cell)["correct"].mean()``,
+so it can be checked against the raw files with a plain pandas groupby.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ponder.curves._frame import (
+    CELL_KEYS,
+    FloatArray,
+    as_float,
+    cell_codes,
+    derived_mask,
+    require_columns,
+)
+from ponder.curves.bootstrap import BootstrapResult, ProblemResampler, bootstrap_rows
+
+CELL_COLUMNS: list[str] = [
+    *CELL_KEYS,
+    "budget_kind",
+    "derived",
+    "source_budget",
+    "n_samples",
+    "n_problems",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "mean_tokens",
+    "median_tokens",
+    "p90_tokens",
+    "truncation_rate",
+    "answer_rate",
+]
+
+_REQUIRED = [*CELL_KEYS, "problem_id", "correct"]
+
+
+@dataclass(frozen=True)
+class CellBootstrap:
+    """The cell table plus its replicate matrix (columns aligned with the table's rows).
+
+    ``replicates[b, i]`` is the accuracy of cell ``table.iloc[i]`` in resample b; cells of
+    the same dataset share resamples, which is what makes the sweet-spot tests paired.
+    """
+
+    table: pd.DataFrame
+    replicates: FloatArray
+    bootstrap: BootstrapResult
+
+
+def cell_bootstrap(
+    frame: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resampler: ProblemResampler | None = None,
+) -> CellBootstrap:
+    """Cell table and the per-resample accuracies behind its intervals."""
+    require_columns(frame, _REQUIRED, "the cell table")
+    frame = frame.reset_index(drop=True)
+    if resampler is None:
+        resampler = ProblemResampler.from_frame(frame, n_boot=n_boot, seed=seed)
+    codes, keys = cell_codes(frame)
+    n_cells = len(keys)
+    correct = as_float(frame["correct"])
+    work = pd.DataFrame({"_cell": codes, "correct": correct})
+    grouped = work.groupby("_cell", sort=True)
+    # Exactly the plain pandas mean (same algorithm, same float column).
+    accuracy = grouped["correct"].mean().reindex(range(n_cells)).to_numpy(dtype=np.float64)
+
+    table = keys.copy()
+    table["budget_kind"] = _budget_kind(frame, codes, n_cells)
+    derived = derived_mask(frame)
+    table["derived"] = np.bincount(codes, weights=derived, minlength=n_cells) > 0
+    if "source_budget" in frame.columns:
+        src = pd.Series(as_float(frame["source_budget"])).groupby(codes).max()
+        table["source_budget"] = src.reindex(range(n_cells)).to_numpy(dtype=np.float64)
+    else:
+        table["source_budget"] = np.nan
+    table["n_samples"] = np.bincount(codes, minlength=n_cells).astype(np.int64)
+
+    result, n_problems = bootstrap_rows(
+        frame,
+        codes,
+        correct,
+        keys["dataset"].astype(str).to_numpy(dtype=object),
+        accuracy,
+        resampler,
+        ci=ci,
+        keep_replicates=True,
+    )
+    table["n_problems"] = n_problems.astype(np.int64)
+    table["accuracy"] = accuracy
+    table["ci_low"] = result.ci_low
+    table["ci_high"] = result.ci_high
+    table["ci_method"] = result.method.astype(str)
+
+    tokens = pd.DataFrame(
+        {
+            "_cell": codes,
+            "output_tokens": _column(frame, "output_tokens"),
+            "truncated": _column(frame, "truncated"),
+            "answered": _column(frame, "answered"),
+        }
+    ).groupby("_cell", sort=True)
+    stats = pd.DataFrame(
+        {
+            "mean_tokens": tokens["output_tokens"].mean(),
+            "median_tokens": tokens["output_tokens"].median(),
+            "p90_tokens": tokens["output_tokens"].quantile(0.9),
+            "truncation_rate": tokens["truncated"].mean(),
+            "answer_rate": tokens["answered"].mean(),
+        }
+    ).reindex(range(n_cells))
+    for name in stats.columns:
+        table[name] = stats[name].to_numpy(dtype=np.float64)
+    table = table[CELL_COLUMNS]
+    assert result.replicates is not None
+    return CellBootstrap(table=table, replicates=result.replicates, bootstrap=result)
+
+
+def cell_table(
+    frame: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resampler: ProblemResampler | None = None,
+) -> pd.DataFrame:
+    """One row per cell, sorted by model, dataset, mode, budget (NaN budget last).
+
+    Columns: model, dataset, mode, budget, budget_kind, derived, source_budget (the cap a
+    derived cell was computed from), n_samples (rows), n_problems (with known correct),
+    accuracy, ci_low, ci_high, ci_method ("percentile" or "wilson"), mean/median/p90_tokens
+    (of output_tokens, NaN ignored), truncation_rate, answer_rate.
+    """
+    return cell_bootstrap(frame, n_boot=n_boot, seed=seed, ci=ci, resampler=resampler).table
+
+
+def _column(frame: pd.DataFrame, name: str) -> FloatArray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return as_float(frame[name])
+
+
+def _budget_kind(frame: pd.DataFrame, codes: np.ndarray, n_cells: int) -> list[str]:
+    """The cell's budget kind, or "mixed" if its rows disagree (should not happen)."""
+    if "budget_kind" not in frame.columns:
+        return ["none"] * n_cells
+    kinds = pd.DataFrame({"_cell": codes, "kind": frame["budget_kind"].astype(str).to_numpy()})
+    uniq = kinds.drop_duplicates()
+    counts = uniq.groupby("_cell")["kind"].agg(["first", "size"]).reindex(range(n_cells))
+    labels = np.where(counts["size"].to_numpy() > 1, "mixed", counts["first"].to_numpy())
+    return [str(x) for x in labels]

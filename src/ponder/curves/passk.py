@@ -1,0 +1,323 @@
+"""pass@k and maj@k per cell, for every k up to the samples per problem, with bootstrap CIs.
+
+pass@k is the unbiased estimator of Chen et al. (2021): with n samples of a problem of which
+c are correct, ``1 - C(n-c, k) / C(n, k)``, the probability that a random k-subset holds a
+correct sample. It is computed as the running product ``prod_{j<k} (n-c-j)/(n-j)`` (each
+factor in [0, 1], no huge binomials) and averaged over problems. A problem with fewer than
+k samples is left out at that k; ``n_problems`` says how many problems each value covers.
+
+maj@k is the expected score of majority voting over a uniformly random k-subset of the n
+samples. Answers are compared after ``normalize``; unanswered samples (None/NaN, or empty
+after normalizing) do not vote and a subset without votes scores 0. When several answers tie
+for the most votes the subset scores the fraction of the tied answers that are correct, the
+expected score of a uniform random tie-break. An answer is correct if any sample of the same
+problem (in the whole frame) with that normalized answer has correct == 1. The expectation
+is exact (all subsets enumerated) when C(n, k) <= ``max_subsets`` (default 2000); otherwise
+it is a Monte-Carlo mean over ``max_subsets`` random subsets drawn from a generator seeded by
+(seed, n, k), so each problem's value has a standard error of at most 0.5/sqrt(2000) ~ 0.011
+and the cell value, averaged over problems, much less. The expectation depends only on the
+problem's vote profile (answer counts and their correctness), so each distinct profile is
+computed once.
+
+Only sample rows (n_runs == 1) with known ``correct`` enter; aggregated rows cannot be
+subset. Intervals come from the same paired cluster bootstrap over problems as the cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+from math import comb
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ponder.curves._frame import (
+    CELL_KEYS,
+    FloatArray,
+    IntArray,
+    as_float,
+    cell_codes,
+    cell_derived,
+    problem_codes,
+    require_columns,
+    sample_mask,
+    unique_pairs,
+)
+from ponder.curves.bootstrap import ProblemResampler, bootstrap_groups
+
+K_COLUMNS: list[str] = [
+    *CELL_KEYS,
+    "derived",
+    "k",
+    "value",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "n_problems",
+]
+
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def pass_at_k(n: npt.ArrayLike, c: npt.ArrayLike, k: npt.ArrayLike) -> FloatArray:
+    """Unbiased pass@k for arrays of (n samples, c correct, k); NaN where k > n or k < 1."""
+    n_arr, c_arr, k_arr = np.broadcast_arrays(
+        np.asarray(n, dtype=np.float64), np.asarray(c, dtype=np.float64), np.asarray(k)
+    )
+    k_int = k_arr.astype(np.int64)
+    ratio = np.ones(n_arr.shape, dtype=np.float64)
+    top = int(k_int.max()) if k_int.size else 0
+    for j in range(top):
+        active = (j < k_int) & (j < n_arr)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.clip(n_arr - c_arr - j, 0.0, None) / (n_arr - j)
+        ratio = np.where(active, ratio * factor, ratio)
+    return np.where((k_int >= 1) & (k_int <= n_arr), 1.0 - ratio, np.nan)
+
+
+def pass_at_k_table(
+    frame: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resampler: ProblemResampler | None = None,
+) -> pd.DataFrame:
+    """pass@k for every cell and k = 1 .. max samples per problem in the cell.
+
+    Columns: model, dataset, mode, budget, derived, k, value, ci_low, ci_high, ci_method,
+    n_problems (problems with at least k samples).
+    """
+    prep = _prepare(frame, n_boot=n_boot, seed=seed, resampler=resampler)
+    correct = prep.correct == 1.0
+    n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.float64)
+    c = np.bincount(prep.pair_of_row, weights=correct, minlength=prep.n_pairs)
+    k_max = int(n.max()) if len(n) else 0
+    values = np.full((prep.n_pairs, k_max), np.nan)
+    ratio = np.ones(prep.n_pairs)
+    for k in range(1, k_max + 1):  # running product: ratio_k = ratio_{k-1} * (n-c-k+1)/(n-k+1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.clip(n - c - (k - 1), 0.0, None) / (n - (k - 1))
+        ratio = np.where(n >= k, ratio * factor, np.nan)
+        values[:, k - 1] = 1.0 - ratio
+    return _k_table(prep, n, values, ci=ci)
+
+
+def maj_at_k_table(
+    frame: pd.DataFrame,
+    *,
+    normalize: Callable[[str], str] = str.strip,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    max_subsets: int = 2000,
+    resampler: ProblemResampler | None = None,
+) -> pd.DataFrame:
+    """Expected majority-vote accuracy over k-subsets, for every cell and k.
+
+    Columns as :func:`pass_at_k_table` plus ``exact`` (False when any problem's value at that
+    k is a Monte-Carlo estimate).
+    """
+    require_columns(frame, ["extracted_answer"], "maj@k")
+    prep = _prepare(frame, n_boot=n_boot, seed=seed, resampler=resampler)
+    rows = prep.frame
+    answer = _answer_codes(rows["extracted_answer"], normalize)
+    n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.int64)
+
+    # Correctness of a (problem, normalized answer), pooled over the whole frame.
+    n_answers = int(answer.max()) + 1 if len(answer) and answer.max() >= 0 else 1
+    voter = answer >= 0
+    prob_code, _ = problem_codes(rows)
+    ans_key = prob_code[voter] * n_answers + answer[voter]
+    uniq_key, key_inv = np.unique(ans_key, return_inverse=True)
+    key_ok = np.zeros(len(uniq_key), dtype=bool)
+    np.logical_or.at(key_ok, key_inv.reshape(-1), prep.correct[voter] == 1.0)
+
+    # Vote counts per (pair, answer), then each pair's profile sorted by (votes, correct).
+    pair_v = prep.pair_of_row[voter]
+    va_pair, _, va_inv = unique_pairs(pair_v, answer[voter], n_answers)
+    votes = np.bincount(va_inv, minlength=len(va_pair)).astype(np.int64)
+    va_ok = np.zeros(len(va_pair), dtype=bool)
+    np.logical_or.at(va_ok, va_inv, key_ok[key_inv.reshape(-1)])
+    order = np.lexsort((-va_ok.astype(np.int64), -votes, va_pair))
+    va_pair, votes, va_ok = va_pair[order], votes[order], va_ok[order]
+    first = np.searchsorted(va_pair, va_pair, side="left")
+    rank = np.arange(len(va_pair)) - first
+    m_max = int(rank.max()) + 1 if len(rank) else 1
+    counts = np.zeros((prep.n_pairs, m_max), dtype=np.int64)
+    oks = np.zeros((prep.n_pairs, m_max), dtype=np.int64)
+    counts[va_pair, rank] = votes
+    oks[va_pair, rank] = va_ok
+
+    profiles, prof_inv = np.unique(np.column_stack([n, counts, oks]), axis=0, return_inverse=True)
+    prof_inv = prof_inv.reshape(-1)
+    k_max = int(n.max()) if len(n) else 0
+    prof_values = np.full((len(profiles), k_max), np.nan)
+    prof_exact = np.ones((len(profiles), k_max), dtype=bool)
+    for n_samples in np.unique(profiles[:, 0]).tolist():
+        sel = np.flatnonzero(profiles[:, 0] == n_samples)
+        p_counts = profiles[sel, 1 : 1 + m_max]
+        p_ok = profiles[sel, 1 + m_max :].astype(bool)
+        used = max(1, int((p_counts > 0).sum(axis=1).max()))
+        p_counts, p_ok = p_counts[:, :used], p_ok[:, :used]
+        for k in range(1, n_samples + 1):
+            subsets, exact = _subsets(n_samples, k, max_subsets, seed)
+            prof_values[sel, k - 1] = expected_majority(p_counts, p_ok, n_samples, subsets)
+            prof_exact[sel, k - 1] = exact
+    values = prof_values[prof_inv]
+    table = _k_table(prep, n.astype(np.float64), values, ci=ci)
+    exact_pairs = prof_exact[prof_inv]
+    table["exact"] = _group_all(prep, n, exact_pairs, table)
+    return table
+
+
+def expected_majority(
+    counts: IntArray, correct: npt.NDArray[np.bool_], n: int, subsets: IntArray
+) -> FloatArray:
+    """Mean majority-vote score over the given subsets, for profiles of n samples.
+
+    ``counts[q, j]`` samples of profile q gave answer j (laid out as consecutive sample
+    positions; the rest did not vote), ``correct[q, j]`` whether answer j is right,
+    ``subsets`` (n_subsets x k) the sample positions of each subset. Votes are read off a
+    cumulative incidence matrix, so there is no loop over subsets or profiles.
+    """
+    n_sub = subsets.shape[0]
+    incidence = np.zeros((n_sub, n), dtype=np.int16)
+    np.put_along_axis(incidence, subsets, 1, axis=1)
+    cum = np.zeros((n_sub, n + 1), dtype=np.int16)
+    np.cumsum(incidence, axis=1, out=cum[:, 1:])
+    ends = np.cumsum(counts, axis=1)
+    starts = ends - counts
+    n_prof, m = counts.shape
+    out = np.empty(n_prof)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, n_sub * m))
+    for lo in range(0, n_prof, chunk):
+        hi = min(n_prof, lo + chunk)
+        votes = cum[:, ends[lo:hi]] - cum[:, starts[lo:hi]]  # (n_sub, profiles, answers)
+        top = votes.max(axis=2)
+        tie = votes == top[..., None]
+        n_tie = tie.sum(axis=2)
+        n_ok = (tie & correct[lo:hi][None, :, :]).sum(axis=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.where(top > 0, n_ok / n_tie, 0.0)
+        out[lo:hi] = score.mean(axis=0)
+    return out
+
+
+class _Prepared:
+    """Rows that enter pass@k / maj@k, with their cell and (cell, problem) pair."""
+
+    def __init__(
+        self, frame: pd.DataFrame, *, n_boot: int, seed: int, resampler: ProblemResampler | None
+    ) -> None:
+        require_columns(frame, [*CELL_KEYS, "problem_id", "correct"], "pass@k / maj@k")
+        frame = frame.reset_index(drop=True)
+        if resampler is None:
+            resampler = ProblemResampler.from_frame(frame, n_boot=n_boot, seed=seed)
+        self.resampler = resampler
+        codes, keys = cell_codes(frame)
+        self.keys = keys
+        self.derived = cell_derived(frame, codes, len(keys))
+        correct = as_float(frame["correct"])
+        local = resampler.local_codes(frame)
+        keep = sample_mask(frame) & ~np.isnan(correct) & (local >= 0)
+        self.frame = frame.loc[keep].reset_index(drop=True)
+        self.correct = correct[keep]
+        n_max = max((len(resampler.universe(d)) for d in resampler.datasets), default=1)
+        self.pair_cell, self.pair_problem, self.pair_of_row = unique_pairs(
+            codes[keep], local[keep], n_max
+        )
+        self.n_pairs = len(self.pair_cell)
+
+
+def _prepare(
+    frame: pd.DataFrame, *, n_boot: int, seed: int, resampler: ProblemResampler | None
+) -> _Prepared:
+    return _Prepared(frame, n_boot=n_boot, seed=seed, resampler=resampler)
+
+
+def _k_groups(prep: _Prepared, n: FloatArray) -> tuple[IntArray, IntArray, IntArray, int]:
+    """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
+    k_max = int(n.max()) if len(n) else 0
+    n_int = n.astype(np.int64)
+    reps = n_int
+    pair_idx = np.repeat(np.arange(prep.n_pairs), reps)
+    starts = np.repeat(np.cumsum(reps) - reps, reps)
+    k = np.arange(len(pair_idx)) - starts + 1
+    group_key = prep.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
+    _, group = np.unique(group_key, return_inverse=True)
+    return pair_idx, k, np.asarray(group, dtype=np.int64).reshape(-1), k_max
+
+
+def _k_table(prep: _Prepared, n: FloatArray, values: FloatArray, *, ci: float) -> pd.DataFrame:
+    """Average per-problem values into (cell, k) groups and bootstrap them over problems."""
+    pair_idx, k, group, _ = _k_groups(prep, n)
+    if len(group) == 0:
+        return pd.DataFrame(columns=K_COLUMNS)
+    n_groups = int(group.max()) + 1
+    vals = values[pair_idx, k - 1]
+    sums = np.bincount(group, weights=vals, minlength=n_groups)
+    counts = np.bincount(group, minlength=n_groups).astype(np.float64)
+    estimate = sums / counts
+    first = np.zeros(n_groups, dtype=np.int64)
+    first[group[::-1]] = np.arange(len(group))[::-1]  # any member of each group
+    g_cell = prep.pair_cell[pair_idx[first]]
+    g_k = k[first]
+    group_dataset = prep.keys["dataset"].astype(str).to_numpy(dtype=object)[g_cell]
+    result = bootstrap_groups(
+        prep.resampler,
+        group_dataset=group_dataset,
+        pair_group=group,
+        pair_problem=prep.pair_problem[pair_idx],
+        pair_sum=vals,
+        pair_count=np.ones(len(vals)),
+        estimate=estimate,
+        n_problems=counts,
+        ci=ci,
+    )
+    table = prep.keys.iloc[g_cell].reset_index(drop=True)
+    table["derived"] = prep.derived[g_cell]
+    table["k"] = g_k
+    table["value"] = estimate
+    table["ci_low"] = result.ci_low
+    table["ci_high"] = result.ci_high
+    table["ci_method"] = result.method.astype(str)
+    table["n_problems"] = counts.astype(np.int64)
+    return table[K_COLUMNS]
+
+
+def _group_all(
+    prep: _Prepared, n: IntArray, flags: npt.NDArray[np.bool_], table: pd.DataFrame
+) -> npt.NDArray[np.bool_]:
+    """Per (cell, k) group: whether the flag holds for every pair in it (same order as table)."""
+    pair_idx, k, group, _ = _k_groups(prep, n.astype(np.float64))
+    if len(group) == 0:
+        return np.zeros(0, dtype=bool)
+    bad = np.bincount(group, weights=~flags[pair_idx, k - 1], minlength=len(table))
+    return np.asarray(bad == 0)
+
+
+def _answer_codes(answers: pd.Series, normalize: Callable[[str], str]) -> IntArray:
+    """Code of each row's normalized answer; -1 for no vote (None/NaN/empty)."""
+    raw_codes, uniques = pd.factorize(answers.astype(object), use_na_sentinel=True)
+    # normalize is called once per distinct raw answer, not per row.
+    normalized = [normalize(str(u)) for u in uniques]
+    norm_codes, _ = pd.factorize(
+        pd.Series([s if s else None for s in normalized], dtype=object), use_na_sentinel=True
+    )
+    mapping = np.asarray(norm_codes, dtype=np.int64)
+    out = np.full(len(answers), -1, dtype=np.int64)
+    has = raw_codes >= 0
+    out[has] = mapping[raw_codes[has]]
+    return out
+
+
+def _subsets(n: int, k: int, max_subsets: int, seed: int) -> tuple[IntArray, bool]:
+    """All k-subsets of range(n) if there are at most max_subsets, else a seeded random draw."""
+    if comb(n, k) <= max_subsets:
+        return np.asarray(list(combinations(range(n), k)), dtype=np.int64).reshape(-1, k), True
+    rng = np.random.default_rng([seed, n, k])
+    draws = np.argsort(rng.random((max_subsets, n)), axis=1)[:, :k]
+    return draws.astype(np.int64), False
