@@ -12,7 +12,9 @@ from ponder.store import Store
 
 
 @pytest.fixture(autouse=True)
-def _isolated_user_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_user_folders(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tests never touch the real user data folder or a user's PONDER_STORE."""
     home = tmp_path_factory.mktemp("ponder-data")
     monkeypatch.setenv(paths.DATA_DIR_ENV, str(home))
