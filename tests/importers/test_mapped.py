@@ -69,26 +69,43 @@ def test_jsonl_with_field_named_columns_needs_no_mapping(tmp_path: Path) -> None
 def test_correctness_is_graded_when_only_answers_and_gold(tmp_path: Path) -> None:
     text = "id,answer,gold\n1,\\dfrac{1}{2},\\frac12\n2,3,4\n"
     path = _write(tmp_path, "g.csv", text)
-    loaded = load_file(
-        path, mapping={"problem_id": "id", "extracted_answer": "answer"}, model="m"
-    )
+    loaded = load_file(path, mapping={"problem_id": "id", "extracted_answer": "answer"}, model="m")
     assert loaded.batch.outcomes["correct"].tolist() == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(
     ("text", "mapping", "line", "field", "message"),
     [
-        (CSV.replace("q2,small,1024,0,1,", "q2,small,lots,0,1,"), MAP, 4, "max_tokens",
-         "not an integer"),
+        (
+            CSV.replace("q2,small,1024,0,1,", "q2,small,lots,0,1,"),
+            MAP,
+            4,
+            "max_tokens",
+            "not an integer",
+        ),
         (CSV.replace("yes,1500", "maybe,1500"), MAP, 5, "is_right", "is not true/false or 0..1"),
-        (CSV.replace("q2,small,1024,0,1,300,0,7", "q2,small,1024,0,1,300,0"), MAP, 4, None,
-         "expected 8 fields, found 7"),
-        (CSV.replace("q1,small,1024,1,", "q1,small,1024,0,"), MAP, 3, "sample_idx",
-         "duplicate key"),
-        (CSV.replace("q2,small,1024,0,1,300", "q2,small,1024,0,1,-5"), MAP, 4, "tokens",
-         "not an integer in"),
-        (CSV.replace("\nq1,small,1024,0", "\n,small,1024,0", 1), MAP, 2, "item_id",
-         "empty value"),
+        (
+            CSV.replace("q2,small,1024,0,1,300,0,7", "q2,small,1024,0,1,300,0"),
+            MAP,
+            4,
+            None,
+            "expected 8 fields, found 7",
+        ),
+        (
+            CSV.replace("q1,small,1024,1,", "q1,small,1024,0,"),
+            MAP,
+            3,
+            "sample_idx",
+            "duplicate key",
+        ),
+        (
+            CSV.replace("q2,small,1024,0,1,300", "q2,small,1024,0,1,-5"),
+            MAP,
+            4,
+            "tokens",
+            "not an integer in",
+        ),
+        (CSV.replace("\nq1,small,1024,0", "\n,small,1024,0", 1), MAP, 2, "item_id", "empty value"),
     ],
 )
 def test_bad_values_name_file_line_and_field(

@@ -86,13 +86,31 @@ def test_outcome_frame_types_and_join(store: Store) -> None:
 def test_problem_upsert_fills_but_never_overwrites(store: Store) -> None:
     batch = _batch(n_problems=1)
     batch.problems = pd.DataFrame(
-        [{"dataset": "toy", "problem_id": "p0", "text": None, "gold": "0", "level": None,
-          "subject": None, "metadata_json": "{}"}]
+        [
+            {
+                "dataset": "toy",
+                "problem_id": "p0",
+                "text": None,
+                "gold": "0",
+                "level": None,
+                "subject": None,
+                "metadata_json": "{}",
+            }
+        ]
     )
     store.write(batch)
     batch.problems = pd.DataFrame(
-        [{"dataset": "toy", "problem_id": "p0", "text": "What?", "gold": "99", "level": 3,
-          "subject": "algebra", "metadata_json": "{}"}]
+        [
+            {
+                "dataset": "toy",
+                "problem_id": "p0",
+                "text": "What?",
+                "gold": "99",
+                "level": 3,
+                "subject": "algebra",
+                "metadata_json": "{}",
+            }
+        ]
     )
     store.write(batch)
     row = store.problems_frame().iloc[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 import pandas as pd
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from ponder import __version__
 from ponder.curves import Curves
@@ -44,7 +44,7 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-def html_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
+def html_table(frame: pd.DataFrame, columns: dict[str, str]) -> Markup:
     """A plain HTML table of `frame[columns]`, headers renamed, numbers formatted."""
     head = "".join(
         f'<th class="{"l" if frame[c].dtype == object else ""}">{escape(h)}</th>'
@@ -60,7 +60,7 @@ def html_table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
                 cls += " yes"
             cells.append(f'<td class="{cls}">{escape(_fmt(value))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 def _summary_tokens(runs: pd.DataFrame) -> dict[str, float]:
@@ -151,7 +151,7 @@ def build_report(
     sweet_table = (
         html_table(sweet, _present(sweet, _SWEET_COLUMNS))
         if not sweet.empty
-        else "<p>No model has two or more budgets on one dataset.</p>"
+        else Markup("<p>No model has two or more budgets on one dataset.</p>")
     )
     passk_table = _passk_table(curves)
     cells_table = html_table(cells, _present(cells, _CELL_COLUMNS))
@@ -223,15 +223,22 @@ def _present(frame: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
     return {c: h for c, h in columns.items() if c in frame.columns}
 
 
-def _passk_table(curves: Curves) -> str | None:
+def _passk_table(curves: Curves) -> Markup | None:
+    """pass@k and maj@k side by side, for recorded cells with repeated samples."""
+    keys = ["model", "dataset", "mode", "budget"]
     passk, majk = curves.pass_at_k, curves.maj_at_k
     if passk.empty:
         return None
-    keys = ["model", "dataset", "mode", "budget"]
-    wide = passk.pivot_table(index=keys, columns="k", values="value", dropna=False)
+    passk = passk[~passk["derived"]]
+    repeated = passk[passk["k"] >= 2][keys].drop_duplicates()
+    if repeated.empty:
+        return None
+    passk = passk.merge(repeated, on=keys)
+    majk = majk[~majk["derived"]].merge(repeated, on=keys) if not majk.empty else majk
+    wide = passk.pivot_table(index=keys, columns="k", values="value")
     wide.columns = [f"pass@{int(k)}" for k in wide.columns]
     if not majk.empty:
-        maj = majk.pivot_table(index=keys, columns="k", values="value", dropna=False)
+        maj = majk.pivot_table(index=keys, columns="k", values="value")
         maj.columns = [f"maj@{int(k)}" for k in maj.columns]
         wide = wide.join(maj)
     wide = wide.reset_index()
