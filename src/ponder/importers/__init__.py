@@ -56,9 +56,14 @@ def load_file(
     model: str | None = None,
     run: str | None = None,
     budget_kind: str = "unspecified",
+    table: Table | None = None,
 ) -> FileImport:
-    """Read and validate one file into a batch (nothing is written yet)."""
-    table: Table = read_table(path)
+    """Read and validate one file into a batch (nothing is written yet).
+
+    Pass `table` when the file has already been read (folder scans read each file once).
+    """
+    if table is None:
+        table = read_table(path)
     chosen: Preset | None
     if mapping or dataset or model or run:
         chosen = None
@@ -81,7 +86,7 @@ def load_file(
     return FileImport(path=path, preset=name, batch=batch, sha256=_sha256(path), notes=batch.notes)
 
 
-def _files_in(folder: Path) -> list[Path]:
+def _files_in(folder: Path) -> list[tuple[Path, Table]]:
     """Files under a folder that a preset recognises (problem sets are joined, not imported)."""
     found = []
     for candidate in sorted(folder.rglob("*")):
@@ -92,7 +97,7 @@ def _files_in(folder: Path) -> list[Path]:
         except InputError:
             continue
         if detect_preset(table) is not None:
-            found.append(candidate)
+            found.append((candidate, table))
     return found
 
 
@@ -109,7 +114,7 @@ def import_paths(
     its own transaction, so a bad file leaves the store unchanged and re-imports add nothing.
     `on_file(stage, item)` is called after each file is read and after it is written.
     """
-    files: list[Path] = []
+    files: list[tuple[Path, Table | None]] = []
     for path in paths:
         if path.is_dir():
             inside = _files_in(path)
@@ -117,10 +122,10 @@ def import_paths(
                 raise InputError("no file of a known preset in this folder", path=path)
             files.extend(inside)
         else:
-            files.append(path)
+            files.append((path, None))
     loaded = []
-    for f in files:
-        loaded.append(load_file(f, **options))  # type: ignore[arg-type]
+    for f, table in files:
+        loaded.append(load_file(f, table=table, **options))  # type: ignore[arg-type]
         if on_file is not None:
             on_file("read", loaded[-1])
     for item in loaded:
