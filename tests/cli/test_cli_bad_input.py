@@ -89,7 +89,7 @@ def test_unknown_mapping_field_and_column(ponder: Any, small_store: Path, tmp_pa
         store=small_store,
     )
     assert result.returncode == 1
-    assert "'ident' not in the file" in _one_error_line(result.stderr)
+    assert "not in the file: 'ident'" in _one_error_line(result.stderr)
 
 
 def test_corrupt_store_is_refused_and_untouched(ponder: Any, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def test_unknown_mapping_field_and_missing_column(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected FIELD=COLUMN"):
         parse_mapping(["problem_id"])
     path = _write(tmp_path, "m.csv", CSV)
-    with pytest.raises(InputError, match="mapped column\\(s\\) 'nope' not in the file") as info:
+    with pytest.raises(InputError, match="mapped column\\(s\\) not in the file: 'nope'") as info:
         load_file(path, mapping={**MAP, "correct": "nope"})
     assert info.value.line == 1
 

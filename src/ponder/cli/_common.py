@@ -34,6 +34,12 @@ StoreOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+DatasetsOption = Annotated[
+    list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets.")
+]
+ModelsOption = Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models.")]
+NBootOption = Annotated[int, typer.Option(min=100, help="Bootstrap resamples over problems.")]
+SeedOption = Annotated[int, typer.Option(help="Bootstrap seed.")]
 
 err_console = Console(stderr=True)
 

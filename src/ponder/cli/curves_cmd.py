@@ -9,45 +9,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ponder.cli._common import JsonOption, StoreOption, echo_json, err_console, open_store
+from ponder.cli._common import (
+    DatasetsOption,
+    JsonOption,
+    ModelsOption,
+    NBootOption,
+    SeedOption,
+    StoreOption,
+    echo_json,
+    err_console,
+    open_store,
+)
 
 TABLES = ("cells", "sweet-spots", "pass-at-k", "maj-at-k", "difficulty")
 
-_JSON_CELL_COLUMNS = [
-    "model",
-    "dataset",
-    "mode",
-    "budget",
-    "budget_kind",
-    "derived",
-    "source_budget",
-    "n_samples",
-    "n_problems",
-    "accuracy",
-    "ci_low",
-    "ci_high",
-    "ci_method",
-    "mean_tokens",
-    "median_tokens",
-    "p90_tokens",
-    "truncation_rate",
-    "answer_rate",
-]
-
 
 def curves_command(
-    dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets.")
-    ] = None,
-    model: Annotated[
-        list[str] | None, typer.Option("--model", "-m", help="Only these models.")
-    ] = None,
+    dataset: DatasetsOption = None,
+    model: ModelsOption = None,
     table: Annotated[str, typer.Option(help=f"Which table: {', '.join(TABLES)}.")] = "cells",
     derived: Annotated[
         bool, typer.Option(help="Add cells derived exactly from larger hard caps.")
     ] = True,
-    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    n_boot: NBootOption = 1000,
+    seed: SeedOption = 0,
     store: StoreOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -77,8 +62,6 @@ def curves_command(
         "maj-at-k": curves.maj_at_k,
         "difficulty": curves.difficulty,
     }[table]
-    if table == "cells":
-        frame = frame[[c for c in _JSON_CELL_COLUMNS if c in frame.columns]]
     if json_:
         echo_json(_records(frame))
         return
@@ -100,6 +83,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
+_K_COLUMNS = ["model", "dataset", "mode", "budget", "k", "value", "ci_low", "ci_high", "n_problems"]
 _SHOW = {
     "cells": [
         "model",
@@ -129,28 +113,8 @@ _SHOW = {
         "drop_ci_high",
         "overthinking",
     ],
-    "pass-at-k": [
-        "model",
-        "dataset",
-        "mode",
-        "budget",
-        "k",
-        "value",
-        "ci_low",
-        "ci_high",
-        "n_problems",
-    ],
-    "maj-at-k": [
-        "model",
-        "dataset",
-        "mode",
-        "budget",
-        "k",
-        "value",
-        "ci_low",
-        "ci_high",
-        "n_problems",
-    ],
+    "pass-at-k": _K_COLUMNS,
+    "maj-at-k": _K_COLUMNS,
     "difficulty": [
         "model",
         "dataset",

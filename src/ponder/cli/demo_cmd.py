@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ponder import paths
-from ponder.cli._common import err_console, progress
+from ponder.cli._common import NBootOption, err_console, progress
 from ponder.cli.report_cmd import write_report
 from ponder.errors import InputError
 from ponder.importers import FileImport, import_paths
@@ -29,7 +29,7 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="Folder for the demo store and report.")] = Path(
         "out/demo"
     ),
-    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+    n_boot: NBootOption = 1000,
 ) -> None:
     """Import every recorded dataset, compute the curves and write the HTML report.
 

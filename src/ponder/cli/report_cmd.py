@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ponder.cli._common import StoreOption, err_console, open_store, progress
+from ponder.cli._common import (
+    DatasetsOption,
+    ModelsOption,
+    NBootOption,
+    SeedOption,
+    StoreOption,
+    err_console,
+    open_store,
+    progress,
+)
 from ponder.store import Store
 
 if TYPE_CHECKING:
@@ -51,14 +60,10 @@ def report_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
         "ponder-report.html"
     ),
-    dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets.")
-    ] = None,
-    model: Annotated[
-        list[str] | None, typer.Option("--model", "-m", help="Only these models.")
-    ] = None,
-    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    dataset: DatasetsOption = None,
+    model: ModelsOption = None,
+    n_boot: NBootOption = 1000,
+    seed: SeedOption = 0,
     store: StoreOption = None,
 ) -> None:
     """Write one self-contained HTML report with plots.

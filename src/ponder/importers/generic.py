@@ -78,14 +78,7 @@ def load_mapped(
     for field in FIELDS:
         if field not in columns and field in table.frame.columns:
             columns[field] = field
-    missing_cols = [c for c in columns.values() if c not in table.frame.columns]
-    if missing_cols:
-        raise InputError(
-            f"mapped column(s) {', '.join(map(repr, missing_cols))} not in the file; "
-            f"it has: {', '.join(table.columns)}",
-            path=table.path,
-            line=1 if table.path.suffix.lower() == ".csv" else None,
-        )
+    table.require(columns.values(), what="mapped column(s) not in the file:")
     n = len(table)
     if n == 0:
         raise InputError("no data rows", path=table.path)

@@ -37,12 +37,11 @@ class Table:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def require(self, columns: Iterable[str]) -> None:
+    def require(self, columns: Iterable[str], *, what: str = "missing column(s)") -> None:
         missing = [c for c in columns if c not in self.frame.columns]
         if missing:
             raise InputError(
-                f"missing column(s) {', '.join(map(repr, missing))}; "
-                f"the file has: {', '.join(self.columns)}",
+                f"{what} {', '.join(map(repr, missing))}; the file has: {', '.join(self.columns)}",
                 path=self.path,
                 line=1 if self.path.suffix.lower() == ".csv" else None,
             )
