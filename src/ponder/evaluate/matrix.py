@@ -1,0 +1,199 @@
+"""The outcome matrix as dense arrays: problems x configurations x samples.
+
+Policies are fitted and replayed on these arrays, so evaluating a million outcomes is a
+handful of numpy operations rather than a Python loop per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ponder.errors import InputError
+from ponder.evaluate.cost import CostModel
+from ponder.policies.decision import Config
+
+PROBLEM_COLUMNS = ("dataset", "problem_id", "level", "subject", "text")
+
+
+@dataclass(frozen=True)
+class OutcomeMatrix:
+    """Recorded samples as arrays indexed [problem, config, sample].
+
+    `correct`, `cost` and `tokens` are NaN where nothing was recorded; `answer` holds integer
+    codes of normalized answers (-1: no answer or not recorded). `problems` has one row per
+    problem with what is known before generation (dataset, id, level, subject, text).
+    """
+
+    problems: pd.DataFrame
+    configs: tuple[Config, ...]
+    correct: np.ndarray
+    cost: np.ndarray
+    tokens: np.ndarray
+    answer: np.ndarray
+    unit: str = "tokens"
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        problems: pd.DataFrame | None = None,
+        cost_model: CostModel | None = None,
+        normalize: Callable[[str], str] | None = None,
+    ) -> OutcomeMatrix:
+        """Build from an outcome frame (`Store.outcomes_frame()`), samples only.
+
+        Aggregated rows (n_runs > 1) cannot be replayed sample by sample and are left out; a
+        frame with nothing else is an error. `problems` (from `Store.problems_frame()`) adds
+        problem text for text features.
+        """
+        cost_model = cost_model or CostModel()
+        if frame.empty:
+            raise InputError("no outcomes to build a matrix from")
+        samples = frame[frame["n_runs"] == 1] if "n_runs" in frame.columns else frame
+        if samples.empty:
+            raise InputError("only aggregated rows (n_runs > 1): policies need per-sample outcomes")
+        samples = samples.reset_index(drop=True)
+        keys = pd.MultiIndex.from_frame(samples[["dataset", "problem_id"]].astype(str))
+        problem_codes, problem_index = pd.factorize(keys, sort=True)
+        budget = samples["budget"].to_numpy(dtype=float)
+        budget_key = np.where(np.isnan(budget), -1, budget).astype(np.int64)
+        config_frame = pd.DataFrame(
+            {
+                "model": samples["model"].astype(str),
+                "mode": samples["mode"].astype(str),
+                "budget": budget_key,
+            }
+        )
+        config_keys = pd.MultiIndex.from_frame(config_frame)
+        config_codes, config_index = pd.factorize(config_keys, sort=True)
+        configs = tuple(
+            Config(m, o, None if b < 0 else int(b)) for m, o, b in config_index.tolist()
+        )
+        # Sample slot: the order of sample_idx within (problem, config).
+        order = np.lexsort((samples["sample_idx"].to_numpy(), config_codes, problem_codes))
+        p_sorted, c_sorted = problem_codes[order], config_codes[order]
+        new_group = np.ones(len(order), dtype=bool)
+        new_group[1:] = (p_sorted[1:] != p_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])
+        group_start = np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))
+        slot_sorted = np.arange(len(order)) - group_start
+        slot = np.empty(len(order), dtype=np.int64)
+        slot[order] = slot_sorted
+        n_p, n_c, n_s = len(problem_index), len(configs), int(slot.max()) + 1
+        shape = (n_p, n_c, n_s)
+        correct = np.full(shape, np.nan)
+        cost = np.full(shape, np.nan)
+        tokens = np.full(shape, np.nan)
+        answer = np.full(shape, -1, dtype=np.int32)
+        where = (problem_codes, config_codes, slot)
+        correct[where] = samples["correct"].to_numpy(dtype=float)
+        cost[where] = cost_model.sample_costs(samples)
+        tokens[where] = samples["output_tokens"].to_numpy(dtype=float)
+        raw = samples["extracted_answer"]
+        present = raw.notna().to_numpy().copy()
+        if "answered" in samples.columns:
+            present &= samples["answered"].fillna(1.0).to_numpy(dtype=float) > 0
+        text = raw.astype(object).where(present, None)
+        if normalize is not None:
+            text = text.map(lambda v: normalize(str(v)) if v is not None else None)
+        text = text.where(text.astype(str) != "", None)
+        codes, _ = pd.factorize(text, use_na_sentinel=True)
+        answer[where] = codes.astype(np.int32)
+        info = _problem_info(problem_index, samples, problems)
+        return cls(
+            problems=info,
+            configs=configs,
+            correct=correct,
+            cost=cost,
+            tokens=tokens,
+            answer=answer,
+            unit=cost_model.unit,
+        )
+
+    # -- views -------------------------------------------------------------------------------
+
+    @property
+    def n_problems(self) -> int:
+        return int(self.correct.shape[0])
+
+    @property
+    def n_samples(self) -> np.ndarray:
+        """Recorded samples per [problem, config]."""
+        counts: np.ndarray = (~np.isnan(self.correct)).sum(axis=2)
+        return counts
+
+    def config_index(self, config: Config) -> int:
+        try:
+            return self.configs.index(config)
+        except ValueError:
+            raise InputError(
+                f"configuration {config.label} was not recorded; recorded: "
+                f"{', '.join(c.label for c in self.configs[:8])}"
+                + (" ..." if len(self.configs) > 8 else "")
+            ) from None
+
+    def subset(self, rows: np.ndarray | Sequence[int]) -> OutcomeMatrix:
+        """The same matrix restricted to some problems (for folds)."""
+        index = np.asarray(rows, dtype=np.int64)
+        return OutcomeMatrix(
+            problems=self.problems.iloc[index].reset_index(drop=True),
+            configs=self.configs,
+            correct=self.correct[index],
+            cost=self.cost[index],
+            tokens=self.tokens[index],
+            answer=self.answer[index],
+            unit=self.unit,
+        )
+
+    def select_datasets(self, datasets: Sequence[str]) -> OutcomeMatrix:
+        mask = self.problems["dataset"].isin(list(datasets)).to_numpy()
+        if not mask.any():
+            raise InputError(f"no problems for datasets {list(datasets)}")
+        return self.subset(np.flatnonzero(mask))
+
+    def mean_correct(self) -> np.ndarray:
+        """Per [problem, config] share of recorded samples that are correct (NaN: none)."""
+        with np.errstate(invalid="ignore"):
+            mean: np.ndarray = np.nanmean(self.correct, axis=2)
+        return mean
+
+    def fingerprint(self) -> str:
+        """sha256 over problems, configs and outcomes: which data a policy was fitted on."""
+        digest = hashlib.sha256()
+        for key in self.problems["dataset"].astype(str) + "/" + self.problems["problem_id"]:
+            digest.update(key.encode())
+        for config in self.configs:
+            digest.update(config.label.encode())
+        digest.update(np.nan_to_num(self.correct, nan=-1.0).tobytes())
+        digest.update(np.nan_to_num(self.cost, nan=-1.0).tobytes())
+        return digest.hexdigest()
+
+
+def _problem_info(
+    index: pd.Index, samples: pd.DataFrame, problems: pd.DataFrame | None
+) -> pd.DataFrame:
+    info = pd.DataFrame(index.tolist(), columns=["dataset", "problem_id"])
+    per_problem = samples.drop_duplicates(["dataset", "problem_id"]).set_index(
+        ["dataset", "problem_id"]
+    )
+    for column in ("level", "subject"):
+        if column in per_problem.columns:
+            info[column] = per_problem[column].reindex(index).to_numpy()
+        else:
+            info[column] = None
+    info["text"] = None
+    if problems is not None and len(problems):
+        known = problems.astype({"dataset": str, "problem_id": str}).set_index(
+            ["dataset", "problem_id"]
+        )
+        if "text" in known.columns:
+            info["text"] = known["text"].reindex(index).to_numpy()
+    info["level"] = pd.to_numeric(info["level"], errors="coerce")
+    return info[list(PROBLEM_COLUMNS)]

@@ -1,0 +1,172 @@
+"""Replay decisions on recorded outcomes without peeking.
+
+Each step looks up the recorded samples of its configuration, in recorded order, continuing
+where an earlier step of the same configuration stopped. A step sees only its own samples; the
+escalation rule sees only the outputs of steps already run. A configuration or sample that was
+not recorded is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ponder.errors import PonderError
+from ponder.evaluate.matrix import OutcomeMatrix
+from ponder.policies.base import DecisionBatch
+from ponder.policies.decision import Decision, Step
+
+
+class ReplayError(PonderError):
+    """A decision needs outcomes that were not recorded."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Per-problem results of replaying a policy's decisions."""
+
+    correct: np.ndarray  # float 0/1
+    cost: np.ndarray  # summed cost of every sample drawn
+    answered: np.ndarray  # bool: the final answer exists
+    samples: np.ndarray  # samples drawn
+    steps: np.ndarray  # steps run
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    @property
+    def mean_cost(self) -> float:
+        return float(self.cost.mean())
+
+
+def _votes(codes: np.ndarray, upto: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leader answer, its votes and the runner-up's votes among the first `upto` samples.
+
+    Ties go to the answer seen first (recorded order), so the replay is deterministic.
+    """
+    window = codes[:, :upto]
+    valid = window >= 0
+    same = (window[:, :, None] == window[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    counts = same.sum(axis=2)  # votes of each sample's answer
+    leader_slot = counts.argmax(axis=1)  # first slot with the top count
+    rows = np.arange(len(window))
+    leader = np.where(counts[rows, leader_slot] > 0, window[rows, leader_slot], -1)
+    top = counts[rows, leader_slot]
+    others = np.where(window != leader[:, None], counts, 0)
+    return leader, top, others.max(axis=1) if upto else np.zeros(len(window), dtype=np.int64)
+
+
+def _run_step(
+    matrix: OutcomeMatrix,
+    rows: np.ndarray,
+    step: Step,
+    used: dict[int, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run one step for `rows`; returns correct, answered, cost, samples drawn, escalate."""
+    c = matrix.config_index(step.config)
+    start = used.setdefault(c, np.zeros(matrix.n_problems, dtype=np.int64))[rows]
+    n = step.samples
+    n_slots = matrix.correct.shape[2]
+    slot = start[:, None] + np.arange(n)[None, :]
+    inside = slot < n_slots
+    safe = np.minimum(slot, n_slots - 1)
+    pick = (rows[:, None], c, safe)
+    recorded = inside & ~np.isnan(matrix.correct[pick])
+    codes = np.where(recorded, matrix.answer[pick], -1)
+    # How many samples are drawn: all n, or fewer when the stop rule is met.
+    if step.stop is None:
+        drawn = np.full(len(rows), n, dtype=np.int64)
+    else:
+        drawn = np.full(len(rows), n, dtype=np.int64)
+        settled = np.zeros(len(rows), dtype=bool)
+        for t in range(1, n + 1):
+            _, top, second = _votes(codes, t)
+            now = ~settled & (top >= step.stop.votes) & (top - second >= step.stop.margin)
+            drawn[now] = t
+            settled |= now
+    needed = np.arange(n)[None, :] < drawn[:, None]
+    missing = needed & ~recorded
+    if missing.any():
+        bad = int(np.argmax(missing.any(axis=1)))
+        problem = matrix.problems.iloc[rows[bad]]
+        have = int((~np.isnan(matrix.correct[rows[bad], c])).sum())
+        raise ReplayError(
+            f"configuration {step.config.label} has {have} recorded sample(s) for problem "
+            f"{problem['dataset']}/{problem['problem_id']}, the decision needs "
+            f"{int(start[bad] + drawn[bad])}"
+        )
+    costs = np.where(needed, matrix.cost[pick], 0.0)
+    if np.isnan(costs).any():
+        raise ReplayError(
+            f"cost in {matrix.unit} is unknown for configuration {step.config.label} "
+            "(no token counts recorded): evaluate with --cost calls or a price table"
+        )
+    codes = np.where(needed, codes, -1)
+    if step.aggregate == "first":
+        leader = codes[:, 0]
+        leader_slot = np.zeros(len(rows), dtype=np.int64)
+    else:
+        leader, _, _ = _votes(codes, n)
+        leader_slot = np.argmax((codes == leader[:, None]) & (leader[:, None] >= 0), axis=1)
+    answered = leader >= 0
+    correct_samples = np.where(needed, matrix.correct[pick], 0.0)
+    correct = np.where(answered, correct_samples[np.arange(len(rows)), leader_slot], 0.0)
+    used[c][rows] = start + drawn
+    if step.escalate == "never":
+        escalate = np.zeros(len(rows), dtype=bool)
+    elif step.escalate == "always":
+        escalate = np.ones(len(rows), dtype=bool)
+    elif step.escalate == "no_answer":
+        escalate = ~answered
+    else:  # disagree: any drawn sample without the leader's answer
+        escalate = (needed & (codes != leader[:, None])).any(axis=1) | ~answered
+    return correct, answered, costs.sum(axis=1), drawn, escalate
+
+
+def replay_decision(matrix: OutcomeMatrix, rows: np.ndarray, decision: Decision) -> ReplayResult:
+    """Replay one decision for several problems at once."""
+    n = len(rows)
+    correct = np.zeros(n)
+    answered = np.zeros(n, dtype=bool)
+    cost = np.zeros(n)
+    samples = np.zeros(n, dtype=np.int64)
+    steps = np.zeros(n, dtype=np.int64)
+    used: dict[int, np.ndarray] = {}
+    active = np.arange(n)
+    for k, step in enumerate(decision.steps):
+        if len(active) == 0:
+            break
+        ok, has, spent, drawn, escalate = _run_step(matrix, rows[active], step, used)
+        cost[active] += spent
+        samples[active] += drawn
+        steps[active] = k + 1
+        correct[active] = ok
+        answered[active] = has
+        if k < len(decision.steps) - 1:
+            active = active[escalate]
+    return ReplayResult(correct, cost, answered, samples, steps)
+
+
+def replay(matrix: OutcomeMatrix, batch: DecisionBatch) -> ReplayResult:
+    """Replay a batch of decisions (one per problem of `matrix`), grouped by distinct plan."""
+    if len(batch.index) != matrix.n_problems:
+        raise ValueError("one decision per problem is needed")
+    n = matrix.n_problems
+    correct = np.zeros(n)
+    answered = np.zeros(n, dtype=bool)
+    cost = np.zeros(n)
+    samples = np.zeros(n, dtype=np.int64)
+    steps = np.zeros(n, dtype=np.int64)
+    for d, decision in enumerate(batch.decisions):
+        rows = np.flatnonzero(batch.index == d)
+        if len(rows) == 0:
+            continue
+        part = replay_decision(matrix, rows, decision)
+        correct[rows] = part.correct
+        answered[rows] = part.answered
+        cost[rows] = part.cost
+        samples[rows] = part.samples
+        steps[rows] = part.steps
+    return ReplayResult(correct, cost, answered, samples, steps)
