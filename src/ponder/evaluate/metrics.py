@@ -1,0 +1,185 @@
+"""Metrics of an evaluation, each with a paired bootstrap CI over problems.
+
+All candidates are scored on the same problem resamples, and every selection (which uniform
+configuration is best, which point of a policy's curve reaches an accuracy) is redone inside
+each resample, so the intervals include the uncertainty of those choices.
+
+- accuracy and mean cost of every candidate;
+- the best uniform configuration (highest accuracy; cheaper on ties), the baseline;
+- per policy family: tokens (cost) saved at iso-accuracy with the best uniform, accuracy gain at
+  iso-cost, the share of the uniform-to-oracle gap recovered at the best uniform's cost, and the
+  cost to reach x% of the best uniform accuracy (next to uniform's own cost for it);
+- calibration error of the predicted P(correct) where a policy predicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ponder.curves.bootstrap import dataset_rng, resample_counts
+from ponder.evaluate.protocol import Evaluation
+
+BASELINE = "uniform"
+ORACLE = "oracle"
+
+
+def problem_weights(problems: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:
+    """Resample counts (n_boot x P), stratified by dataset, normalized to sum to 1 per row."""
+    n = len(problems)
+    counts = np.zeros((n_boot, n), dtype=np.float64)
+    for dataset, rows in problems.groupby("dataset", sort=True).indices.items():
+        counts[:, rows] = resample_counts(len(rows), n_boot, dataset_rng(seed, str(dataset)))
+    normalized: np.ndarray = counts / counts.sum(axis=1, keepdims=True)
+    return normalized
+
+
+def _frontier_at(cost: np.ndarray, acc: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Best accuracy reachable at cost <= `at` along a family's points (step function).
+
+    Shapes: cost/acc (B, K), at (B,). NaN where no point is that cheap.
+    """
+    ok = cost <= at[:, None] * (1 + 1e-12)
+    best = np.where(ok, acc, -np.inf).max(axis=1)
+    return np.where(np.isfinite(best), best, np.nan)
+
+
+def _cheapest_reaching(cost: np.ndarray, acc: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Lowest cost among points with accuracy >= target (NaN where none reaches it)."""
+    ok = acc >= target[:, None] - 1e-12
+    best = np.where(ok, cost, np.inf).min(axis=1)
+    return np.where(np.isfinite(best), best, np.nan)
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: |mean predicted - mean observed| per equal-width bin, weighted by bin size."""
+    keep = ~np.isnan(p)
+    p, y = p[keep], y[keep]
+    if len(p) == 0:
+        return float("nan")
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(p[in_bin].mean() - y[in_bin].mean())
+    return float(total)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Tables of an evaluation: `points` (one row per candidate) and `families`."""
+
+    protocol: str
+    unit: str
+    n_problems: int
+    baseline: str
+    points: pd.DataFrame
+    families: pd.DataFrame
+
+
+def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(lo), float(hi)
+
+
+def summarize(
+    ev: Evaluation,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    reach: tuple[float, ...] = (0.95, 0.99),
+) -> Summary:
+    """Point and family tables with paired bootstrap CIs (see the module docstring)."""
+    families = np.asarray(ev.families)
+    uniform = np.flatnonzero(families == BASELINE)
+    if len(uniform) == 0:
+        raise ValueError("an evaluation needs uniform candidates as the baseline")
+    n = ev.correct.shape[1]
+    weights = problem_weights(ev.problems, n_boot, seed)
+    # Observed values first (row 0), then the resamples.
+    w = np.vstack([np.full((1, n), 1.0 / n), weights])
+    acc = w @ ev.correct.T  # (1 + B, K)
+    cost = w @ ev.cost.T
+    samples = w @ ev.samples.T
+    # The best uniform configuration, re-chosen in every resample (ties -> cheaper).
+    u_acc, u_cost = acc[:, uniform], cost[:, uniform]
+    score = np.where(u_acc >= u_acc.max(axis=1, keepdims=True) - 1e-12, -u_cost, -np.inf)
+    best_u = score.argmax(axis=1)
+    rows = np.arange(len(acc))
+    base_acc, base_cost = u_acc[rows, best_u], u_cost[rows, best_u]
+    oracle = np.flatnonzero(families == ORACLE)
+    oracle_acc = acc[:, oracle[0]] if len(oracle) else np.full(len(acc), np.nan)
+
+    points = []
+    for k, label in enumerate(ev.labels):
+        lo, hi = _interval(acc[1:, k], ci)
+        clo, chi = _interval(cost[1:, k], ci)
+        points.append(
+            {
+                "label": label,
+                "family": ev.families[k],
+                "accuracy": acc[0, k],
+                "accuracy_ci_low": lo,
+                "accuracy_ci_high": hi,
+                "mean_cost": cost[0, k],
+                "cost_ci_low": clo,
+                "cost_ci_high": chi,
+                "mean_samples": samples[0, k],
+                "calibration_error": expected_calibration_error(ev.predicted[k], ev.correct[k]),
+            }
+        )
+    table = pd.DataFrame(points)
+
+    fam_rows = []
+    for family in dict.fromkeys(ev.families):
+        members = np.flatnonzero(families == family)
+        f_acc, f_cost = acc[:, members], cost[:, members]
+        # Iso-accuracy: cheapest point at least as accurate as the best uniform.
+        iso_cost = _cheapest_reaching(f_cost, f_acc, base_acc)
+        saved = 1.0 - iso_cost / base_cost
+        # Iso-cost: best accuracy at no more than the best uniform's cost.
+        at_cost = _frontier_at(f_cost, f_acc, base_cost)
+        gain = at_cost - base_acc
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = (at_cost - base_acc) / (oracle_acc - base_acc)
+        best_k = f_acc[0].argmax()
+        record: dict[str, object] = {
+            "family": family,
+            "points": len(members),
+            "best_label": ev.labels[members[best_k]],
+            "best_accuracy": f_acc[0, best_k],
+            "best_accuracy_cost": f_cost[0, best_k],
+        }
+        for name, values in (
+            ("saved_at_iso_accuracy", saved),
+            ("gain_at_iso_cost", gain),
+            ("gap_recovered", gap),
+        ):
+            record[name] = values[0]
+            record[f"{name}_ci_low"], record[f"{name}_ci_high"] = _interval(values[1:], ci)
+        for x in reach:
+            target = x * base_acc
+            fam = _cheapest_reaching(f_cost, f_acc, target)
+            uni = _cheapest_reaching(u_cost, u_acc, target)
+            key = f"cost_to_{round(x * 100)}pct"
+            record[key] = fam[0]
+            record[f"{key}_ci_low"], record[f"{key}_ci_high"] = _interval(fam[1:], ci)
+            record[f"uniform_{key}"] = uni[0]
+        calibration = [t for t in table.loc[members, "calibration_error"] if not np.isnan(t)]
+        record["calibration_error"] = float(np.mean(calibration)) if calibration else np.nan
+        fam_rows.append(record)
+    return Summary(
+        protocol=ev.protocol,
+        unit=ev.unit,
+        n_problems=n,
+        baseline=ev.labels[uniform[best_u[0]]],
+        points=table,
+        families=pd.DataFrame(fam_rows),
+    )
