@@ -26,6 +26,7 @@ def _register() -> None:
         export_cmd,
         grade_cmd,
         import_cmd,
+        policy_cmd,
         report_cmd,
     )
 
@@ -33,6 +34,8 @@ def _register() -> None:
     app.command("import")(import_cmd.import_command)
     app.command("curves")(curves_cmd.curves_command)
     app.command("report")(report_cmd.report_command)
+    app.command("fit")(policy_cmd.fit_command)
+    app.command("evaluate")(policy_cmd.evaluate_command)
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")

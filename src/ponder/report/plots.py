@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 import matplotlib
 
@@ -213,4 +214,59 @@ def accuracy_vs_tokens_points(points: pd.DataFrame, title: str) -> bytes:
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
+    return _png(fig)
+
+
+def policy_curves(summary: Any, *, title: str = "") -> bytes:
+    """Accuracy vs mean cost of every evaluated point: uniform configurations as grey dots,
+    each policy family as a line through its sweep, the oracle as a star; 95% CI bars."""
+    points = summary.points
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    uniform = points[points["family"] == "uniform"]
+    ax.errorbar(
+        uniform["mean_cost"],
+        uniform["accuracy"],
+        yerr=[
+            uniform["accuracy"] - uniform["accuracy_ci_low"],
+            uniform["accuracy_ci_high"] - uniform["accuracy"],
+        ],
+        fmt="o",
+        color="0.6",
+        alpha=0.6,
+        markersize=4,
+        capsize=0,
+        label="uniform configurations",
+    )
+    others = [f for f in dict.fromkeys(points["family"]) if f not in ("uniform", "oracle")]
+    for i, family in enumerate(others):
+        group = points[points["family"] == family].sort_values("mean_cost")
+        color = _COLORS[(2 * i) % len(_COLORS)]
+        ax.plot(
+            group["mean_cost"], group["accuracy"], "o-", color=color, markersize=4, label=family
+        )
+        ax.fill_between(
+            group["mean_cost"],
+            group["accuracy_ci_low"],
+            group["accuracy_ci_high"],
+            color=color,
+            alpha=0.1,
+            linewidth=0,
+        )
+    oracle = points[points["family"] == "oracle"]
+    if len(oracle):
+        ax.plot(
+            oracle["mean_cost"],
+            oracle["accuracy"],
+            "*",
+            color="black",
+            markersize=12,
+            label="oracle (upper bound)",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(f"mean cost per request ({summary.unit})")
+    ax.set_ylabel("accuracy (held out)")
+    ax.set_title(title or "policies vs uniform budgets")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.text(0.0, -0.14, summary.protocol, transform=ax.transAxes, fontsize=7, color="0.4")
     return _png(fig)
