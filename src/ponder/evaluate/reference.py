@@ -1,0 +1,85 @@
+"""A straightforward per-problem replay: the executable specification of `replay`.
+
+It walks each problem's steps and samples in plain Python. The vectorized replay is tested
+against it on random matrices and decisions, and benchmarked against it for speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ponder.evaluate.matrix import OutcomeMatrix
+from ponder.evaluate.replay import ReplayError, ReplayResult
+from ponder.policies.base import DecisionBatch
+from ponder.policies.decision import Step
+
+
+def _leader(answers: list[int]) -> tuple[int, int, int]:
+    """Leader (first seen among the most voted), its votes and the runner-up's votes."""
+    votes: dict[int, int] = {}
+    for a in answers:
+        if a >= 0:
+            votes[a] = votes.get(a, 0) + 1
+    if not votes:
+        return -1, 0, 0
+    top = max(votes.values())
+    leader = next(a for a in answers if a >= 0 and votes[a] == top)
+    second = max((v for a, v in votes.items() if a != leader), default=0)
+    return leader, top, second
+
+
+def _step(
+    matrix: OutcomeMatrix, p: int, step: Step, used: dict[int, int]
+) -> tuple[float, bool, float, int, bool]:
+    c = matrix.config_index(step.config)
+    start = used.get(c, 0)
+    answers: list[int] = []
+    corrects: list[float] = []
+    cost = 0.0
+    for t in range(step.samples):
+        slot = start + t
+        if slot >= matrix.correct.shape[2] or np.isnan(matrix.correct[p, c, slot]):
+            raise ReplayError(f"sample {slot} of {step.config.label} not recorded")
+        answers.append(int(matrix.answer[p, c, slot]))
+        corrects.append(float(matrix.correct[p, c, slot]))
+        cost += float(matrix.cost[p, c, slot])
+        if step.stop is not None:
+            _, top, second = _leader(answers)
+            if top >= step.stop.votes and top - second >= step.stop.margin:
+                break
+    used[c] = start + len(answers)
+    if step.aggregate == "first":
+        leader = answers[0]
+        correct = corrects[0] if leader >= 0 else 0.0
+    else:
+        leader, _, _ = _leader(answers)
+        correct = corrects[answers.index(leader)] if leader >= 0 else 0.0
+    answered = leader >= 0
+    if step.escalate == "never":
+        escalate = False
+    elif step.escalate == "always":
+        escalate = True
+    elif step.escalate == "no_answer":
+        escalate = not answered
+    else:
+        escalate = not answered or any(a != leader for a in answers)
+    return correct, answered, cost, len(answers), escalate
+
+
+def replay_reference(matrix: OutcomeMatrix, batch: DecisionBatch) -> ReplayResult:
+    n = matrix.n_problems
+    correct, cost = np.zeros(n), np.zeros(n)
+    answered = np.zeros(n, dtype=bool)
+    samples, steps = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for p in range(n):
+        used: dict[int, int] = {}
+        decision = batch[p]
+        for k, step in enumerate(decision.steps):
+            ok, has, spent, drawn, escalate = _step(matrix, p, step, used)
+            correct[p], answered[p] = ok, has
+            cost[p] += spent
+            samples[p] += drawn
+            steps[p] = k + 1
+            if not escalate:
+                break
+    return ReplayResult(correct, cost, answered, samples, steps)
