@@ -8,7 +8,6 @@ group by model'`.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,24 +59,22 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _none_if_nan(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        return _none_if_nan(value.item())
-    return value
+def _column_values(column: pd.Series) -> list[Any]:
+    """One column as plain Python values (int, float, str) with NaN / NA as None."""
+    values = column.to_numpy(dtype=object, copy=True)
+    missing = column.isna().to_numpy()
+    if missing.any():
+        values[missing] = None
+    out: list[Any] = values.tolist()
+    return out
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-    """Rows as plain Python tuples with NaN/NA as None, which sqlite3 stores as NULL."""
-    sub = frame.loc[:, list(columns)].astype(object)
-    sub = sub.where(pd.notna(sub), None)
-    for row in sub.itertuples(index=False, name=None):
-        yield tuple(_none_if_nan(v) for v in row)
+    """Rows as plain Python tuples with NaN/NA as None, which sqlite3 stores as NULL.
+
+    Converted column by column (not value by value): this is most of an import's Python time.
+    """
+    return zip(*(_column_values(frame[c]) for c in columns), strict=True)
 
 
 class Store:
