@@ -6,8 +6,9 @@ import base64
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import pandas as pd
@@ -16,6 +17,9 @@ from markupsafe import Markup, escape
 from ponder import __version__
 from ponder.curves import Curves
 from ponder.report import plots
+
+if TYPE_CHECKING:
+    from ponder.evaluate.metrics import Summary
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("ponder.report", "templates"),
@@ -84,6 +88,7 @@ def build_report(
     seed: int = 0,
     title: str = "ponder: accuracy vs inference-time budget",
     on_dataset: Callable[[str], None] | None = None,
+    evaluations: Sequence[tuple[str, Summary]] = (),
 ) -> Path:
     """Render the report to `out` (written atomically) and return its path.
 
@@ -155,6 +160,7 @@ def build_report(
     )
     passk_table = _passk_table(curves)
     cells_table = html_table(cells, _present(cells, _CELL_COLUMNS))
+    policy_sections = [_policy_section(name, summary) for name, summary in evaluations]
     sources = sorted(set(runs["source"])) if "source" in runs else []
     attributions = [ATTRIBUTIONS.get(s, s) for s in sources]
     html = _ENV.get_template("report.html").render(
@@ -174,6 +180,7 @@ def build_report(
         sweet_table=sweet_table,
         passk_table=passk_table,
         cells_table=cells_table,
+        policy_sections=policy_sections,
         n_cells=len(cells),
         notes=notes,
         attributions=attributions,
@@ -244,3 +251,35 @@ def _passk_table(curves: Curves) -> Markup | None:
     wide = wide.reset_index()
     columns = {c: c for c in wide.columns}
     return html_table(wide, columns)
+
+
+_FAMILY_COLUMNS = {
+    "family": "family",
+    "best_label": "best point",
+    "best_accuracy": "accuracy",
+    "best_accuracy_cost": "cost",
+    "saved_at_iso_accuracy": "saved at iso-accuracy",
+    "saved_at_iso_accuracy_ci_low": "95% low",
+    "saved_at_iso_accuracy_ci_high": "95% high",
+    "gain_at_iso_cost": "gain at iso-cost",
+    "gain_at_iso_cost_ci_low": "95% low",
+    "gain_at_iso_cost_ci_high": "95% high",
+    "gap_recovered": "gap recovered",
+    "cost_to_95pct": "cost to 95%",
+    "uniform_cost_to_95pct": "uniform cost to 95%",
+    "calibration_error": "calibration error",
+}
+
+
+def _policy_section(name: str, summary: Summary) -> dict[str, Any]:
+    """One evaluated dataset: its accuracy-cost plot and the families table."""
+    families = summary.families
+    return {
+        "name": name,
+        "protocol": summary.protocol,
+        "unit": summary.unit,
+        "n_problems": summary.n_problems,
+        "baseline": summary.baseline,
+        "plot": _b64(plots.policy_curves(summary, title=name)),
+        "table": html_table(families, _present(families, _FAMILY_COLUMNS)),
+    }
