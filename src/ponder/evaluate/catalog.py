@@ -26,7 +26,7 @@ FAMILIES: tuple[str, ...] = (
     "adaptive_consistency",
     "sweet_spot",
 )
-PRICE_MULTIPLIERS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+PRICE_MULTIPLIERS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def full_configs(matrix: OutcomeMatrix) -> list[tuple[Config, int]]:
