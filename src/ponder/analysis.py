@@ -41,6 +41,7 @@ def load_matrix(
     *,
     datasets: Sequence[str],
     models: Sequence[str] | None = None,
+    exclude_models: Sequence[str] = (),
     cost: str = "tokens",
     prices: Path | None = None,
 ) -> OutcomeMatrix:
@@ -48,6 +49,8 @@ def load_matrix(
     from ponder.evaluate import CostModel, OutcomeMatrix, load_prices
 
     frame = store.outcomes_frame(datasets=datasets, models=models)
+    if exclude_models:
+        frame = frame[~frame["model"].isin(list(exclude_models))]
     if frame.empty:
         raise InputError(f"no outcomes for datasets={list(datasets)} models={list(models or [])}")
     cost_model = CostModel(cost, load_prices(prices) if prices else {})  # type: ignore[arg-type]

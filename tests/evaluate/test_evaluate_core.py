@@ -239,8 +239,11 @@ def test_calls_and_dollars_cost_units() -> None:
             "prompt_tokens": [np.nan, np.nan],
         }
     )
-    calls = CostModel("calls", {"b": Price(per_call=5.0)}).sample_costs(frame)
-    assert calls.tolist() == [1.0, 5.0]
+    assert CostModel("calls").sample_costs(frame).tolist() == [1.0, 1.0]
+    calls = CostModel("calls", {"a": Price(per_call=0.5), "b": Price(per_call=5.0)})
+    assert calls.sample_costs(frame).tolist() == [0.5, 5.0]
+    with pytest.raises(InputError, match="no entry for model\\(s\\) a"):
+        CostModel("calls", {"b": Price(per_call=5.0)}).sample_costs(frame)
     dollars = CostModel(
         "dollars", {"a": Price(output_per_mtok=2.0), "b": Price(output_per_mtok=1.0)}
     )

@@ -50,13 +50,18 @@ class CostModel:
         if self.unit == "tokens":
             return out_tokens
         models = frame["model"].astype(str).to_numpy()
-        if self.unit == "calls":
-            per_call = {
-                m: (p.per_call if p.per_call is not None else 1.0) for m, p in self.prices.items()
-            }
-            return np.array([per_call.get(m, 1.0) for m in models], dtype=float)
         unique = pd.unique(models)
         missing = [m for m in unique if m not in self.prices]
+        if self.unit == "calls":
+            if not self.prices:
+                return np.ones(len(models))  # no table: every call costs 1
+            if missing:
+                raise InputError(
+                    "the price table has no entry for model(s) "
+                    f"{', '.join(map(str, missing[:5]))}: add them or leave them out"
+                )
+            per_call = {m: _need(p.per_call, m, "per_call") for m, p in self.prices.items()}
+            return np.array([per_call[m] for m in models], dtype=float)
         if missing:
             raise InputError(
                 f"cost unit {self.unit!r} needs a price entry for every model; missing: "
