@@ -25,6 +25,9 @@ from ponder.cli._common import (
 )
 from ponder.errors import InputError
 
+ExcludeOption = Annotated[
+    list[str] | None, typer.Option("--exclude-model", help="Leave these models out.")
+]
 CostOption = Annotated[
     str, typer.Option("--cost", help="Cost unit: tokens, dollars, flops or calls.")
 ]
@@ -54,6 +57,7 @@ def fit_command(
     policy: Annotated[str, typer.Argument(help="Policy name (see `ponder evaluate --help`).")],
     dataset: DatasetsOption = None,
     model: ModelsOption = None,
+    exclude_model: ExcludeOption = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Policy parameter KEY=VALUE (JSON values)."),
@@ -84,7 +88,14 @@ def fit_command(
     if not dataset:
         raise InputError("choose the data to fit on with --dataset (e.g. -d math500)")
     with open_store(store) as st, err_console.status(f"fitting {policy}"):
-        matrix = load_matrix(st, datasets=dataset, models=model, cost=cost, prices=prices)
+        matrix = load_matrix(
+            st,
+            datasets=dataset,
+            models=model,
+            exclude_models=exclude_model or (),
+            cost=cost,
+            prices=prices,
+        )
         try:
             fitted = classes[policy].from_params(_parse_params(param or []))
         except TypeError as exc:
@@ -115,6 +126,7 @@ def fit_command(
 def evaluate_command(
     dataset: DatasetsOption = None,
     model: ModelsOption = None,
+    exclude_model: ExcludeOption = None,
     policy: Annotated[
         list[str] | None,
         typer.Option("--policy", "-P", help="Policy families to evaluate (default: all)."),
@@ -143,7 +155,7 @@ def evaluate_command(
       ponder evaluate -d math500                        # every family, 5-fold CV
       ponder evaluate -d math500 -P adaptive -P cascade --points
       ponder evaluate -d aime25 --train-dataset aime24  # transfer across datasets
-      ponder evaluate -d gsm8k --cost calls --prices prices.json
+      ponder evaluate -d gsm8k --cost calls --prices examples/prices/routellm_gsm8k.json
     """
     from ponder.analysis import load_matrix
     from ponder.evaluate.catalog import FAMILIES, candidates
@@ -153,9 +165,15 @@ def evaluate_command(
     if not dataset:
         raise InputError("choose the data to evaluate on with --dataset (e.g. -d math500)")
     with open_store(store) as st, err_console.status("loading outcomes"):
-        test = load_matrix(st, datasets=dataset, models=model, cost=cost, prices=prices)
+        common = {
+            "models": model,
+            "exclude_models": exclude_model or (),
+            "cost": cost,
+            "prices": prices,
+        }
+        test = load_matrix(st, datasets=dataset, **common)  # type: ignore[arg-type]
         train = (
-            load_matrix(st, datasets=train_dataset, models=model, cost=cost, prices=prices)
+            load_matrix(st, datasets=train_dataset, **common)  # type: ignore[arg-type]
             if train_dataset
             else None
         )
