@@ -11,7 +11,7 @@ import pytest
 
 from ponder.errors import InputError
 from ponder.evaluate import CostModel, OutcomeMatrix, Price, ReplayError, replay, replay_decision
-from ponder.evaluate.metrics import expected_calibration_error, summarize
+from ponder.evaluate.metrics import summarize
 from ponder.evaluate.protocol import Candidate, cross_validate, fold_assignment, transfer
 from ponder.policies import (
     Config,
@@ -26,6 +26,7 @@ from ponder.policies import (
     save_policy,
     uniform_family,
 )
+from ponder.policies.predictor import calibration_error
 
 CHEAP = Config("small", "no-think", 512)
 DEAR = Config("big", "think", 4096)
@@ -225,10 +226,10 @@ def test_summary_metrics_against_hand_computation() -> None:
     assert lo < points.loc["uniform dear", "accuracy"] < hi
 
 
-def test_expected_calibration_error() -> None:
+def test_calibration_error() -> None:
     y = np.array([1, 0, 1, 0] * 25, dtype=float)
-    assert expected_calibration_error(np.full(100, 0.5), y) == pytest.approx(0.0)
-    assert expected_calibration_error(np.full(100, 0.9), y) == pytest.approx(0.4)
+    assert calibration_error(np.full(100, 0.5), y) == pytest.approx(0.0)
+    assert calibration_error(np.full(100, 0.9), y) == pytest.approx(0.4)
 
 
 def test_calls_and_dollars_cost_units() -> None:

@@ -241,6 +241,8 @@ def _print_summary(summary: Any, show_points: bool) -> None:
         "saved at iso-acc",
         "gain at iso-cost",
         "gap recovered",
+        "vs frontier: gain",
+        "vs frontier: saving",
         "cost to 95%",
         "calib. err",
     ):
@@ -256,6 +258,8 @@ def _print_summary(summary: Any, show_points: bool) -> None:
             _ci(row, "saved_at_iso_accuracy"),
             _ci(row, "gain_at_iso_cost"),
             _ci(row, "gap_recovered"),
+            _ci(row, "frontier_gain"),
+            _ci(row, "frontier_saving"),
             f"{_fmt(row['cost_to_95pct'])} (uniform {_fmt(row['uniform_cost_to_95pct'])})",
             _fmt(row["calibration_error"]),
         )

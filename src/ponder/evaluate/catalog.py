@@ -8,6 +8,7 @@ request, and multiples of it); the spacing never looks at correctness, so it is 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def typical_cost(matrix: OutcomeMatrix) -> float:
 def _uniform(config: Config, samples: int) -> Candidate:
     suffix = f" x{samples}" if samples > 1 else ""
     return Candidate(
-        f"uniform {config.label}{suffix}", "uniform", lambda: Uniform(config, samples=samples)
+        f"uniform {config.label}{suffix}", "uniform", partial(Uniform, config, samples=samples)
     )
 
 
@@ -95,18 +96,16 @@ def _family(
         from ponder.policies.adaptive import DifficultyAdaptive
 
         return [
-            Candidate(f"adaptive price={p:.3g}", family, lambda p=p: DifficultyAdaptive(p))
+            Candidate(f"adaptive price={p:.3g}", family, partial(DifficultyAdaptive, p))
             for p in prices
         ]
     if family == "router":
         from ponder.policies.router import ThinkRouter
 
         modes = {c.mode for c, _ in configs}
-        if "no-think" not in modes or len(modes) < 2:
+        if not {"think", "no-think"} <= modes:
             return []  # nothing to route between
-        return [
-            Candidate(f"router price={p:.3g}", family, lambda p=p: ThinkRouter(p)) for p in prices
-        ]
+        return [Candidate(f"router price={p:.3g}", family, partial(ThinkRouter, p)) for p in prices]
     if family == "allocation":
         from ponder.policies.allocation import BudgetAllocator
 
@@ -118,7 +117,7 @@ def _family(
             Candidate(
                 f"allocation {b:.0f}/request",
                 family,
-                lambda b=b: BudgetAllocator(budget_per_request=float(b)),
+                partial(BudgetAllocator, budget_per_request=float(b)),
             )
             for b in grid
         ]
@@ -126,7 +125,7 @@ def _family(
         from ponder.policies.cascade import TierCascade
 
         return [
-            Candidate(f"cascade price={p:.3g}", family, lambda p=p: TierCascade(p)) for p in prices
+            Candidate(f"cascade price={p:.3g}", family, partial(TierCascade, p)) for p in prices
         ]
     if family == "adaptive_consistency":
         from ponder.policies.consistency import AdaptiveConsistency
@@ -138,13 +137,13 @@ def _family(
             Candidate(
                 f"adaptive_consistency votes={v}",
                 family,
-                lambda v=v: AdaptiveConsistency(max_samples=most, votes=v),
+                partial(AdaptiveConsistency, max_samples=most, votes=v),
             )
             for v in range(2, most + 1)
         ]
     from ponder.policies.sweetspot import SweetSpotCap
 
     return [
-        Candidate(f"sweet_spot {t}", family, lambda t=t: SweetSpotCap(tolerance=t))
+        Candidate(f"sweet_spot {t}", family, partial(SweetSpotCap, tolerance=t))
         for t in ("best", "noise")
     ]

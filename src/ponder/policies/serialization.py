@@ -8,6 +8,7 @@ refused instead of silently deciding differently.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from pathlib import Path
@@ -33,9 +34,23 @@ def registered() -> dict[str, type[Policy]]:
     return dict(_REGISTRY)
 
 
+# Imported on demand so that `ponder --help` never pays for scikit-learn.
+_BUILTIN_MODULES = (
+    "uniform",
+    "oracle",
+    "adaptive",
+    "router",
+    "allocation",
+    "sweetspot",
+    "cascade",
+    "consistency",
+)
+
+
 def _load_builtin() -> None:
-    # Importing the package registers every built-in policy.
-    import ponder.policies  # noqa: F401
+    """Import every built-in policy module, which registers its classes."""
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(f"ponder.policies.{module}")
 
 
 def _digest(body: dict[str, Any]) -> str:
