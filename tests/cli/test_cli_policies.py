@@ -1,0 +1,214 @@
+"""`ponder fit` and `ponder evaluate` through the real entry point, on the recorded data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ponder.importers import import_paths
+    from ponder.store import Store
+
+    path = tmp_path_factory.mktemp("pol") / "store.sqlite"
+    with Store(path) as st:
+        import_paths(
+            st,
+            [shared_data / "reasoning_budget_sweep", shared_data / "routellm_gsm8k"],
+        )
+    return path
+
+
+def _error(result: Any) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = [x for x in result.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return str(lines[0])
+
+
+def test_fit_save_load_same_decisions(ponder: Any, store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "adaptive.json"
+    result = ponder(
+        "fit",
+        "adaptive",
+        "-d",
+        "math500",
+        "-p",
+        "price_per_unit=3e-5",
+        "-o",
+        str(out),
+        "--json",
+        store=store,
+        check_ok=True,
+    )
+    fitted = json.loads(result.stdout)
+    assert abs(sum(d["share"] for d in fitted["decisions"]) - 1.0) < 1e-9
+    saved = json.loads(out.read_text())
+    assert saved["policy"] == "adaptive" and saved["version"] == 1
+
+    from ponder.policies import load_policy
+    from ponder.store import Store
+
+    policy = load_policy(out)
+    with Store(store) as st:
+        problems = st.problems_frame()
+    math500 = problems[problems["dataset"] == "math500"]
+    decisions = policy.decide_batch(math500)
+    shares: dict[str, float] = {}
+    for row in range(len(decisions)):
+        key = json.dumps(decisions[row].to_dict(), sort_keys=True)
+        shares[key] = shares.get(key, 0.0) + 1 / len(decisions)
+    expected = {json.dumps(d["decision"], sort_keys=True): d["share"] for d in fitted["decisions"]}
+    assert shares.keys() == expected.keys()
+    for key, share in shares.items():
+        assert share == pytest.approx(expected[key])
+
+
+def test_evaluate_json_has_protocol_and_cis(ponder: Any, store: Path, tmp_path: Path) -> None:
+    plot = tmp_path / "eval.png"
+    result = ponder(
+        "evaluate",
+        "-d",
+        "math500",
+        "-P",
+        "adaptive",
+        "-P",
+        "cascade",
+        "--folds",
+        "3",
+        "--n-boot",
+        "200",
+        "--json",
+        "--plot",
+        str(plot),
+        store=store,
+        check_ok=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["protocol"].startswith("3-fold cross-validation by problem")
+    families = {f["family"]: f for f in data["families"]}
+    assert set(families) == {"uniform", "oracle", "adaptive", "cascade"}
+    for family in families.values():
+        assert {
+            "saved_at_iso_accuracy",
+            "gain_at_iso_cost",
+            "gap_recovered",
+            "cost_to_95pct",
+        } <= set(family)
+    oracle = families["oracle"]
+    assert oracle["best_accuracy"] >= max(f["best_accuracy"] for f in families.values())
+    points = data["points"]
+    assert all(p["accuracy_ci_low"] <= p["accuracy"] <= p["accuracy_ci_high"] for p in points)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_transfer_and_calls_cost(ponder: Any, store: Path) -> None:
+    result = ponder(
+        "evaluate",
+        "-d",
+        "aime25",
+        "--train-dataset",
+        "aime24",
+        "-P",
+        "sweet_spot",
+        "--n-boot",
+        "200",
+        "--json",
+        store=store,
+        check_ok=True,
+    )
+    assert json.loads(result.stdout)["protocol"].startswith("fit on aime24, evaluated on aime25")
+    prices = Path(__file__).parents[2] / "examples/prices/routellm_gsm8k.json"
+    result = ponder(
+        "evaluate",
+        "-d",
+        "gsm8k",
+        "--cost",
+        "calls",
+        "--prices",
+        str(prices),
+        "-P",
+        "adaptive",
+        "--n-boot",
+        "200",
+        "--json",
+        store=store,
+        check_ok=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["unit"] == "calls"
+    uniform = {p["label"]: p for p in data["points"] if p["family"] == "uniform"}
+    strong = next(p for label, p in uniform.items() if "gpt-4" in label)
+    assert strong["mean_cost"] == pytest.approx(1.0)  # every call goes to the strong model
+
+
+def test_bad_policy_inputs(ponder: Any, store: Path, tmp_path: Path) -> None:
+    assert "unknown policy 'clever'" in _error(
+        ponder("fit", "clever", "-d", "math500", store=store)
+    )
+    assert "--dataset" in _error(ponder("fit", "adaptive", store=store))
+    out = tmp_path / "u.json"
+    ponder(
+        "fit",
+        "uniform",
+        "-d",
+        "math500",
+        "-p",
+        'config={"model": "r1-1.5b", "mode": "think", "budget": 8192}',
+        "-o",
+        str(out),
+        store=store,
+        check_ok=True,
+    )
+    missing = ponder(
+        "fit",
+        "uniform",
+        "-d",
+        "math500",
+        "-p",
+        'config={"model": "r1-1.5b", "mode": "think", "budget": 777}',
+        store=store,
+    )
+    assert "r1-1.5b|think|777 was not recorded" in _error(missing)
+    tokens = ponder("evaluate", "-d", "gsm8k", "-P", "cascade", store=store)
+    assert "cost in tokens is unknown" in _error(tokens) or "no recorded costs" in _error(tokens)
+    unpriced = tmp_path / "p.json"
+    unpriced.write_text('{"gpt-4-1106-preview": {"per_call": 1}}')
+    result = ponder(
+        "evaluate", "-d", "gsm8k", "--cost", "calls", "--prices", str(unpriced), store=store
+    )
+    assert "no entry for model(s) mistralai/Mixtral" in _error(result)
+    budget = ponder("fit", "allocation", "-d", "math500", "-p", "total_budget=10", store=store)
+    assert "budget" in _error(budget)
+
+
+def test_tampered_and_wrong_version_policy_files(tmp_path: Path, store: Path, ponder: Any) -> None:
+    from ponder.errors import InputError
+    from ponder.policies import load_policy
+
+    out = tmp_path / "c.json"
+    ponder(
+        "fit",
+        "cascade",
+        "-d",
+        "math500",
+        "-p",
+        "price_per_unit=1e-4",
+        "-o",
+        str(out),
+        store=store,
+        check_ok=True,
+    )
+    data = json.loads(out.read_text())
+    data["state"]["train_accuracy"] = 1.0
+    out.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="does not match its sha256"):
+        load_policy(out)
+    data["version"] = 2
+    out.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="format version 2 is not supported"):
+        load_policy(out)
