@@ -160,7 +160,7 @@ def evaluate_command(
     from ponder.analysis import load_matrix
     from ponder.evaluate.catalog import FAMILIES, candidates
     from ponder.evaluate.metrics import summarize
-    from ponder.evaluate.protocol import cross_validate, transfer
+    from ponder.evaluate.protocol import align, complete, cross_validate, transfer
 
     if not dataset:
         raise InputError("choose the data to evaluate on with --dataset (e.g. -d math500)")
@@ -177,6 +177,10 @@ def evaluate_command(
             if train_dataset
             else None
         )
+    if train is not None:
+        train, test = align(train, test)
+    else:
+        test = complete(test)
     cands = candidates(test, policy or FAMILIES)
     with progress() as bar:
         total = len(cands) * (1 if train is not None else folds)

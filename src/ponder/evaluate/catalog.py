@@ -143,6 +143,8 @@ def _family(
         ]
     from ponder.policies.sweetspot import SweetSpotCap
 
+    if not any(c.budget is not None for c, _ in configs):
+        return []  # no budgets: no sweet spot to cap at
     return [
         Candidate(f"sweet_spot {t}", family, partial(SweetSpotCap, tolerance=t))
         for t in ("best", "noise")

@@ -152,6 +152,24 @@ class OutcomeMatrix:
             unit=self.unit,
         )
 
+    def select_configs(self, configs: Sequence[Config]) -> OutcomeMatrix:
+        """The same problems with only some configurations (in the given order)."""
+        index = [self.config_index(c) for c in configs]
+        return OutcomeMatrix(
+            problems=self.problems,
+            configs=tuple(configs),
+            correct=self.correct[:, index],
+            cost=self.cost[:, index],
+            tokens=self.tokens[:, index],
+            answer=self.answer[:, index],
+            unit=self.unit,
+        )
+
+    def complete_configs(self) -> list[Config]:
+        """Configurations with at least one recorded sample for every problem."""
+        have = self.n_samples.min(axis=0) if self.n_problems else np.zeros(len(self.configs))
+        return [c for c, n in zip(self.configs, have, strict=True) if n > 0]
+
     def select_datasets(self, datasets: Sequence[str]) -> OutcomeMatrix:
         mask = self.problems["dataset"].isin(list(datasets)).to_numpy()
         if not mask.any():

@@ -51,6 +51,12 @@ def _frontier_at(cost: np.ndarray, acc: np.ndarray, at: np.ndarray) -> np.ndarra
     return np.where(np.isfinite(best), best, np.nan)
 
 
+def _max_finite(values: np.ndarray) -> np.ndarray:
+    """Row-wise max over finite entries; NaN for rows with none."""
+    best = np.where(np.isfinite(values), values, -np.inf).max(axis=1)
+    return np.where(np.isfinite(best), best, np.nan)
+
+
 def _cheapest_reaching(cost: np.ndarray, acc: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Lowest cost among points with accuracy >= target (NaN where none reaches it)."""
     ok = acc >= target[:, None] - 1e-12
@@ -71,7 +77,7 @@ class Summary:
 
 
 def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
+    values = values[np.isfinite(values)]
     if len(values) == 0:
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [(1 - ci) / 2, 1 - (1 - ci) / 2])
@@ -147,14 +153,8 @@ def summarize(
             [_cheapest_reaching(u_cost, u_acc, f_acc[:, j]) for j in range(len(members))], axis=1
         )
         with np.errstate(invalid="ignore", divide="ignore"):
-            over_frontier = np.nanmax(
-                np.where(np.isnan(frontier_acc), -np.inf, f_acc - frontier_acc), axis=1
-            )
-            cheaper = np.nanmax(
-                np.where(np.isnan(frontier_cost), -np.inf, 1.0 - f_cost / frontier_cost), axis=1
-            )
-        over_frontier = np.where(np.isfinite(over_frontier), over_frontier, np.nan)
-        cheaper = np.where(np.isfinite(cheaper), cheaper, np.nan)
+            over_frontier = _max_finite(f_acc - frontier_acc)
+            cheaper = _max_finite(1.0 - f_cost / frontier_cost)
         best_k = f_acc[0].argmax()
         record: dict[str, object] = {
             "family": family,

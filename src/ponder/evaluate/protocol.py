@@ -54,6 +54,27 @@ def _predict(policy: Policy, problems: pd.DataFrame) -> np.ndarray:
     return np.asarray(p, dtype=float)
 
 
+def complete(matrix: OutcomeMatrix) -> OutcomeMatrix:
+    """Only configurations recorded for every problem: a policy may choose any of them for any
+    held-out problem, and a choice without a recorded outcome cannot be judged."""
+    configs = matrix.complete_configs()
+    if not configs:
+        raise PolicyError(
+            "no configuration was recorded for every problem of this selection: select one "
+            "dataset so a complete grid exists"
+        )
+    return matrix.select_configs(configs)
+
+
+def align(train: OutcomeMatrix, test: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
+    """Both matrices restricted to the configurations complete in both (for transfer)."""
+    in_test = set(complete(test).configs)
+    common = [c for c in complete(train).configs if c in in_test]
+    if not common:
+        raise PolicyError("no configuration was recorded for every problem of both datasets")
+    return train.select_configs(common), test.select_configs(common)
+
+
 def fold_assignment(problems: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
     """Fold of each problem: shuffled, stratified by dataset so every fold sees every dataset."""
     n = len(problems)
@@ -93,6 +114,7 @@ def cross_validate(
     on_step: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """k-fold cross-validation by problem: fit on k-1 folds, replay on the held-out fold."""
+    matrix = complete(matrix)
     fold = fold_assignment(matrix.problems, folds, seed)
     k, n = len(candidates), matrix.n_problems
     correct, cost = np.zeros((k, n)), np.zeros((k, n))
@@ -108,7 +130,8 @@ def cross_validate(
             if on_step is not None:
                 on_step(f"fold {f + 1}/{folds}: {candidate.label}")
     return Evaluation(
-        protocol=f"{folds}-fold cross-validation by problem (seed {seed}); oracle fitted on "
+        protocol=f"{folds}-fold cross-validation by problem (seed {seed}) over the "
+        f"{len(matrix.configs)} configurations recorded for every problem; oracle fitted on "
         "the held-out fold itself (upper bound)",
         unit=matrix.unit,
         problems=matrix.problems,
@@ -131,14 +154,17 @@ def transfer(
     """Fit on one set of problems (e.g. AIME 2024) and evaluate on another (AIME 2025)."""
     if train.n_problems < 2:
         raise PolicyError(f"training data has {train.n_problems} problem(s): too few to fit")
+    train, test = align(train, test)
+    common = train.configs
     rows = [_run(train, test, c) for c in candidates]
     if on_step is not None:
         on_step("transfer")
     train_sets = ", ".join(sorted(train.problems["dataset"].unique()))
     test_sets = ", ".join(sorted(test.problems["dataset"].unique()))
     return Evaluation(
-        protocol=f"fit on {train_sets}, evaluated on {test_sets}; oracle fitted on the "
-        "evaluation problems (upper bound)",
+        protocol=f"fit on {train_sets}, evaluated on {test_sets}, over the {len(common)} "
+        "configurations recorded for every problem of both; oracle fitted on the evaluation "
+        "problems (upper bound)",
         unit=test.unit,
         problems=test.problems,
         labels=tuple(c.label for c in candidates),
