@@ -252,3 +252,20 @@ def test_calls_and_dollars_cost_units() -> None:
     assert out[0] == pytest.approx(0.002) and np.isnan(out[1])
     with pytest.raises(InputError, match="missing: b"):
         CostModel("flops", {"a": Price(params_b=1.5)}).sample_costs(frame)
+
+
+def test_uniform_hull_interpolates_mixtures() -> None:
+    from ponder.evaluate.metrics import _hull, _hull_accuracy_at, _hull_cost_for
+
+    cost = np.array([0.0, 1.0, 0.5, 0.8])
+    acc = np.array([0.6, 0.9, 0.8, 0.82])  # (0.8, 0.82) lies below the 0.5 -> 1.0 segment
+    hx, hy = _hull(cost, acc)
+    assert hx.tolist() == [0.0, 0.5, 1.0] and hy.tolist() == [0.6, 0.8, 0.9]
+    at = _hull_accuracy_at(cost[None, :], acc[None, :], np.array([0.75]))
+    assert at[0] == pytest.approx(0.85)
+    need = _hull_cost_for(cost[None, :], acc[None, :], np.array([0.85]))
+    assert need[0] == pytest.approx(0.75)
+    # A point under the chord of its neighbours is not on the hull.
+    hx, _ = _hull(np.array([0.0, 0.5, 1.0]), np.array([0.6, 0.7, 0.9]))
+    assert hx.tolist() == [0.0, 1.0]
+    assert np.isnan(_hull_cost_for(cost[None, :], acc[None, :], np.array([0.95]))[0])

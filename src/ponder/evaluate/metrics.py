@@ -8,10 +8,11 @@ each resample, so the intervals include the uncertainty of those choices.
 - the best uniform configuration (highest accuracy; cheaper on ties), the baseline;
 - per policy family: tokens (cost) saved at iso-accuracy with the best uniform, accuracy gain at
   iso-cost, the share of the uniform-to-oracle gap recovered at the best uniform's cost, and the
-  cost to reach x% of the best uniform accuracy (next to uniform's own cost for it);
-- against the whole uniform frontier (best uniform accuracy at no more cost; cheapest uniform
-  cost for at least the accuracy): the largest accuracy gain and the largest cost saving over
-  the family's sweep. The max over a sweep is optimistic even with the selection redone in
+  cost to reach x% of the best uniform accuracy (next to the uniform hull's cost for it);
+- against the whole uniform frontier, the concave hull of the uniform points (a random mix of
+  two configurations reaches any point between them, as RouteLLM's random router does): the
+  largest accuracy gain at equal cost and the largest cost saving at equal accuracy over the
+  family's sweep. The max over a sweep is optimistic even with the selection redone in
   each resample: read it as "where the policy helps most", next to the fixed-baseline numbers;
 - calibration error of the predicted P(correct) where a policy predicts.
 """
@@ -49,6 +50,49 @@ def _frontier_at(cost: np.ndarray, acc: np.ndarray, at: np.ndarray) -> np.ndarra
     ok = cost <= at[:, None] * (1 + 1e-12)
     best = np.where(ok, acc, -np.inf).max(axis=1)
     return np.where(np.isfinite(best), best, np.nan)
+
+
+def _hull(cost: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of the upper-left concave hull of (cost, accuracy) points.
+
+    Mixing two configurations at random (a share of requests to each) reaches every point on
+    the segment between them, so the uniform baseline is this hull, not just its points.
+    """
+    order = np.lexsort((-acc, cost))
+    xs, ys = cost[order], acc[order]
+    hull: list[int] = []
+    for i in range(len(xs)):
+        if hull and ys[i] <= ys[hull[-1]]:
+            continue  # dominated: costs at least as much for no more accuracy
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # Drop b if it lies on or below the segment from a to i.
+            if (ys[b] - ys[a]) * (xs[i] - xs[a]) <= (ys[i] - ys[a]) * (xs[b] - xs[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return xs[hull], ys[hull]
+
+
+def _hull_accuracy_at(cost: np.ndarray, acc: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Per resample: the uniform hull's accuracy at cost `at` (NaN below its cheapest point)."""
+    out = np.full(len(at), np.nan)
+    for b in range(len(at)):
+        hx, hy = _hull(cost[b], acc[b])
+        if at[b] >= hx[0] - 1e-12:
+            out[b] = np.interp(at[b], hx, hy)
+    return out
+
+
+def _hull_cost_for(cost: np.ndarray, acc: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per resample: the uniform hull's cost to reach accuracy `target` (NaN if out of reach)."""
+    out = np.full(len(target), np.nan)
+    for b in range(len(target)):
+        hx, hy = _hull(cost[b], acc[b])
+        if target[b] <= hy[-1] + 1e-12:
+            out[b] = hx[0] if target[b] <= hy[0] else np.interp(target[b], hy, hx)
+    return out
 
 
 def _max_finite(values: np.ndarray) -> np.ndarray:
@@ -147,10 +191,10 @@ def summarize(
             gap = (at_cost - base_acc) / (oracle_acc - base_acc)
         # Against the uniform frontier, at the family's most favourable point of its sweep.
         frontier_acc = np.stack(
-            [_frontier_at(u_cost, u_acc, f_cost[:, j]) for j in range(len(members))], axis=1
+            [_hull_accuracy_at(u_cost, u_acc, f_cost[:, j]) for j in range(len(members))], axis=1
         )
         frontier_cost = np.stack(
-            [_cheapest_reaching(u_cost, u_acc, f_acc[:, j]) for j in range(len(members))], axis=1
+            [_hull_cost_for(u_cost, u_acc, f_acc[:, j]) for j in range(len(members))], axis=1
         )
         with np.errstate(invalid="ignore", divide="ignore"):
             over_frontier = _max_finite(f_acc - frontier_acc)
@@ -175,7 +219,7 @@ def summarize(
         for x in reach:
             target = x * base_acc
             fam = _cheapest_reaching(f_cost, f_acc, target)
-            uni = _cheapest_reaching(u_cost, u_acc, target)
+            uni = _hull_cost_for(u_cost, u_acc, target)
             key = f"cost_to_{round(x * 100)}pct"
             record[key] = fam[0]
             record[f"{key}_ci_low"], record[f"{key}_ci_high"] = _interval(fam[1:], ci)
