@@ -199,7 +199,9 @@ def summarize(
         with np.errstate(invalid="ignore", divide="ignore"):
             over_frontier = _max_finite(f_acc - frontier_acc)
             cheaper = _max_finite(1.0 - f_cost / frontier_cost)
-        best_k = f_acc[0].argmax()
+        # The family's most accurate point (ties -> the cheaper one).
+        top = f_acc[0] >= f_acc[0].max() - 1e-12
+        best_k = int(np.where(top, -f_cost[0], -np.inf).argmax())
         record: dict[str, object] = {
             "family": family,
             "points": len(members),
