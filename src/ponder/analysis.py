@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ from ponder.store import Store
 
 if TYPE_CHECKING:
     from ponder.evaluate import OutcomeMatrix
+    from ponder.evaluate.metrics import Summary
 
 
 def load_curves(
@@ -57,3 +58,43 @@ def load_matrix(
     return OutcomeMatrix.from_frame(
         frame, problems=store.problems_frame(), cost_model=cost_model, normalize=normalize_answer
     )
+
+
+def evaluate_policies(
+    store: Store,
+    *,
+    datasets: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    n_boot: int = 1000,
+    on_dataset: Callable[[str], None] | None = None,
+) -> list[tuple[str, Summary]]:
+    """Cross-validate the policy families on every dataset whose samples carry token counts.
+
+    Datasets without token counts (their cost needs a price table) or with fewer problems than
+    folds are skipped; run `ponder evaluate --cost calls --prices ...` for those.
+    """
+    from ponder.evaluate.catalog import FAMILIES, candidates
+    from ponder.evaluate.metrics import summarize
+    from ponder.evaluate.protocol import complete, cross_validate
+    from ponder.policies.base import PolicyError
+
+    frame = store.outcomes_frame(datasets=datasets)
+    samples = frame[frame["n_runs"] == 1]
+    with_tokens = samples.groupby("dataset")["output_tokens"].apply(lambda s: s.notna().all())
+    out = []
+    for name in sorted(with_tokens[with_tokens].index):
+        try:
+            matrix = complete(load_matrix(store, datasets=[name]))
+            if matrix.n_problems < 2 * folds or len(matrix.configs) < 2:
+                continue
+            evaluation = cross_validate(
+                matrix, candidates(matrix, families or FAMILIES), folds=folds, seed=seed
+            )
+        except PolicyError:
+            continue  # nothing complete to compare against: not evaluable this way
+        out.append((str(name), summarize(evaluation, n_boot=n_boot, seed=seed)))
+        if on_dataset is not None:
+            on_dataset(str(name))
+    return out

@@ -144,7 +144,15 @@ def test_report_renders_plots(ponder: Any, imported_store: Path, tmp_path: Path)
 def test_demo_runs_from_nothing(ponder: Any, shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = ponder(
-        "demo", "--data", str(shared_data), "--out", str(out), "--n-boot", "200", check_ok=True
+        "demo",
+        "--data",
+        str(shared_data),
+        "--out",
+        str(out),
+        "--n-boot",
+        "200",
+        "--no-policies",
+        check_ok=True,
     )
     assert "report:" in result.stdout
     assert (out / "report.html").stat().st_size > 100_000
@@ -167,3 +175,32 @@ def test_grade_json(ponder: Any) -> None:
     assert json.loads(miss.stdout) == {"extracted": "7", "match": False}
     human = ponder("grade", "Answer: (C)", "C", "--kind", "choice").stdout
     assert "extracted: C" in human and "match:     yes" in human
+
+
+def test_report_with_policies(ponder: Any, imported_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.html"
+    ponder(
+        "report",
+        "-o",
+        str(out),
+        "-d",
+        "math500",
+        "--policies",
+        "--n-boot",
+        "200",
+        store=imported_store,
+        check_ok=True,
+    )
+    html = out.read_text()
+    assert 'id="policies"' in html
+    assert "5-fold cross-validation by problem" in html
+    for family in (
+        "adaptive",
+        "router",
+        "allocation",
+        "cascade",
+        "adaptive_consistency",
+        "sweet_spot",
+        "oracle",
+    ):
+        assert f">{family}<" in html

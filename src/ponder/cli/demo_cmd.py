@@ -30,6 +30,9 @@ def demo_command(
         "out/demo"
     ),
     n_boot: NBootOption = 1000,
+    policies: Annotated[
+        bool, typer.Option(help="Evaluate the policy families offline into the report.")
+    ] = True,
 ) -> None:
     """Import every recorded dataset, compute the curves and write the HTML report.
 
@@ -65,7 +68,9 @@ def demo_command(
         with err_console.status("computing curves with bootstrap CIs"):
             curves = load_curves(st, n_boot=n_boot)
         _print_sweet_spots(console, curves.sweet_spots)
-        report = write_report(st, out / "report.html", n_boot=n_boot, curves=curves)
+        report = write_report(
+            st, out / "report.html", n_boot=n_boot, curves=curves, policies=policies
+        )
     console.print(f"store:  {(out / 'demo.sqlite').resolve()}")
     console.print(f"report: {report.resolve()}")
 

@@ -32,15 +32,33 @@ def write_report(
     n_boot: int = 1000,
     seed: int = 0,
     curves: Curves | None = None,
+    policies: bool = False,
 ) -> Path:
-    """Render the report (computing the curves unless given), with progress on stderr."""
-    from ponder.analysis import load_curves
+    """Render the report (computing the curves unless given), with progress on stderr.
+
+    With `policies`, every policy family is cross-validated on each dataset with token counts
+    and the report gains a policies section.
+    """
+    from ponder.analysis import evaluate_policies, load_curves
     from ponder.report import build_report
 
     if curves is None:
         with err_console.status("computing curves with bootstrap CIs"):
             curves = load_curves(st, datasets=datasets, models=models, n_boot=n_boot, seed=seed)
     frame = st.outcomes_frame(datasets=datasets, models=models)
+    evaluations = []
+    if policies:
+        with progress() as bar:
+            task = bar.add_task("evaluating policies", total=frame["dataset"].nunique())
+            evaluations = evaluate_policies(
+                st,
+                datasets=datasets,
+                seed=seed,
+                n_boot=n_boot,
+                on_dataset=lambda name: bar.update(
+                    task, advance=1, description=f"evaluated {name}"
+                ),
+            )
     names = sorted(curves.cells["dataset"].unique())
     with progress() as bar:
         task = bar.add_task("plotting", total=len(names))
@@ -53,6 +71,7 @@ def write_report(
             n_boot=n_boot,
             seed=seed,
             on_dataset=lambda name: bar.update(task, advance=1, description=f"plotted {name}"),
+            evaluations=evaluations,
         )
 
 
@@ -64,6 +83,10 @@ def report_command(
     model: ModelsOption = None,
     n_boot: NBootOption = 1000,
     seed: SeedOption = 0,
+    policies: Annotated[
+        bool,
+        typer.Option(help="Add the offline evaluation of the policy families (slower)."),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Write one self-contained HTML report with plots.
@@ -75,7 +98,10 @@ def report_command(
     Examples:
       ponder report                         # ponder-report.html from the default store
       ponder report -o aime.html -d aime24 -d aime25
+      ponder report --policies              # add policies vs uniform budgets (cross-validated)
     """
     with open_store(store) as st:
-        path = write_report(st, out, datasets=dataset, models=model, n_boot=n_boot, seed=seed)
+        path = write_report(
+            st, out, datasets=dataset, models=model, n_boot=n_boot, seed=seed, policies=policies
+        )
     typer.echo(f"report written to {path.resolve()}")

@@ -253,33 +253,41 @@ def _passk_table(curves: Curves) -> Markup | None:
     return html_table(wide, columns)
 
 
-_FAMILY_COLUMNS = {
-    "family": "family",
-    "best_label": "best point",
-    "best_accuracy": "accuracy",
-    "best_accuracy_cost": "cost",
-    "saved_at_iso_accuracy": "saved at iso-accuracy",
-    "saved_at_iso_accuracy_ci_low": "95% low",
-    "saved_at_iso_accuracy_ci_high": "95% high",
-    "gain_at_iso_cost": "gain at iso-cost",
-    "gain_at_iso_cost_ci_low": "95% low",
-    "gain_at_iso_cost_ci_high": "95% high",
-    "gap_recovered": "gap recovered",
-    "frontier_gain": "best gain vs uniform frontier",
-    "frontier_gain_ci_low": "95% low",
-    "frontier_gain_ci_high": "95% high",
-    "frontier_saving": "best saving vs uniform frontier",
-    "frontier_saving_ci_low": "95% low",
-    "frontier_saving_ci_high": "95% high",
-    "cost_to_95pct": "cost to 95%",
-    "uniform_cost_to_95pct": "uniform cost to 95%",
-    "calibration_error": "calibration error",
-}
+def _pct_ci(row: Any, key: str) -> str:
+    def pct(value: Any) -> str:
+        return "–" if value is None or pd.isna(value) else f"{value:+.1%}"
+
+    return f"{pct(row[key])} [{pct(row[key + '_ci_low'])}, {pct(row[key + '_ci_high'])}]"
+
+
+def _families_table(summary: Summary) -> Markup:
+    """Families with each metric and its 95% CI in one cell, so the table fits a page."""
+    points = summary.points.set_index("label")
+    rows = []
+    for _, row in summary.families.iterrows():
+        best = points.loc[row["best_label"]]
+        rows.append(
+            {
+                "family": row["family"],
+                "best point": str(row["best_label"]).removeprefix(f"{row['family']} "),
+                "accuracy": f"{best['accuracy']:.3f} [{best['accuracy_ci_low']:.3f}, "
+                f"{best['accuracy_ci_high']:.3f}]",
+                "cost": _fmt(float(best["mean_cost"])),
+                "saved at iso-accuracy": _pct_ci(row, "saved_at_iso_accuracy"),
+                "gain at iso-cost": _pct_ci(row, "gain_at_iso_cost"),
+                "best gain vs uniform hull": _pct_ci(row, "frontier_gain"),
+                "best saving vs uniform hull": _pct_ci(row, "frontier_saving"),
+                "cost to 95% (uniform hull)": f"{_fmt(row['cost_to_95pct'])} "
+                f"({_fmt(row['uniform_cost_to_95pct'])})",
+                "calibration error": _fmt(row["calibration_error"]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    return html_table(table, {c: c for c in table.columns})
 
 
 def _policy_section(name: str, summary: Summary) -> dict[str, Any]:
     """One evaluated dataset: its accuracy-cost plot and the families table."""
-    families = summary.families
     return {
         "name": name,
         "protocol": summary.protocol,
@@ -287,5 +295,5 @@ def _policy_section(name: str, summary: Summary) -> dict[str, Any]:
         "n_problems": summary.n_problems,
         "baseline": summary.baseline,
         "plot": _b64(plots.policy_curves(summary, title=name)),
-        "table": html_table(families, _present(families, _FAMILY_COLUMNS)),
+        "table": _families_table(summary),
     }
