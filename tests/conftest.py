@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +36,20 @@ def shared_data() -> Path:
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "store.sqlite") as st:
         yield st
+
+
+@pytest.fixture(scope="session")
+def math500_matrix(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The recorded MATH-500 sweep as an OutcomeMatrix (100 problems x 20 configs x 3 seeds)."""
+    from ponder.evaluate import OutcomeMatrix
+    from ponder.grading import normalize_answer
+    from ponder.importers import import_paths
+
+    with Store(tmp_path_factory.mktemp("math500") / "s.sqlite") as store:
+        csv = shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv"
+        import_paths(store, [csv])
+        return OutcomeMatrix.from_frame(
+            store.outcomes_frame(datasets=["math500"]),
+            problems=store.problems_frame(),
+            normalize=normalize_answer,
+        )

@@ -9,21 +9,12 @@ import pandas as pd
 import pytest
 
 from ponder.evaluate import OutcomeMatrix, replay
-from ponder.grading import normalize_answer
-from ponder.importers import import_paths
 from ponder.policies import Config, Uniform
-from ponder.store import Store
 
 
-@pytest.fixture(scope="module")
-def math500(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> OutcomeMatrix:
-    store = Store(tmp_path_factory.mktemp("m") / "s.sqlite")
-    import_paths(store, [shared_data / "reasoning_budget_sweep"])
-    return OutcomeMatrix.from_frame(
-        store.outcomes_frame(datasets=["math500"]),
-        problems=store.problems_frame(),
-        normalize=normalize_answer,
-    )
+@pytest.fixture
+def math500(math500_matrix: OutcomeMatrix) -> OutcomeMatrix:
+    return math500_matrix
 
 
 def test_matrix_shape_and_problem_info(math500: OutcomeMatrix) -> None:

@@ -11,12 +11,9 @@ import pandas as pd
 import pytest
 
 from ponder.evaluate import OutcomeMatrix, ReplayError, replay, replay_decision
-from ponder.grading import normalize_answer
-from ponder.importers import import_paths
 from ponder.policies import Config, Decision, NotFittedError, PolicyError, Step, Uniform
 from ponder.policies.cascade import TierCascade
 from ponder.policies.serialization import load_policy, save_policy
-from ponder.store import Store
 
 CHEAP = Config("small", "no-think", 512)
 MID = Config("mid", "think", 1024)
@@ -265,15 +262,9 @@ def test_save_and_load_give_identical_decisions(tmp_path: Path, tiers: list[Conf
 # -- real data: MATH-500 -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def math500(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> OutcomeMatrix:
-    store = Store(tmp_path_factory.mktemp("cascade") / "s.sqlite")
-    import_paths(store, [shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv"])
-    return OutcomeMatrix.from_frame(
-        store.outcomes_frame(datasets=["math500"]),
-        problems=store.problems_frame(),
-        normalize=normalize_answer,
-    )
+@pytest.fixture
+def math500(math500_matrix: OutcomeMatrix) -> OutcomeMatrix:
+    return math500_matrix
 
 
 def _halves(matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:

@@ -9,12 +9,9 @@ import pandas as pd
 import pytest
 
 from ponder.evaluate import OutcomeMatrix, ReplayResult, replay
-from ponder.grading import normalize_answer
-from ponder.importers import import_paths
 from ponder.policies import Config, NotFittedError, Policy, PolicyError, StopRule, Uniform
 from ponder.policies.consistency import AdaptiveConsistency
 from ponder.policies.serialization import load_policy, save_policy
-from ponder.store import Store
 
 CHEAP = Config("small", "no-think", 512)
 DEAR = Config("big", "think", 4096)
@@ -192,15 +189,9 @@ def test_save_and_load_give_identical_decisions(tmp_path: Path, config: Config |
 # -- real data: MATH-500 -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def math500(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> OutcomeMatrix:
-    store = Store(tmp_path_factory.mktemp("consistency") / "s.sqlite")
-    import_paths(store, [shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv"])
-    return OutcomeMatrix.from_frame(
-        store.outcomes_frame(datasets=["math500"]),
-        problems=store.problems_frame(),
-        normalize=normalize_answer,
-    )
+@pytest.fixture
+def math500(math500_matrix: OutcomeMatrix) -> OutcomeMatrix:
+    return math500_matrix
 
 
 def _halves(matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
