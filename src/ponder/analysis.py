@@ -43,20 +43,38 @@ def load_matrix(
     datasets: Sequence[str],
     models: Sequence[str] | None = None,
     exclude_models: Sequence[str] = (),
+    levels: Sequence[int] | None = None,
+    exclude_contaminated: bool = False,
     cost: str = "tokens",
     prices: Path | None = None,
 ) -> OutcomeMatrix:
-    """The outcome matrix of some datasets, with costs in the chosen unit."""
+    """The outcome matrix of some datasets, with costs in the chosen unit.
+
+    `levels` keeps only problems of those difficulty levels (e.g. MATH-500 1-3 to fit, 4-5 to
+    test); `exclude_contaminated` drops problems flagged as seen in training data (RouteLLM's
+    GSM8K protocol).
+    """
     from ponder.evaluate import CostModel, OutcomeMatrix, load_prices
 
     frame = store.outcomes_frame(datasets=datasets, models=models)
+    problems = store.problems_frame()
     if exclude_models:
         frame = frame[~frame["model"].isin(list(exclude_models))]
+    if levels:
+        frame = frame[frame["level"].isin([float(v) for v in levels])]
+    if exclude_contaminated:
+        flagged = problems[problems["metadata_json"].str.contains('"contaminated": true')]
+        keys = set(zip(flagged["dataset"], flagged["problem_id"], strict=True))
+        keep = [k not in keys for k in zip(frame["dataset"], frame["problem_id"], strict=True)]
+        frame = frame[keep]
     if frame.empty:
-        raise InputError(f"no outcomes for datasets={list(datasets)} models={list(models or [])}")
+        raise InputError(
+            f"no outcomes for datasets={list(datasets)} models={list(models or [])}"
+            + (f" levels={list(levels)}" if levels else "")
+        )
     cost_model = CostModel(cost, load_prices(prices) if prices else {})  # type: ignore[arg-type]
     return OutcomeMatrix.from_frame(
-        frame, problems=store.problems_frame(), cost_model=cost_model, normalize=normalize_answer
+        frame, problems=problems, cost_model=cost_model, normalize=normalize_answer
     )
 
 

@@ -212,3 +212,52 @@ def test_tampered_and_wrong_version_policy_files(tmp_path: Path, store: Path, po
     out.write_text(json.dumps(data))
     with pytest.raises(InputError, match="format version 2 is not supported"):
         load_policy(out)
+
+
+def test_level_transfer_and_contamination_filter(ponder: Any, store: Path) -> None:
+    result = ponder(
+        "evaluate",
+        "-d",
+        "math500",
+        "--train-level",
+        "1",
+        "--train-level",
+        "2",
+        "--train-level",
+        "3",
+        "--level",
+        "4",
+        "--level",
+        "5",
+        "-P",
+        "sweet_spot",
+        "--n-boot",
+        "200",
+        "--json",
+        store=store,
+        check_ok=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["protocol"].startswith(
+        "fit on math500 (levels 1, 2, 3), evaluated on math500 (levels 4, 5)"
+    )
+    assert data["n_problems"] == 45
+    prices = Path(__file__).parents[2] / "examples/prices/routellm_gsm8k.json"
+    clean = ponder(
+        "evaluate",
+        "-d",
+        "gsm8k",
+        "--cost",
+        "calls",
+        "--prices",
+        str(prices),
+        "--exclude-contaminated",
+        "-P",
+        "cascade",
+        "--n-boot",
+        "200",
+        "--json",
+        store=store,
+        check_ok=True,
+    )
+    assert 1250 < json.loads(clean.stdout)["n_problems"] < 1319

@@ -136,6 +136,16 @@ def evaluate_command(
         list[str] | None,
         typer.Option(help="Fit on these datasets and evaluate on --dataset (transfer)."),
     ] = None,
+    level: Annotated[
+        list[int] | None, typer.Option(help="Evaluate only on problems of these levels.")
+    ] = None,
+    train_level: Annotated[
+        list[int] | None,
+        typer.Option(help="Fit on problems of these levels, evaluate on --level (transfer)."),
+    ] = None,
+    exclude_contaminated: Annotated[
+        bool, typer.Option(help="Drop problems flagged as contaminated (RouteLLM's protocol).")
+    ] = False,
     cost: CostOption = "tokens",
     prices: PricesOption = None,
     n_boot: NBootOption = 1000,
@@ -155,6 +165,8 @@ def evaluate_command(
       ponder evaluate -d math500                        # every family, 5-fold CV
       ponder evaluate -d math500 -P adaptive -P cascade --points
       ponder evaluate -d aime25 --train-dataset aime24  # transfer across datasets
+      ponder evaluate -d math500 --train-level 1 --train-level 2 --train-level 3 \\
+          --level 4 --level 5                            # easy levels -> hard levels
       ponder evaluate -d gsm8k --cost calls --prices examples/prices/routellm_gsm8k.json
     """
     from ponder.analysis import load_matrix
@@ -168,15 +180,19 @@ def evaluate_command(
         common = {
             "models": model,
             "exclude_models": exclude_model or (),
+            "exclude_contaminated": exclude_contaminated,
             "cost": cost,
             "prices": prices,
         }
-        test = load_matrix(st, datasets=dataset, **common)  # type: ignore[arg-type]
-        train = (
-            load_matrix(st, datasets=train_dataset, **common)  # type: ignore[arg-type]
-            if train_dataset
-            else None
-        )
+        test = load_matrix(st, datasets=dataset, levels=level, **common)  # type: ignore[arg-type]
+        train = None
+        if train_dataset or train_level:
+            train = load_matrix(
+                st,
+                datasets=train_dataset or dataset,
+                levels=train_level,
+                **common,  # type: ignore[arg-type]
+            )
     if train is not None:
         train, test = align(train, test)
     else:

@@ -144,6 +144,15 @@ def cross_validate(
     )
 
 
+def _describe(matrix: OutcomeMatrix) -> str:
+    """Datasets of a matrix, with their levels when every problem has one."""
+    names = ", ".join(sorted(matrix.problems["dataset"].unique()))
+    levels = matrix.problems["level"]
+    if len(levels) and levels.notna().all():
+        names += " (levels " + ", ".join(str(int(v)) for v in sorted(levels.unique())) + ")"
+    return names
+
+
 def transfer(
     train: OutcomeMatrix,
     test: OutcomeMatrix,
@@ -159,8 +168,7 @@ def transfer(
     rows = [_run(train, test, c) for c in candidates]
     if on_step is not None:
         on_step("transfer")
-    train_sets = ", ".join(sorted(train.problems["dataset"].unique()))
-    test_sets = ", ".join(sorted(test.problems["dataset"].unique()))
+    train_sets, test_sets = _describe(train), _describe(test)
     return Evaluation(
         protocol=f"fit on {train_sets}, evaluated on {test_sets}, over the {len(common)} "
         "configurations recorded for every problem of both; oracle fitted on the evaluation "
