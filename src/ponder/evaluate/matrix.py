@@ -165,10 +165,14 @@ class OutcomeMatrix:
             unit=self.unit,
         )
 
-    def complete_configs(self) -> list[Config]:
-        """Configurations with at least one recorded sample for every problem."""
+    def complete_configs(self, samples: int = 1) -> list[Config]:
+        """Configurations with at least `samples` recorded samples for every problem.
+
+        Only those can be chosen for any request: a configuration recorded for some problems
+        only would be chosen for requests it may never have been run on.
+        """
         have = self.n_samples.min(axis=0) if self.n_problems else np.zeros(len(self.configs))
-        return [c for c, n in zip(self.configs, have, strict=True) if n > 0]
+        return [c for c, n in zip(self.configs, have, strict=True) if n >= samples]
 
     def select_datasets(self, datasets: Sequence[str]) -> OutcomeMatrix:
         mask = self.problems["dataset"].isin(list(datasets)).to_numpy()

@@ -23,16 +23,6 @@ if TYPE_CHECKING:
     from ponder.evaluate.matrix import OutcomeMatrix
 
 
-def complete_configs(outcomes: OutcomeMatrix, samples: int = 1) -> list[Config]:
-    """Configurations with at least `samples` recorded samples for every training problem.
-
-    Only those are default candidates: a configuration recorded for some problems only would
-    be chosen for requests it may never have been run on.
-    """
-    have = outcomes.n_samples.min(axis=0) if outcomes.n_problems else np.zeros(0)
-    return [c for c, n in zip(outcomes.configs, have, strict=True) if n >= samples]
-
-
 def frontier_configs(
     outcomes: OutcomeMatrix, samples: int = 1, *, caps: bool = False
 ) -> list[Config]:
@@ -44,7 +34,7 @@ def frontier_configs(
     that could only win by such noise are left out. Cost is the mean sample cost, or the
     token cap when `caps` (what the budget allocator reserves; uncapped configs dropped).
     """
-    full = complete_configs(outcomes, samples)
+    full = outcomes.complete_configs(samples)
     if caps:
         full = [c for c in full if c.budget is not None]
     if not full:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ponder.policies.adaptive import DifficultyAdaptive, complete_configs, config_or_none
+from ponder.policies.adaptive import DifficultyAdaptive, config_or_none
 from ponder.policies.base import PolicyError
 from ponder.policies.decision import Config
 from ponder.policies.serialization import register
@@ -48,7 +48,7 @@ class ThinkRouter(DifficultyAdaptive):
         for given in (self.think, self.no_think):
             if given is not None:
                 outcomes.config_index(given)  # a clear error for an unrecorded config
-        full = complete_configs(outcomes, self.samples)
+        full = outcomes.complete_configs(self.samples)
         index = [outcomes.config_index(c) for c in full]
         recorded = ~np.isnan(outcomes.correct)
         with np.errstate(invalid="ignore", divide="ignore"):
