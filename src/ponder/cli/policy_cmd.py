@@ -54,7 +54,13 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def fit_command(
-    policy: Annotated[str, typer.Argument(help="Policy name (see `ponder evaluate --help`).")],
+    policy: Annotated[
+        str,
+        typer.Argument(
+            help="uniform, oracle, adaptive, router, allocation, sweet_spot, cascade or "
+            "adaptive_consistency (parameters: docs/policies.md)."
+        ),
+    ],
     dataset: DatasetsOption = None,
     model: ModelsOption = None,
     exclude_model: ExcludeOption = None,
@@ -129,7 +135,12 @@ def evaluate_command(
     exclude_model: ExcludeOption = None,
     policy: Annotated[
         list[str] | None,
-        typer.Option("--policy", "-P", help="Policy families to evaluate (default: all)."),
+        typer.Option(
+            "--policy",
+            "-P",
+            help="Families to evaluate: adaptive, router, allocation, cascade, "
+            "adaptive_consistency, sweet_spot (default: all). Uniform and oracle always run.",
+        ),
     ] = None,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds by problem.")] = 5,
     train_dataset: Annotated[
