@@ -32,6 +32,7 @@ def ponder(tmp_path: Path) -> Runner:
             text=True,
             env=env,
             timeout=300,
+            cwd=tmp_path,
             check=False,
         )
         if check_ok and result.returncode != 0:

@@ -182,8 +182,19 @@ def test_bad_policy_inputs(ponder: Any, store: Path, tmp_path: Path) -> None:
         "evaluate", "-d", "gsm8k", "--cost", "calls", "--prices", str(unpriced), store=store
     )
     assert "no entry for model(s) mistralai/Mixtral" in _error(result)
-    budget = ponder("fit", "allocation", "-d", "math500", "-p", "total_budget=10", store=store)
+    budget = ponder(
+        "fit",
+        "allocation",
+        "-d",
+        "math500",
+        "-p",
+        "total_budget=10",
+        "-o",
+        str(tmp_path / "never.json"),
+        store=store,
+    )
     assert "budget" in _error(budget)
+    assert not (tmp_path / "never.json").exists()
 
 
 def test_tampered_and_wrong_version_policy_files(tmp_path: Path, store: Path, ponder: Any) -> None:

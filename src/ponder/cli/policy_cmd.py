@@ -107,8 +107,10 @@ def fit_command(
         except TypeError as exc:
             raise InputError(f"bad parameters for {policy}: {exc}") from exc
         fitted.fit(matrix)
-        path = save_policy(fitted, out)
+        # Decide before saving: a policy that cannot decide (e.g. a budget no configuration
+        # meets) must not leave a file behind.
         batch = fitted.decide_batch(matrix.problems)
+        path = save_policy(fitted, out)
     shares = np.bincount(batch.index, minlength=len(batch.decisions)) / len(batch.index)
     plans: list[dict[str, Any]] = [
         {"share": float(s), "decision": d.to_dict()}
