@@ -29,7 +29,7 @@ def shared_data() -> Path:
     folder = paths.shared_data_dir()
     if not (folder / "reasoning_budget_sweep").is_dir():
         pytest.skip(f"recorded datasets not found at {folder} (set PONDER_SHARED_DATA)")
-    return folder
+    return folder.resolve()
 
 
 @pytest.fixture

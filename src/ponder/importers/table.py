@@ -208,6 +208,7 @@ def read_jsonl(path: Path) -> Table:
 
 def read_table(path: Path) -> Table:
     """CSV or JSONL by suffix (`.csv`, `.jsonl`, `.json`)."""
+    _check_exists(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return read_csv(path)
