@@ -138,3 +138,33 @@ def test_pass_at_k_per_cell_and_bootstrap(make_grid) -> None:
     # pass@k is non-decreasing in k within a cell.
     for _, cell in table.groupby(["model", "budget"]):
         assert np.all(np.diff(cell["value"].to_numpy()) >= -1e-12)
+
+
+def test_maj_at_1_equals_pass_at_1_despite_other_sources() -> None:
+    """Answer correctness is decided within the cell: another source's grading never leaks in."""
+    import pandas as pd
+
+    from ponder.curves import maj_at_k_table, pass_at_k_table
+
+    rows = []
+    for model, correct in (("a", 0.0), ("b", 1.0)):  # same answer "5", graded differently
+        rows.append(
+            {
+                "model": model,
+                "dataset": "d",
+                "mode": "m",
+                "budget": float("nan"),
+                "problem_id": "p",
+                "sample_idx": 0,
+                "correct": correct,
+                "extracted_answer": "5",
+                "n_runs": 1,
+                "budget_kind": "none",
+                "output_tokens": float("nan"),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    maj = maj_at_k_table(frame, n_boot=50).set_index("model")["value"]
+    passk = pass_at_k_table(frame, n_boot=50).set_index("model")["value"]
+    assert maj["a"] == passk["a"] == 0.0
+    assert maj["b"] == passk["b"] == 1.0

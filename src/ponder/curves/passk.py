@@ -10,10 +10,10 @@ maj@k is the expected score of majority voting over a uniformly random k-subset 
 samples. Answers are compared after ``normalize``; unanswered samples (None/NaN, or empty
 after normalizing) do not vote and a subset without votes scores 0. When several answers tie
 for the most votes the subset scores the fraction of the tied answers that are correct, the
-expected score of a uniform random tie-break. An answer is correct if any sample of the same
-problem (in the whole frame) with that normalized answer has correct == 1. The expectation
-is exact (all subsets enumerated) when C(n, k) <= ``max_subsets`` (default 2000); otherwise
-it is a Monte-Carlo mean over ``max_subsets`` random subsets drawn from a generator seeded by
+expected score of a uniform random tie-break. An answer is correct if a sample of the same
+cell and problem with that normalized answer has correct == 1 (so maj@1 equals pass@1).
+The expectation is exact (all subsets enumerated) when C(n, k) <= ``max_subsets`` (default
+2000); otherwise it is a Monte-Carlo mean over ``max_subsets`` random subsets drawn from a generator seeded by
 (seed, n, k), so each problem's value has a standard error of at most 0.5/sqrt(2000) ~ 0.011
 and the cell value, averaged over problems, much less. The expectation depends only on the
 problem's vote profile (answer counts and their correctness), so each distinct profile is
@@ -40,7 +40,6 @@ from ponder.curves._frame import (
     as_float,
     cell_codes,
     cell_derived,
-    problem_codes,
     require_columns,
     sample_mask,
     unique_pairs,
@@ -126,11 +125,12 @@ def maj_at_k_table(
     answer = _answer_codes(rows["extracted_answer"], normalize)
     n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.int64)
 
-    # Correctness of a (problem, normalized answer), pooled over the whole frame.
+    # Correctness of a normalized answer within its cell and problem: an answer is right if a
+    # sample of that cell gave it and was graded right (never borrowed from other sources,
+    # whose grading or gold may differ), so maj@1 equals pass@1.
     n_answers = int(answer.max()) + 1 if len(answer) and answer.max() >= 0 else 1
     voter = answer >= 0
-    prob_code, _ = problem_codes(rows)
-    ans_key = prob_code[voter] * n_answers + answer[voter]
+    ans_key = prep.pair_of_row[voter].astype(np.int64) * n_answers + answer[voter]
     uniq_key, key_inv = np.unique(ans_key, return_inverse=True)
     key_ok = np.zeros(len(uniq_key), dtype=bool)
     np.logical_or.at(key_ok, key_inv.reshape(-1), prep.correct[voter] == 1.0)
