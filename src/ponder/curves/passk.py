@@ -13,11 +13,11 @@ for the most votes the subset scores the fraction of the tied answers that are c
 expected score of a uniform random tie-break. An answer is correct if a sample of the same
 cell and problem with that normalized answer has correct == 1 (so maj@1 equals pass@1).
 The expectation is exact (all subsets enumerated) when C(n, k) <= ``max_subsets`` (default
-2000); otherwise it is a Monte-Carlo mean over ``max_subsets`` random subsets drawn from a generator seeded by
-(seed, n, k), so each problem's value has a standard error of at most 0.5/sqrt(2000) ~ 0.011
-and the cell value, averaged over problems, much less. The expectation depends only on the
-problem's vote profile (answer counts and their correctness), so each distinct profile is
-computed once.
+2000); otherwise it is a Monte-Carlo mean over ``max_subsets`` random subsets drawn from a
+generator seeded by (seed, n, k), so each problem's value has a standard error of at most
+0.5/sqrt(2000) ~ 0.011 and the cell value, averaged over problems, much less. The
+expectation depends only on the problem's vote profile (answer counts and their
+correctness), so each distinct profile is computed once.
 
 Only sample rows (n_runs == 1) with known ``correct`` enter; aggregated rows cannot be
 subset. Intervals come from the same paired cluster bootstrap over problems as the cells.
