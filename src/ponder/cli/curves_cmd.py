@@ -29,7 +29,11 @@ def curves_command(
     model: ModelsOption = None,
     table: Annotated[str, typer.Option(help=f"Which table: {', '.join(TABLES)}.")] = "cells",
     derived: Annotated[
-        bool, typer.Option(help="Add cells derived exactly from larger hard caps.")
+        bool,
+        typer.Option(
+            help="Add cells derived from larger hard caps (strict rule: a response longer "
+            "than the cap is unanswered; a lower bound on a recorded run)."
+        ),
     ] = True,
     n_boot: NBootOption = 1000,
     seed: SeedOption = 0,

@@ -151,11 +151,13 @@ def derive_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.D
     out["budget"] = target
     out["output_tokens"] = np.where(cut, target, tokens)
     out["correct"] = np.where(cut, 0.0, as_float(out["correct"]))
+    # A cut response is known to be truncated and unanswered; otherwise keep what was
+    # recorded, NaN (unknown) included.
     out["answered"] = (
-        np.where(cut, False, out["answered"].astype(bool)) if "answered" in out else ~cut
+        np.where(cut, 0.0, as_float(out["answered"])) if "answered" in out else (~cut) * 1.0
     )
     out["truncated"] = (
-        np.where(cut, True, out["truncated"].astype(bool)) if "truncated" in out else cut
+        np.where(cut, 1.0, as_float(out["truncated"])) if "truncated" in out else cut * 1.0
     )
     if "extracted_answer" in out.columns:
         answers = out["extracted_answer"].astype(object).to_numpy(copy=True)

@@ -49,6 +49,12 @@ def difficulty_bins(frame: pd.DataFrame) -> pd.DataFrame:
     """
     require_columns(frame, ["dataset", "problem_id", "correct"], "difficulty bins")
     recorded = frame.loc[~derived_mask(frame)]
+    if "n_runs" in recorded.columns:
+        # Solve rates from samples where a dataset has them: aggregated leaderboard rows of
+        # other sources (MathArena covers AIME I only) would skew one part of the dataset.
+        is_sample = (recorded["n_runs"] == 1).to_numpy()
+        with_samples = set(recorded.loc[is_sample, "dataset"])
+        recorded = recorded[is_sample | ~recorded["dataset"].isin(with_samples).to_numpy()]
     level = as_float(recorded["level"]) if "level" in recorded.columns else np.nan
     per_problem = (
         pd.DataFrame(
