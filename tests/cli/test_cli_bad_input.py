@@ -137,3 +137,17 @@ def test_demo_without_data(ponder: Any, tmp_path: Path) -> None:
     result = ponder("demo", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
     assert result.returncode == 1
     assert "recorded datasets not found" in _one_error_line(result.stderr)
+
+
+def test_failed_first_import_leaves_no_store(ponder: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("problem_id,model,correct\na,m,maybe\n")
+    store = tmp_path / "new.sqlite"
+    result = ponder("import", str(bad), "--dataset", "x", store=store)
+    assert "field 'correct'" in _one_error_line(result.stderr)
+    assert not store.exists()
+
+
+def test_piped_tables_are_not_cut(ponder: Any, small_store: Path) -> None:
+    result = ponder("curves", "--n-boot", "200", store=small_store)
+    assert "DeepSeek-R1-Distill-Qwen-14B" in result.stdout  # the longest model name, whole

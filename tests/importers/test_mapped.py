@@ -187,3 +187,48 @@ def test_preset_file_with_a_bad_row(tmp_path: Path, shared_data: Path, store: St
         import_paths(store, [path])
     assert (info.value.line, info.value.field) == (11, "n_new_tokens")
     assert store.counts()["outcomes"] == 0
+
+
+def test_review_findings_on_import(tmp_path: Path, store: Store, shared_data: Path) -> None:
+    from ponder.errors import StoreError
+    from ponder.store import export_outcomes
+
+    # Two different files with the same name are two runs, not one silently dropped.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _write(tmp_path / "a", "results.csv", "problem_id,model,correct\np1,m,1\n")
+    second = _write(tmp_path / "b", "results.csv", "problem_id,model,correct\np1,m,0\n")
+    for path in (first, second):
+        result = import_paths(store, [path], dataset="t")[0].result
+        assert result is not None and result.outcomes_added == 1
+    # The same file again adds nothing; with another budget kind it is a conflict.
+    again = import_paths(store, [first], dataset="t")[0].result
+    assert again is not None and again.outcomes_added == 0
+    with pytest.raises(StoreError, match="already stored with"):
+        import_paths(store, [first], dataset="t", budget_kind="hard_cap")
+    # An export imports back as the same rows.
+    import_paths(store, [shared_data / "matharena_aime2025_I"])
+    before = store.counts()["outcomes"]
+    export_outcomes(store, tmp_path / "o.csv")
+    back = import_paths(store, [tmp_path / "o.csv"])[0].result
+    assert back is not None and back.outcomes_added == 0
+    assert store.counts()["outcomes"] == before
+
+
+def test_infinite_budget_and_header_quote_and_broken_folder_file(
+    tmp_path: Path, store: Store
+) -> None:
+    inf = _write(tmp_path, "i.csv", "problem_id,model,correct,budget\np1,m,1,1e400\n")
+    with pytest.raises(InputError, match="not an integer") as info:
+        import_paths(store, [inf], dataset="t")
+    assert (info.value.line, info.value.field) == (2, "budget")
+    quote = _write(tmp_path, "h.csv", '"a"x,b\n1,2\n')
+    with pytest.raises(InputError, match="malformed CSV"):
+        import_paths(store, [quote], dataset="t")
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    _write(folder, "good.csv", "problem,model,accuracy_pct_over_4_runs\n1,x,50\n")
+    _write(folder, "broken.csv", "a,b\n1,2,3\n")
+    with pytest.raises(InputError, match=r"broken\.csv:2"):
+        import_paths(store, [folder])
+    assert store.counts()["outcomes"] == 0

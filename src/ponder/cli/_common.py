@@ -44,6 +44,11 @@ SeedOption = Annotated[int, typer.Option(help="Bootstrap seed.")]
 err_console = Console(stderr=True)
 
 
+def out_console() -> Console:
+    """Console for results on stdout: when piped to a file, wide enough that no cell is cut."""
+    return Console(width=None if sys.stdout.isatty() else 250)
+
+
 def store_path(option: Path | None) -> Path:
     return option if option is not None else paths.default_store_path()
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ponder.cli._common import (
@@ -19,6 +18,7 @@ from ponder.cli._common import (
     echo_json,
     err_console,
     open_store,
+    out_console,
 )
 
 TABLES = ("cells", "sweet-spots", "pass-at-k", "maj-at-k", "difficulty")
@@ -144,7 +144,7 @@ def _cell(value: object) -> str:
 
 
 def _print_table(frame: pd.DataFrame, name: str) -> None:
-    console = Console()
+    console = out_console()
     if frame.empty:
         console.print(f"no rows in the {name} table for this selection")
         return

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ponder.cli._common import echo_json
+from ponder.cli._common import echo_json, out_console
 
 data_app = typer.Typer(
     help=(
@@ -75,7 +75,6 @@ def list_cmd(
     if as_json:
         echo_json(records)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="ponder datasets")
@@ -94,7 +93,7 @@ def list_cmd(
             r["source"],
             r["local"] or "-",
         )
-    console = Console()
+    console = out_console()
     console.print(table)
     mirror_only = [r for r in records if r["needs_mirror"]]
     for r in mirror_only:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ponder import paths
-from ponder.cli._common import NBootOption, err_console, progress
+from ponder.cli._common import NBootOption, err_console, out_console, progress
 from ponder.cli.report_cmd import write_report
 from ponder.errors import InputError
 from ponder.importers import FileImport, import_paths
@@ -50,7 +50,7 @@ def demo_command(
             "with `ponder data pull NAME`",
             path=folder,
         )
-    console = Console()
+    console = out_console()
     console.print(f"recorded data: {folder.resolve()}")
     with Store(out / "demo.sqlite") as st:
         with progress() as bar:

@@ -6,10 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ponder.cli._common import JsonOption, StoreOption, echo_json, open_store, progress
+from ponder.cli._common import (
+    JsonOption,
+    StoreOption,
+    echo_json,
+    open_store,
+    out_console,
+    progress,
+    store_path,
+)
 from ponder.importers import FIELDS, FileImport, import_paths, parse_mapping
 
 
@@ -48,14 +55,21 @@ def import_command(
     options: dict[str, object] = {"preset": preset, "budget_kind": budget_kind}
     if mapping or dataset or model or run:
         options.update(mapping=mapping, dataset=dataset, model=model, run=run)
-    with open_store(store, create=True) as st, progress() as bar:
-        task = bar.add_task("importing", total=None)
+    new_store = not store_path(store).exists()
+    try:
+        with open_store(store, create=True) as st, progress() as bar:
+            task = bar.add_task("importing", total=None)
 
-        def on_file(stage: str, item: FileImport) -> None:
-            bar.update(task, description=f"{stage} {item.path.name}", advance=1)
+            def on_file(stage: str, item: FileImport) -> None:
+                bar.update(task, description=f"{stage} {item.path.name}", advance=1)
 
-        results = import_paths(st, paths, on_file=on_file, **options)
-        counts = st.counts()
+            results = import_paths(st, paths, on_file=on_file, **options)
+            counts = st.counts()
+    except Exception:
+        if new_store:  # a failed first import leaves no empty store behind
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{store_path(store)}{suffix}").unlink(missing_ok=True)
+        raise
     records = [
         {
             "path": str(r.path),
@@ -77,7 +91,7 @@ def import_command(
         read = r.result.outcomes_read if r.result else 0
         added = r.result.outcomes_added if r.result else 0
         table.add_row(r.path.name, r.preset, str(read), str(added), str(read - added))
-    console = Console()
+    console = out_console()
     console.print(table)
     for r in results:
         for note in r.notes:

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ponder.cli._common import (
@@ -21,6 +20,7 @@ from ponder.cli._common import (
     echo_json,
     err_console,
     open_store,
+    out_console,
     progress,
 )
 from ponder.errors import InputError
@@ -119,7 +119,7 @@ def fit_command(
     if json_:
         echo_json({"policy": fitted.describe(), "path": str(path), "decisions": plans})
         return
-    console = Console()
+    console = out_console()
     console.print(f"fitted {fitted.describe()} on {matrix.n_problems} problems -> {path}")
     for plan in plans[:10]:
         steps = " then ".join(
@@ -259,7 +259,7 @@ def _ci(row: Any, key: str, pct: bool = True) -> str:
 
 
 def _print_summary(summary: Any, show_points: bool) -> None:
-    console = Console()
+    console = out_console()
     console.print(f"protocol: {summary.protocol}")
     console.print(
         f"{summary.n_problems} problems; cost in {summary.unit}; baseline = best uniform: "

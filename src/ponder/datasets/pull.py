@@ -117,7 +117,7 @@ def _resolve_source(spec: DatasetSpec, mirror: str | os.PathLike[str] | None) ->
     return _Source("local", str(folder), f"mirror {folder}")
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
@@ -320,7 +320,7 @@ def pull(
     for f in files:
         target = folder / f.name
         if not force and target.is_file():
-            actual = _sha256_file(target)
+            actual = sha256_file(target)
             expected = _expected(f, source, recorded)
             if actual == expected or (expected is None and actual == f.sha256):
                 result.skipped.append(f.path)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ponder.datasets.pull import sha256_file as _sha256
 from ponder.errors import InputError
 from ponder.importers.generic import FIELDS, load_mapped, parse_mapping
 from ponder.importers.presets import PRESETS, Preset, detect_preset
@@ -39,14 +39,6 @@ class FileImport:
     notes: list[str] = field(default_factory=list)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_file(
     path: Path,
     *,
@@ -64,6 +56,7 @@ def load_file(
     """
     if table is None:
         table = read_table(path)
+    sha256 = _sha256(path)
     chosen: Preset | None
     if mapping or dataset or model or run:
         chosen = None
@@ -80,22 +73,29 @@ def load_file(
         name = chosen.name
     else:
         batch = load_mapped(
-            table, mapping or {}, dataset=dataset, model=model, run=run, budget_kind=budget_kind
+            table,
+            mapping or {},
+            dataset=dataset,
+            model=model,
+            run=run,
+            budget_kind=budget_kind,
+            default_run=f"{path.stem}-{sha256[:8]}",
         )
         name = "mapped"
-    return FileImport(path=path, preset=name, batch=batch, sha256=_sha256(path), notes=batch.notes)
+    return FileImport(path=path, preset=name, batch=batch, sha256=sha256, notes=batch.notes)
 
 
 def _files_in(folder: Path) -> list[tuple[Path, Table]]:
-    """Files under a folder that a preset recognises (problem sets are joined, not imported)."""
+    """Files under a folder that a preset recognises (problem sets are joined, not imported).
+
+    A CSV or JSONL that cannot be read is an error, not skipped: a broken file of a sweep must
+    not vanish from the import unnoticed.
+    """
     found = []
     for candidate in sorted(folder.rglob("*")):
         if candidate.suffix.lower() not in (".csv", ".jsonl") or not candidate.is_file():
             continue
-        try:
-            table = read_table(candidate)
-        except InputError:
-            continue
+        table = read_table(candidate)
         if detect_preset(table) is not None:
             found.append((candidate, table))
     return found

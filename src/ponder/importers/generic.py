@@ -39,6 +39,10 @@ FIELDS: dict[str, str] = {
     "problem_text": "the problem statement",
     "level": "difficulty level (integer)",
     "subject": "subject",
+    "run_id": "run id (as `ponder export` writes it; default: LABEL/model)",
+    "n_runs": "runs an aggregated row averages (default 1: a sample)",
+    "budget_kind": "hard_cap, forced, effort, none or unspecified, per run "
+    "(default: --budget-kind)",
 }
 
 _TOKEN_FIELDS = ("prompt_tokens", "reasoning_tokens", "answer_tokens", "output_tokens")
@@ -68,8 +72,14 @@ def load_mapped(
     model: str | None = None,
     run: str | None = None,
     budget_kind: str = "unspecified",
+    default_run: str | None = None,
 ) -> ImportBatch:
-    """Build a batch from a table whose columns are named by `mapping` (field -> column)."""
+    """Build a batch from a table whose columns are named by `mapping` (field -> column).
+
+    Runs are labelled `LABEL/model`, LABEL being `run`, else `default_run` (the importer passes
+    the file name plus a hash of its content, so two different files that share a name never
+    collide), else the file name. A `run_id` column (an export) is used as it is.
+    """
     if budget_kind not in get_args(BudgetKind):
         raise InputError(
             f"budget kind {budget_kind!r} is not one of {', '.join(get_args(BudgetKind))}"
@@ -131,8 +141,11 @@ def load_mapped(
         data["correct"] = table.correctness(col("correct")).to_numpy()
     else:
         data["correct"] = _grade(table, columns, gold)
-    label = run or table.path.stem
-    data["run_id"] = np.array([f"{label}/{m}" for m in models], dtype=object)
+    label = run or default_run or table.path.stem
+    if "run_id" in columns:
+        data["run_id"] = table.text(col("run_id")).to_numpy()
+    else:
+        data["run_id"] = np.array([f"{label}/{m}" for m in models], dtype=object)
     frame = pd.DataFrame(data)
     if "sample_idx" in columns:
         frame["sample_idx"] = table.number(col("sample_idx"), integer=True, minimum=0).astype(
@@ -142,20 +155,16 @@ def load_mapped(
         key = ["run_id", "dataset", "problem_id", "model", "mode", "budget"]
         frame["sample_idx"] = frame.groupby(key, dropna=False, sort=False).cumcount()
     _check_duplicate_keys(table, frame)
-    frame["n_runs"] = 1
+    frame["n_runs"] = (
+        table.number(col("n_runs"), integer=True, minimum=1).astype("int64")
+        if "n_runs" in columns
+        else 1
+    )
     for c in OUTCOME_STORE_COLUMNS:
         if c not in frame.columns:
             frame[c] = None
     outcomes = frame[list(OUTCOME_STORE_COLUMNS)]
-    runs = [
-        Run(
-            run_id=f"{label}/{m}",
-            model=str(m),
-            source=f"import:{table.path.name}",
-            budget_kind=budget_kind,  # type: ignore[arg-type]
-        )
-        for m in sorted(set(models))
-    ]
+    runs = _runs(table, frame, columns, budget_kind)
     problems = pd.DataFrame(
         {
             "dataset": datasets.to_numpy(),
@@ -171,6 +180,44 @@ def load_mapped(
     ).drop_duplicates(["dataset", "problem_id"])
     problems = problems[list(PROBLEM_STORE_COLUMNS)].astype(object)
     return ImportBatch(runs=runs, outcomes=outcomes, problems=problems.where(pd.notna(problems)))
+
+
+def _runs(
+    table: Table, frame: pd.DataFrame, columns: Mapping[str, str], default_kind: str
+) -> list[Run]:
+    """One Run per run id: its model and budget kind must be the same on all its rows."""
+    kinds = (
+        table.text(columns["budget_kind"]).to_numpy()
+        if "budget_kind" in columns
+        else np.full(len(frame), default_kind, dtype=object)
+    )
+    allowed = set(get_args(BudgetKind))
+    runs: dict[str, tuple[str, str]] = {}
+    for row, (run_id, model, kind) in enumerate(
+        zip(frame["run_id"], frame["model"], kinds, strict=True)
+    ):
+        if kind not in allowed:
+            raise table.fail(
+                row,
+                columns.get("budget_kind", "budget_kind"),
+                f"{kind!r} is not one of {', '.join(sorted(allowed))}",
+            )
+        seen = runs.setdefault(str(run_id), (str(model), str(kind)))
+        if seen != (str(model), str(kind)):
+            raise table.fail(
+                row,
+                columns.get("run_id", "model"),
+                f"run {run_id!r} has model/budget kind {seen}, this row {(model, kind)}",
+            )
+    return [
+        Run(
+            run_id=run_id,
+            model=model,
+            source=f"import:{table.path.name}",
+            budget_kind=kind,  # type: ignore[arg-type]
+        )
+        for run_id, (model, kind) in sorted(runs.items())
+    ]
 
 
 def _optional_text(table: Table, column: str | None) -> object:

@@ -88,7 +88,10 @@ class Table:
         missing = raw == ""
         bad = values.isna() & ~missing
         if integer:
-            bad |= values.notna() & (values != np.floor(values))
+            # Finite and exactly representable (|x| <= 2**53): "1e400" or "inf" is no budget.
+            bad |= values.notna() & (
+                ~np.isfinite(values) | (values.abs() > 2**53) | (values != np.floor(values))
+            )
         if minimum is not None:
             bad |= values < minimum
         if maximum is not None:
@@ -139,6 +142,7 @@ def read_csv(path: Path) -> Table:
     # (parsing grew faster than linearly); none of them can form a cycle, so pause it.
     was_enabled = gc.isenabled()
     gc.disable()
+    start = 1
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, strict=True)

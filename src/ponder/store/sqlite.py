@@ -117,13 +117,22 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"{self.path}: cannot write ({exc}); is another import running?"
+            ) from exc
         try:
             yield self._conn
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: commit failed ({exc}); nothing was written") from exc
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -183,6 +192,7 @@ class Store:
         that an earlier one lacked, but never overwrites a known value.
         """
         with self._transaction() as conn:
+            self._check_runs(conn, batch)
             before = conn.total_changes
             conn.executemany(
                 "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
@@ -256,6 +266,24 @@ class Store:
             problems_added=problems_added,
             runs_added=runs_added,
         )
+
+    @staticmethod
+    def _check_runs(conn: sqlite3.Connection, batch: ImportBatch) -> None:
+        """A run already stored with another model or budget kind is a conflict, not a no-op.
+
+        Otherwise re-importing with a corrected `--budget-kind` would silently keep the old one.
+        """
+        for run in batch.runs:
+            row = conn.execute(
+                "SELECT model, budget_kind FROM runs WHERE run_id = ?", (run.run_id,)
+            ).fetchone()
+            if row is not None and tuple(row) != (run.model, run.budget_kind):
+                raise StoreError(
+                    f"run {run.run_id!r} is already stored with model={row[0]!r}, "
+                    f"budget_kind={row[1]!r}; this import says model={run.model!r}, "
+                    f"budget_kind={run.budget_kind!r}. Import it under another name (--run) "
+                    "or into a fresh store"
+                )
 
     @staticmethod
     def _count(conn: sqlite3.Connection, table: str) -> int:
