@@ -36,6 +36,8 @@ def demo_command(
 ) -> None:
     """Import every recorded dataset, compute the curves and write the HTML report.
 
+    The demo keeps its own store in --out (it never touches $PONDER_STORE).
+
     \b
     Examples:
       ponder demo
