@@ -181,3 +181,16 @@ def test_export_csv_and_parquet_round_trip(store: Store, tmp_path: Path) -> None
 def test_wal_mode(store: Store) -> None:
     mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_readonly_open_reads_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.write(_batch())
+    with Store(path, readonly=True) as st:
+        assert len(st.outcomes_frame()) == 12
+        with pytest.raises(StoreError, match="cannot write"):
+            st.write(_batch())
+    with pytest.raises(StoreError, match="no store at"):
+        Store(tmp_path / "absent.sqlite", readonly=True)
+    assert not (tmp_path / "absent.sqlite").exists()

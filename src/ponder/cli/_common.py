@@ -54,8 +54,8 @@ def store_path(option: Path | None) -> Path:
 
 
 def open_store(option: Path | None, *, create: bool = False) -> Store:
-    """Open the store; reading commands refuse to create an empty one."""
-    return Store(store_path(option), create=create)
+    """Open the store: writers may create it; readers open it read-only and never create it."""
+    return Store(store_path(option), create=create, readonly=not create)
 
 
 def _clean(value: Any) -> Any:

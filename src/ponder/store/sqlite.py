@@ -80,10 +80,13 @@ def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterator[tuple[Any, ..
 class Store:
     """An outcome store at `path` (created on first write unless `create=False`)."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
+        """Open (and migrate) a store; `readonly` opens it for reading only, so analyses work
+        on a store they may not write (a shared or read-only copy) and never change it."""
         self.path = Path(path)
+        self.readonly = readonly
         if not self.path.exists():
-            if not create:
+            if not create or readonly:
                 raise StoreError(
                     f"no store at {self.path}: import data first (`ponder import PATH`) "
                     "or point --store / PONDER_STORE at an existing store"
@@ -92,12 +95,40 @@ class Store:
         elif self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a store file")
         try:
-            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            if readonly:
+                self._conn = self._connect_readonly()
+                self._check_readable_version()
+            else:
+                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+                self._conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a readable ponder store: {exc}") from exc
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # A WAL store on read-only media cannot create its shared-memory file: read it as
+            # an immutable file instead (nobody can be writing it there).
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+    def _check_readable_version(self) -> None:
+        version = self._read_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this ponder supports "
+                f"({SCHEMA_VERSION}): upgrade ponder to read it"
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}: open it once for writing "
+                "(e.g. `ponder import`) to migrate it"
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -117,6 +148,8 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"{self.path}: cannot write a store opened read-only")
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
