@@ -269,3 +269,15 @@ def test_uniform_hull_interpolates_mixtures() -> None:
     hx, _ = _hull(np.array([0.0, 0.5, 1.0]), np.array([0.6, 0.7, 0.9]))
     assert hx.tolist() == [0.0, 1.0]
     assert np.isnan(_hull_cost_for(cost[None, :], acc[None, :], np.array([0.95]))[0])
+
+
+def test_resampled_calibration_matches_the_plain_ece() -> None:
+    from ponder.evaluate.metrics import _resampled_calibration
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=50)
+    y = (rng.uniform(size=50) < p).astype(float)
+    plain = calibration_error(p, y)
+    same = _resampled_calibration(p, y, np.full((1, 50), 1 / 50))
+    assert same[0] == pytest.approx(plain)
+    assert np.isnan(_resampled_calibration(np.full(5, np.nan), np.ones(5), np.ones((2, 5)))).all()

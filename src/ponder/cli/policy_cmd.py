@@ -299,14 +299,21 @@ def _print_summary(summary: Any, show_points: bool) -> None:
     console.print(table)
     if show_points:
         detail = Table(title="every evaluated point")
-        for column in ("label", "accuracy", "95% CI", "mean cost", "samples"):
+        for column in ("label", "accuracy", "95% CI", "mean cost", "samples", "calib. err"):
             detail.add_column(column, justify="left" if column == "label" else "right")
         for _, row in summary.points.iterrows():
+            calibration = (
+                "–"
+                if np.isnan(row["calibration_error"])
+                else f"{row['calibration_error']:.3f} [{row['calibration_ci_low']:.3f}, "
+                f"{row['calibration_ci_high']:.3f}]"
+            )
             detail.add_row(
                 str(row["label"]),
                 f"{row['accuracy']:.3f}",
                 f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}]",
                 _fmt(row["mean_cost"]),
                 f"{row['mean_samples']:.2f}",
+                calibration,
             )
         console.print(detail)

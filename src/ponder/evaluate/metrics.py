@@ -95,6 +95,26 @@ def _hull_cost_for(cost: np.ndarray, acc: np.ndarray, target: np.ndarray) -> np.
     return out
 
 
+def _resampled_calibration(
+    p: np.ndarray, y: np.ndarray, weights: np.ndarray, n_bins: int = 10
+) -> np.ndarray:
+    """Expected calibration error in every problem resample (NaN if nothing was predicted).
+
+    Bins are fixed by each problem's prediction, so the per-bin gaps of a resample are one
+    matrix product of the resample weights with a (problem x bin) one-hot of p - y.
+    """
+    keep = ~(np.isnan(p) | np.isnan(y))
+    if not keep.any():
+        return np.full(len(weights), np.nan)
+    bins = np.clip((p[keep] * n_bins).astype(np.int64), 0, n_bins - 1)
+    onehot = np.zeros((int(keep.sum()), n_bins))
+    onehot[np.arange(len(bins)), bins] = 1.0
+    w = weights[:, keep]
+    gaps = w @ (onehot * (p[keep] - y[keep])[:, None])
+    ece: np.ndarray = np.abs(gaps).sum(axis=1) / w.sum(axis=1)
+    return ece
+
+
 def _max_finite(values: np.ndarray) -> np.ndarray:
     """Row-wise max over finite entries; NaN for rows with none."""
     best = np.where(np.isfinite(values), values, -np.inf).max(axis=1)
@@ -175,6 +195,8 @@ def summarize(
                 "calibration_error": calibration_error(ev.predicted[k], ev.correct[k]),
             }
         )
+        ece = _resampled_calibration(ev.predicted[k], ev.correct[k], weights)
+        points[-1]["calibration_ci_low"], points[-1]["calibration_ci_high"] = _interval(ece, ci)
     table = pd.DataFrame(points)
 
     fam_rows = []
