@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from _matrices import answer_matrix
 
 from ponder.evaluate import OutcomeMatrix, ReplayError, replay, replay_decision
 from ponder.policies import Config, Decision, NotFittedError, PolicyError, Step, Uniform
@@ -33,29 +33,7 @@ PER_SAMPLE = {CHEAP: 1.0, MID: 4.0, DEAR: 10.0}  # plus 0.1 per sample slot
 
 
 def _matrix(answers: dict[Config, list[list[int]]]) -> OutcomeMatrix:
-    """A matrix from answer codes per config; costs differ by slot so sums are checkable."""
-    configs = tuple(answers)
-    codes = np.stack([np.asarray(answers[c], dtype=np.int32) for c in configs], axis=1)
-    n, _, s = codes.shape
-    base = np.array([PER_SAMPLE.get(c, 2.0) for c in configs])
-    cost = base[None, :, None] + 0.1 * np.arange(s)[None, None, :] + np.zeros(codes.shape)
-    problems = pd.DataFrame(
-        {
-            "dataset": "d",
-            "problem_id": [f"p{i}" for i in range(n)],
-            "level": np.nan,
-            "subject": None,
-            "text": None,
-        }
-    )
-    return OutcomeMatrix(
-        problems=problems,
-        configs=configs,
-        correct=(codes == 0).astype(float),
-        cost=cost,
-        tokens=cost.copy(),
-        answer=codes,
-    )
+    return answer_matrix(answers, PER_SAMPLE, default_cost=2.0)
 
 
 def _three() -> OutcomeMatrix:

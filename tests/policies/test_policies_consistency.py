@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from _matrices import answer_matrix
 
 from ponder.evaluate import OutcomeMatrix, ReplayResult, replay
 from ponder.policies import Config, NotFittedError, Policy, PolicyError, StopRule, Uniform
@@ -30,29 +30,7 @@ STOP_ANSWERS = [
 def _matrix(
     answers: dict[Config, list[list[int]]], per_sample: dict[Config, float] | None = None
 ) -> OutcomeMatrix:
-    """A matrix from answer codes per config; costs differ by slot so sums are checkable."""
-    configs = tuple(answers)
-    codes = np.stack([np.asarray(answers[c], dtype=np.int32) for c in configs], axis=1)
-    n, _, s = codes.shape
-    base = np.array([(per_sample or {}).get(c, 1.0) for c in configs])
-    cost = base[None, :, None] + 0.1 * np.arange(s)[None, None, :] + np.zeros(codes.shape)
-    problems = pd.DataFrame(
-        {
-            "dataset": "d",
-            "problem_id": [f"p{i}" for i in range(n)],
-            "level": np.nan,
-            "subject": None,
-            "text": None,
-        }
-    )
-    return OutcomeMatrix(
-        problems=problems,
-        configs=configs,
-        correct=(codes == 0).astype(float),
-        cost=cost,
-        tokens=cost.copy(),
-        answer=codes,
-    )
+    return answer_matrix(answers, per_sample)
 
 
 def _run(policy: Policy, matrix: OutcomeMatrix) -> ReplayResult:
