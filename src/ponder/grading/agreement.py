@@ -8,9 +8,8 @@ and theirs; the disagreement examples say which one is wrong. Run
 from __future__ import annotations
 
 import csv
-import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from ponder.errors import InputError
 from ponder.grading.equivalence import answers_match
 from ponder.grading.extract import extract_answer
 from ponder.paths import shared_data_dir
+from ponder.problems.sets import load_gsm8k
+from ponder.tables import read_jsonl
 
 SWEEP_DIR = "reasoning_budget_sweep"
 SWEEP_FILES = {
@@ -137,29 +138,15 @@ def math500_solutions(data_dir: Path | None = None) -> Agreement:
     return _tally("math500_solutions", "solution vs answer", rows)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with _require(path).open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc.msg}", path=path, line=line_no) from exc
-            if not isinstance(record, dict):
-                raise InputError("expected a JSON object", path=path, line=line_no)
-            yield record
+def _read_jsonl(path: Path) -> list[dict[Hashable, Any]]:
+    """Records of a JSONL file, with the importers' line-numbered errors."""
+    return read_jsonl(_require(path)).frame.to_dict("records")
 
 
 def _gsm8k_gold(path: Path) -> dict[str, str]:
-    """Question text (stripped) -> the number after `####` in its worked answer."""
-    gold: dict[str, str] = {}
-    for record in _read_jsonl(path):
-        _, sep, final = str(record["answer"]).rpartition("####")
-        if not sep:
-            raise InputError("answer has no '#### N' line", path=path, field="answer")
-        gold[str(record["question"]).strip()] = final.strip()
-    return gold
+    """Question text (stripped) -> its final answer (the problem set loader's `####` rule)."""
+    problems = load_gsm8k(_require(path))
+    return dict(zip(problems["text"].str.strip(), problems["gold"], strict=True))
 
 
 def routellm_gsm8k(data_dir: Path | None = None) -> list[Agreement]:

@@ -10,9 +10,9 @@ from ponder.datasets.pull import sha256_file as _sha256
 from ponder.errors import InputError
 from ponder.importers.generic import FIELDS, load_mapped, parse_mapping
 from ponder.importers.presets import PRESETS, Preset, detect_preset
-from ponder.importers.table import Table, read_table
 from ponder.store.batch import ImportBatch
 from ponder.store.sqlite import Store, WriteResult
+from ponder.tables import Table, read_table
 
 __all__ = [
     "FIELDS",

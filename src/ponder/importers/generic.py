@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ponder.errors import InputError
-from ponder.importers.table import Table
 from ponder.store.batch import ImportBatch
 from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
+from ponder.tables import Table
 from ponder.types import BudgetKind, Run
 
 FIELDS: dict[str, str] = {

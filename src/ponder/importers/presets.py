@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ponder.errors import InputError
-from ponder.importers.table import Table, read_table
 from ponder.problems.sets import (
     aime_problem_id,
     find_problem_file,
@@ -27,6 +26,7 @@ from ponder.problems.sets import (
 )
 from ponder.store.batch import ImportBatch
 from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
+from ponder.tables import Table, read_table
 from ponder.types import NO_THINK, THINK, Run
 
 # The one non-reasoning model of the Reasoning Budget Sweep (per its documentation).

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from ponder import paths
-from ponder.importers.table import read_jsonl
 from ponder.store.schema import PROBLEM_STORE_COLUMNS
+from ponder.tables import read_jsonl
 
 _GSM8K_GOLD = re.compile(r"####\s*(.+?)\s*$")
 
