@@ -89,18 +89,12 @@ def pass_at_k_table(
     Columns: model, dataset, mode, budget, derived, k, value, ci_low, ci_high, ci_method,
     n_problems (problems with at least k samples).
     """
-    prep = _prepare(frame, n_boot=n_boot, seed=seed, resampler=resampler)
+    prep = _Prepared(frame, n_boot=n_boot, seed=seed, resampler=resampler)
     correct = prep.correct == 1.0
     n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.float64)
     c = np.bincount(prep.pair_of_row, weights=correct, minlength=prep.n_pairs)
     k_max = int(n.max()) if len(n) else 0
-    values = np.full((prep.n_pairs, k_max), np.nan)
-    ratio = np.ones(prep.n_pairs)
-    for k in range(1, k_max + 1):  # running product: ratio_k = ratio_{k-1} * (n-c-k+1)/(n-k+1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.clip(n - c - (k - 1), 0.0, None) / (n - (k - 1))
-        ratio = np.where(n >= k, ratio * factor, np.nan)
-        values[:, k - 1] = 1.0 - ratio
+    values = pass_at_k(n[:, None], c[:, None], np.arange(1, k_max + 1)[None, :])
     return _k_table(prep, n, values, ci=ci)
 
 
@@ -120,7 +114,7 @@ def maj_at_k_table(
     k is a Monte-Carlo estimate).
     """
     require_columns(frame, ["extracted_answer"], "maj@k")
-    prep = _prepare(frame, n_boot=n_boot, seed=seed, resampler=resampler)
+    prep = _Prepared(frame, n_boot=n_boot, seed=seed, resampler=resampler)
     rows = prep.frame
     answer = _answer_codes(rows["extracted_answer"], normalize)
     n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.int64)
@@ -232,13 +226,7 @@ class _Prepared:
         self.n_pairs = len(self.pair_cell)
 
 
-def _prepare(
-    frame: pd.DataFrame, *, n_boot: int, seed: int, resampler: ProblemResampler | None
-) -> _Prepared:
-    return _Prepared(frame, n_boot=n_boot, seed=seed, resampler=resampler)
-
-
-def _k_groups(prep: _Prepared, n: FloatArray) -> tuple[IntArray, IntArray, IntArray, int]:
+def _k_groups(prep: _Prepared, n: FloatArray) -> tuple[IntArray, IntArray, IntArray]:
     """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
     k_max = int(n.max()) if len(n) else 0
     n_int = n.astype(np.int64)
@@ -248,12 +236,12 @@ def _k_groups(prep: _Prepared, n: FloatArray) -> tuple[IntArray, IntArray, IntAr
     k = np.arange(len(pair_idx)) - starts + 1
     group_key = prep.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
     _, group = np.unique(group_key, return_inverse=True)
-    return pair_idx, k, np.asarray(group, dtype=np.int64).reshape(-1), k_max
+    return pair_idx, k, np.asarray(group, dtype=np.int64).reshape(-1)
 
 
 def _k_table(prep: _Prepared, n: FloatArray, values: FloatArray, *, ci: float) -> pd.DataFrame:
     """Average per-problem values into (cell, k) groups and bootstrap them over problems."""
-    pair_idx, k, group, _ = _k_groups(prep, n)
+    pair_idx, k, group = _k_groups(prep, n)
     if len(group) == 0:
         return pd.DataFrame(columns=K_COLUMNS)
     n_groups = int(group.max()) + 1
@@ -292,7 +280,7 @@ def _group_all(
     prep: _Prepared, n: IntArray, flags: npt.NDArray[np.bool_], table: pd.DataFrame
 ) -> npt.NDArray[np.bool_]:
     """Per (cell, k) group: whether the flag holds for every pair in it (same order as table)."""
-    pair_idx, k, group, _ = _k_groups(prep, n.astype(np.float64))
+    pair_idx, k, group = _k_groups(prep, n.astype(np.float64))
     if len(group) == 0:
         return np.zeros(0, dtype=bool)
     bad = np.bincount(group, weights=~flags[pair_idx, k - 1], minlength=len(table))
