@@ -160,10 +160,7 @@ def load_mapped(
         if "n_runs" in columns
         else 1
     )
-    for c in OUTCOME_STORE_COLUMNS:
-        if c not in frame.columns:
-            frame[c] = None
-    outcomes = frame[list(OUTCOME_STORE_COLUMNS)]
+    outcomes = frame.reindex(columns=list(OUTCOME_STORE_COLUMNS))  # absent fields -> NULL
     runs = _runs(table, frame, columns, budget_kind)
     problems = pd.DataFrame(
         {
