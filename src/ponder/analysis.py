@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from ponder.curves import Curves, compute_curves
 from ponder.errors import InputError
 from ponder.grading import normalize_answer
@@ -24,9 +26,14 @@ def load_curves(
     derive: bool = True,
     n_boot: int = 1000,
     seed: int = 0,
+    frame: pd.DataFrame | None = None,
 ) -> Curves:
-    """Curves of the store's outcomes (optionally filtered), answers grouped by normalize_answer."""
-    frame = store.outcomes_frame(datasets=datasets, models=models)
+    """Curves of the store's outcomes (optionally filtered), answers grouped by normalize_answer.
+
+    Pass `frame` when the caller already read `store.outcomes_frame(...)` for the same filter.
+    """
+    if frame is None:
+        frame = store.outcomes_frame(datasets=datasets, models=models)
     if frame.empty:
         what = "the store is empty: run `ponder import` first"
         if datasets or models:

@@ -42,10 +42,12 @@ def write_report(
     from ponder.analysis import evaluate_policies, load_curves
     from ponder.report import build_report
 
+    frame = st.outcomes_frame(datasets=datasets, models=models)
     if curves is None:
         with err_console.status("computing curves with bootstrap CIs"):
-            curves = load_curves(st, datasets=datasets, models=models, n_boot=n_boot, seed=seed)
-    frame = st.outcomes_frame(datasets=datasets, models=models)
+            curves = load_curves(
+                st, datasets=datasets, models=models, n_boot=n_boot, seed=seed, frame=frame
+            )
     evaluations = []
     if policies:
         with progress() as bar:
