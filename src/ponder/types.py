@@ -40,6 +40,17 @@ OUTCOME_COLUMNS: dict[str, str] = {
     "subject": "subject when known (None otherwise)",
 }
 
+# Fields of a problem record, as problem-set loaders produce them and the store keeps them.
+PROBLEM_FIELDS: tuple[str, ...] = (
+    "dataset",
+    "problem_id",
+    "text",
+    "gold",
+    "level",
+    "subject",
+    "metadata_json",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ponder.evaluate import OutcomeMatrix, replay
-from ponder.evaluate.reference import replay_reference
+from ponder.outcomes.reference import replay_reference
 from ponder.policies import Config, Decision, DecisionBatch, Step, StopRule
 
 CONFIGS = (Config("a", "think", 100), Config("b", "think", 1000), Config("c", "no-think", None))

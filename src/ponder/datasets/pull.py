@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from ponder import __version__
+from ponder.checksums import sha256_file
 from ponder.datasets.registry import DatasetFile, DatasetSpec, default_dest, get_dataset
 from ponder.errors import ChecksumError, DownloadError
 
@@ -115,14 +116,6 @@ def _resolve_source(spec: DatasetSpec, mirror: str | os.PathLike[str] | None) ->
     if not folder.is_dir():
         raise DownloadError(f"mirror folder {folder} does not exist")
     return _Source("local", str(folder), f"mirror {folder}")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_checksums(folder: Path) -> dict[str, dict[str, Any]]:

@@ -12,10 +12,10 @@ from functools import partial
 
 import numpy as np
 
-from ponder.evaluate.matrix import OutcomeMatrix
+from ponder.decision import Config
 from ponder.evaluate.protocol import Candidate
+from ponder.outcomes.matrix import OutcomeMatrix
 from ponder.policies.base import PolicyError
-from ponder.policies.decision import Config
 from ponder.policies.oracle import Oracle
 from ponder.policies.uniform import Uniform
 

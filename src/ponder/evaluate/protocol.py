@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ponder.evaluate.matrix import OutcomeMatrix
-from ponder.evaluate.replay import replay
+from ponder.outcomes.matrix import OutcomeMatrix
+from ponder.outcomes.replay import replay
 from ponder.policies.base import Policy, PolicyError
 
 

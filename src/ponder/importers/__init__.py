@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ponder.datasets.pull import sha256_file as _sha256
+from ponder.checksums import sha256_file as _sha256
 from ponder.errors import InputError
 from ponder.importers.generic import FIELDS, load_mapped, parse_mapping
 from ponder.importers.presets import PRESETS, Preset, detect_preset

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ponder.policies.base import DecisionBatch, Policy, PolicyError
-from ponder.policies.decision import Config, Decision, Step
+from ponder.decision import Config, Decision, DecisionBatch, Step
+from ponder.policies.base import Policy, PolicyError
 from ponder.policies.predictor import CorrectnessPredictor, fit_predictor
 from ponder.policies.serialization import register
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 
 def frontier_configs(

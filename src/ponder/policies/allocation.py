@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from ponder.decision import Config, DecisionBatch
 from ponder.policies.adaptive import (
     check_samples,
     check_training,
@@ -24,13 +25,12 @@ from ponder.policies.adaptive import (
     config_list,
     frontier_configs,
 )
-from ponder.policies.base import DecisionBatch, Policy, PolicyError
-from ponder.policies.decision import Config
+from ponder.policies.base import Policy, PolicyError
 from ponder.policies.predictor import CorrectnessPredictor, fit_predictor
 from ponder.policies.serialization import register
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 CostBasis = Literal["cap", "expected"]
 COST_BASES: tuple[str, ...] = ("cap", "expected")

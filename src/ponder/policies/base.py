@@ -7,19 +7,16 @@ level, subject, text), never their outcomes, so a policy cannot peek at what it 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import numpy as np
 import pandas as pd
 
+from ponder.decision import Decision, DecisionBatch
 from ponder.errors import PonderError
-from ponder.policies.decision import Decision
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 
 class PolicyError(PonderError):
@@ -28,33 +25,6 @@ class PolicyError(PonderError):
 
 class NotFittedError(PolicyError):
     """decide() was called before fit()."""
-
-
-@dataclass(frozen=True)
-class DecisionBatch:
-    """Decisions for many problems: distinct plans plus, per problem, which plan it gets."""
-
-    decisions: tuple[Decision, ...]
-    index: np.ndarray
-
-    def __getitem__(self, row: int) -> Decision:
-        return self.decisions[int(self.index[row])]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @classmethod
-    def same(cls, decision: Decision, n: int) -> DecisionBatch:
-        return cls((decision,), np.zeros(n, dtype=np.int64))
-
-    @classmethod
-    def from_list(cls, decisions: list[Decision]) -> DecisionBatch:
-        """Deduplicate equal plans so replay runs once per distinct plan."""
-        keys = [json.dumps(d.to_dict(), sort_keys=True) for d in decisions]
-        codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
-        first = {int(code): i for i, code in reversed(list(enumerate(codes)))}
-        distinct = tuple(decisions[first[k]] for k in range(len(uniques)))
-        return cls(distinct, codes.astype(np.int64))
 
 
 class Policy:

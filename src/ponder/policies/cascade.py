@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import pandas as pd
 
+from ponder.decision import Config, Decision, DecisionBatch, Step
 from ponder.errors import InputError
-from ponder.policies.base import DecisionBatch, Policy, PolicyError
-from ponder.policies.decision import Config, Decision, Step
+from ponder.outcomes.replay import replay_decision
+from ponder.policies.base import Policy, PolicyError
 from ponder.policies.serialization import register
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 CascadeEscalate = Literal["disagree", "no_answer"]
 CASCADE_ESCALATES: tuple[str, ...] = ("disagree", "no_answer")
@@ -146,7 +147,6 @@ class TierCascade(Policy):
         return (*steps, Step(tiers[-1], samples=1, aggregate="majority", escalate="never"))
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
-        from ponder.evaluate.replay import replay_decision  # evaluate imports policies
 
         rows = np.arange(outcomes.n_problems)
         if self.tiers is not None:
@@ -166,7 +166,6 @@ class TierCascade(Policy):
         self.reached_ = [float((result.steps > k).mean()) for k in range(len(steps))]
 
     def _search(self, outcomes: OutcomeMatrix, rows: np.ndarray) -> tuple[Step, ...]:
-        from ponder.evaluate.replay import replay_decision
 
         index = usable_configs(outcomes)
         if len(index) < 2:

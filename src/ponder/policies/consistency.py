@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ponder.policies.base import DecisionBatch, Policy, PolicyError
+from ponder.decision import Config, Decision, DecisionBatch, Step, StopRule
+from ponder.outcomes.replay import replay_decision
+from ponder.policies.base import Policy, PolicyError
 from ponder.policies.cascade import config_stats, require_samples, usable_configs
-from ponder.policies.decision import Config, Decision, Step, StopRule
 from ponder.policies.serialization import register
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 
 @register
@@ -58,7 +59,6 @@ class AdaptiveConsistency(Policy):
         return Step(config, samples=self.max_samples, aggregate="majority", stop=stop)
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
-        from ponder.evaluate.replay import replay_decision  # evaluate imports policies
 
         rows = np.arange(outcomes.n_problems)
 

@@ -21,12 +21,12 @@ import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from ponder.decision import Config
 from ponder.policies.base import PolicyError
-from ponder.policies.decision import Config
 from ponder.policies.features import ProblemFeaturizer, problem_levels
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 DEFAULT_C_GRID: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 FALLBACK_C = 1.0  # when no inner fold has both classes to score a C on

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ponder.decision import Config
 from ponder.policies.adaptive import DifficultyAdaptive, config_or_none
 from ponder.policies.base import PolicyError
-from ponder.policies.decision import Config
 from ponder.policies.serialization import register
 from ponder.types import NO_THINK, THINK
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 
 @register

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from ponder.curves.bootstrap import percentile_interval, resample_counts
+from ponder.decision import Config, Decision, DecisionBatch, Step
 from ponder.policies.adaptive import check_training
-from ponder.policies.base import DecisionBatch, Policy, PolicyError
-from ponder.policies.decision import Config, Decision, Step
+from ponder.policies.base import Policy, PolicyError
 from ponder.policies.serialization import register
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 Tolerance = Literal["best", "noise"]
 TOLERANCES: tuple[str, ...] = ("best", "noise")

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ponder.policies.base import DecisionBatch, Policy
-from ponder.policies.decision import Config, Decision, Step
+from ponder.decision import Config, Decision, DecisionBatch, Step
+from ponder.policies.base import Policy
 from ponder.policies.serialization import register
 
 if TYPE_CHECKING:
-    from ponder.evaluate.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import OutcomeMatrix
 
 
 @register

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from ponder import paths
-from ponder.store.schema import PROBLEM_STORE_COLUMNS
 from ponder.tables import read_jsonl
+from ponder.types import PROBLEM_FIELDS
 
 _GSM8K_GOLD = re.compile(r"####\s*(.+?)\s*$")
 
@@ -33,7 +33,7 @@ def find_problem_file(relative: str, near: Path | None = None) -> Path | None:
 
 
 def _frame(records: list[dict[str, object]]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=list(PROBLEM_STORE_COLUMNS))
+    frame = pd.DataFrame.from_records(records, columns=list(PROBLEM_FIELDS))
     return frame.astype(object).where(pd.notna(frame), None)
 
 

@@ -7,6 +7,8 @@ schema version i to i + 1.
 
 from __future__ import annotations
 
+from ponder.types import PROBLEM_FIELDS
+
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the outcome matrix.
     """
@@ -96,12 +98,5 @@ OUTCOME_STORE_COLUMNS: tuple[str, ...] = (
     "extra_json",
 )
 
-PROBLEM_STORE_COLUMNS: tuple[str, ...] = (
-    "dataset",
-    "problem_id",
-    "text",
-    "gold",
-    "level",
-    "subject",
-    "metadata_json",
-)
+# The problems table has exactly the fields of a problem record (see `ponder.types`).
+PROBLEM_STORE_COLUMNS: tuple[str, ...] = PROBLEM_FIELDS

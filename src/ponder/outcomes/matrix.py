@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ponder.decision import Config
 from ponder.errors import InputError
-from ponder.evaluate.cost import CostModel
-from ponder.policies.decision import Config
+from ponder.outcomes.cost import CostModel
 
 PROBLEM_COLUMNS = ("dataset", "problem_id", "level", "subject", "text")
 

@@ -7,9 +7,13 @@ when to stop drawing samples early (adaptive consistency).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
 
 Aggregate = Literal["first", "majority"]
 Escalate = Literal["never", "no_answer", "disagree", "always"]
@@ -126,3 +130,30 @@ class Decision:
             reason=str(data.get("reason", "")),
             extra=dict(data.get("extra", {})),
         )
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """Decisions for many problems: distinct plans plus, per problem, which plan it gets."""
+
+    decisions: tuple[Decision, ...]
+    index: np.ndarray
+
+    def __getitem__(self, row: int) -> Decision:
+        return self.decisions[int(self.index[row])]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @classmethod
+    def same(cls, decision: Decision, n: int) -> DecisionBatch:
+        return cls((decision,), np.zeros(n, dtype=np.int64))
+
+    @classmethod
+    def from_list(cls, decisions: list[Decision]) -> DecisionBatch:
+        """Deduplicate equal plans so replay runs once per distinct plan."""
+        keys = [json.dumps(d.to_dict(), sort_keys=True) for d in decisions]
+        codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+        first = {int(code): i for i, code in reversed(list(enumerate(codes)))}
+        distinct = tuple(decisions[first[k]] for k in range(len(uniques)))
+        return cls(distinct, codes.astype(np.int64))

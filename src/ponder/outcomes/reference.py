@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ponder.evaluate.matrix import OutcomeMatrix
-from ponder.evaluate.replay import ReplayError, ReplayResult
-from ponder.policies.base import DecisionBatch
-from ponder.policies.decision import Step
+from ponder.decision import DecisionBatch, Step
+from ponder.outcomes.matrix import OutcomeMatrix
+from ponder.outcomes.replay import ReplayError, ReplayResult
 
 
 def _leader(answers: list[int]) -> tuple[int, int, int]:

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ponder.decision import Decision, DecisionBatch, Step
 from ponder.errors import PonderError
-from ponder.evaluate.matrix import OutcomeMatrix
-from ponder.policies.base import DecisionBatch
-from ponder.policies.decision import Decision, Step
+from ponder.outcomes.matrix import OutcomeMatrix
 
 
 class ReplayError(PonderError):
