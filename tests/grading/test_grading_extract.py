@@ -48,8 +48,9 @@ def test_extract_boxed_none(text: str) -> None:
     assert extract_boxed(text) is None
 
 
-def test_extract_boxed_skips_a_truncated_last_box() -> None:
-    assert extract_boxed(r"\boxed{3} and later \boxed{\frac{1}{") == "3"
+def test_extract_boxed_ignores_an_earlier_box_when_the_last_is_truncated() -> None:
+    # Only the last box is the final answer (MATH's last_boxed_only_string); `3` was interim.
+    assert extract_boxed(r"\boxed{3} and later \boxed{\frac{1}{") is None
 
 
 @pytest.mark.parametrize(

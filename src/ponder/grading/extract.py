@@ -87,13 +87,26 @@ def _boxed_content(text: str, end_of_cmd: int) -> str | None:
     return None
 
 
+def _last_box(text: str) -> tuple[int, str | None] | None:
+    """Start and content of the last `\\boxed` / `\\fbox` (content None when the box is
+    truncated, empty or has no argument), or None when the text has no box at all.
+
+    Only the last box counts, as in the MATH dataset's grader (`last_boxed_only_string`):
+    a response cut off by the token cap while writing its final box has no final answer,
+    even if an earlier box holds an intermediate value.
+    """
+    matches = list(_BOXED_CMD.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    return last.start(), _boxed_content(text, last.end()) or None
+
+
 def extract_boxed(text: str) -> str | None:
-    """Content of the last complete, non-empty `\\boxed{}` / `\\fbox{}` (nested braces kept)."""
-    for match in reversed(list(_BOXED_CMD.finditer(text))):
-        content = _boxed_content(text, match.end())
-        if content:
-            return content
-    return None
+    """Content of the last `\\boxed{}` / `\\fbox{}` (nested braces kept); None when that box
+    is truncated or empty."""
+    box = _last_box(text)
+    return None if box is None else box[1]
 
 
 def parse_number(s: str) -> Fraction | None:
@@ -173,11 +186,16 @@ def clean_answer(s: str) -> str | None:
 
 
 def _math_candidates(text: str) -> list[str]:
-    """Answer candidates in priority order: boxed, answer line, `####`, last number."""
+    """Answer candidates in priority order: boxed, answer line, `####`, last number.
+
+    No candidates at all when the last box is truncated or empty.
+    """
     out: list[str] = []
-    boxed = extract_boxed(text)
-    if boxed is not None:
-        out.append(boxed)
+    box = _last_box(text)
+    if box is not None and box[1] is None:
+        return out  # a broken final box: no answer, and no number read out of it
+    if box is not None and box[1] is not None:
+        out.append(box[1])
     for pattern in (_ANSWER_LINE, _HASHES):
         matches = pattern.findall(text)
         if matches:
@@ -216,6 +234,9 @@ def _extract_choice(text: str) -> str | None:
         letter = choice_letter(content) if content else None
         if letter is not None and (best is None or match.start() > best[0]):
             best = (match.start(), letter)
+    last_box = _last_box(text)
+    if last_box is not None and last_box[1] is None and (best is None or last_box[0] > best[0]):
+        return None  # the final stated answer is a truncated or empty box
     if best is not None:
         return best[1]
     bare = choice_letter(text)
