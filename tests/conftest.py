@@ -1,7 +1,13 @@
-"""Shared fixtures: the recorded data folder and a fresh store per test."""
+"""Shared fixtures: the recorded data folder and a fresh store per test.
+
+Tests that need the recorded datasets take the ``shared_data`` fixture. Without the data
+they are skipped on a user's machine (with a loud warning in the summary) and fail in CI
+(``CI`` set to a true value), so a CI run can never pass by skipping the real-data tests.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +16,48 @@ import pytest
 
 from ponder import paths
 from ponder.store import Store
+
+# Every skip for missing recorded data carries this text; the summary hook counts them.
+MISSING_DATA = "recorded datasets not found"
+
+
+def in_ci() -> bool:
+    """True when the CI variable is set to a true value (as CI services and .ci/run do)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def require_shared_data() -> Path:
+    """The recorded datasets folder; skip (or fail, in CI) when this checkout has none beside it."""
+    folder = paths.shared_data_dir()
+    if not (folder / "reasoning_budget_sweep").is_dir():
+        message = f"{MISSING_DATA} at {folder} (set PONDER_SHARED_DATA)"
+        if in_ci():
+            pytest.fail(f"{message}; CI must run the real-data tests", pytrace=False)
+        pytest.skip(message)
+    return folder.resolve()
+
+
+@pytest.hookimpl(trylast=True)  # after the short summary, so it is the last thing read
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """Say loudly how many tests did not run because the recorded datasets are missing."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    count = sum(1 for report in skipped if MISSING_DATA in _skip_reason(report))
+    if count:
+        terminalreporter.write_sep("!", "WARNING: recorded data missing", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{count} tests were SKIPPED: {MISSING_DATA} at {paths.shared_data_dir()}. "
+            "They check the figures against the real sweeps; set PONDER_SHARED_DATA or "
+            "fetch the data (docs/datasets.md). CI fails instead of skipping.",
+            red=True,
+            bold=True,
+        )
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +73,8 @@ def _isolated_user_folders(
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The recorded public datasets (read-only); skip when this checkout has none beside it."""
-    folder = paths.shared_data_dir()
-    if not (folder / "reasoning_budget_sweep").is_dir():
-        pytest.skip(f"recorded datasets not found at {folder} (set PONDER_SHARED_DATA)")
-    return folder.resolve()
+    """The recorded public datasets (read-only); see :func:`require_shared_data`."""
+    return require_shared_data()
 
 
 @pytest.fixture

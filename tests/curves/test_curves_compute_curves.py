@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from ponder.curves import Curves, compute_curves
-from ponder.paths import shared_data_dir
 from ponder.types import OUTCOME_COLUMNS
 
 CELL = ["model", "dataset", "mode", "budget"]
@@ -36,10 +34,6 @@ def test_compute_curves_tables(make_grid) -> None:
     # Same seed, same resamples: recorded cells get identical intervals either way.
     both = no_derive.cells.merge(curves.cells, on=CELL, suffixes=("", "_d"))
     assert np.array_equal(both["ci_low"], both["ci_low_d"])
-
-
-def _sweep_csv() -> Path:
-    return shared_data_dir() / "reasoning_budget_sweep" / "reasoning_budget_sweep_aime.csv"
 
 
 def _load_sweep(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -72,9 +66,8 @@ def _load_sweep(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[list(OUTCOME_COLUMNS)], raw
 
 
-@pytest.mark.skipif(not _sweep_csv().exists(), reason="shared reasoning_budget_sweep data absent")
-def test_recorded_sweep() -> None:
-    frame, raw = _load_sweep(_sweep_csv())
+def test_recorded_sweep(shared_data: Path) -> None:
+    frame, raw = _load_sweep(shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_aime.csv")
     curves = compute_curves(frame, n_boot=300)
     cells = curves.cells[~curves.cells["derived"]].set_index(CELL)
     plain = (

@@ -26,15 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PONDER_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 
-def shared_or_skip() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"shared data folder {SHARED} is missing (set PONDER_SHARED_DATA)")
-    return SHARED
-
-
 @pytest.fixture
-def shared() -> Path:
-    return shared_or_skip()
+def shared(shared_data: Path) -> Path:
+    """The recorded folder; skipped (failed in CI) without it, by tests/conftest.py."""
+    return shared_data
 
 
 @pytest.fixture(autouse=True)

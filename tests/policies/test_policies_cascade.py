@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -254,9 +253,7 @@ def _halves(matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
 @pytest.mark.parametrize("price", [0.0, 1e-5, 1e-4])
 def test_math500_held_out_half(math500: OutcomeMatrix, price: float) -> None:
     train, test = _halves(math500)
-    start = time.perf_counter()
     policy = TierCascade(price).fit(train)
-    assert time.perf_counter() - start < 5.0  # bounded search (about 0.02 s here)
     result = replay(test, policy.decide_batch(test.problems))
     assert np.isfinite(result.accuracy) and np.isfinite(result.mean_cost)
     assert 0.5 < result.accuracy <= 1.0

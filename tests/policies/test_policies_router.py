@@ -10,12 +10,9 @@ import pytest
 
 from ponder.errors import InputError
 from ponder.evaluate import OutcomeMatrix, replay
-from ponder.grading import normalize_answer
-from ponder.importers import import_paths
 from ponder.policies import Config, PolicyError, load_policy, save_policy
 from ponder.policies.adaptive import DifficultyAdaptive
 from ponder.policies.router import ThinkRouter
-from ponder.store import Store
 
 FAST = Config("m", "no-think", 1024)
 FAST_DEAR = Config("m", "no-think", 4096)  # costlier no-think: not the default
@@ -94,16 +91,8 @@ def test_bad_input() -> None:
 
 
 @pytest.fixture(scope="module")
-def halves(
-    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[OutcomeMatrix, OutcomeMatrix]:
-    store = Store(tmp_path_factory.mktemp("router") / "s.sqlite")
-    import_paths(store, [shared_data / "reasoning_budget_sweep"])
-    m = OutcomeMatrix.from_frame(
-        store.outcomes_frame(datasets=["math500"]),
-        problems=store.problems_frame(),
-        normalize=normalize_answer,
-    )
+def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
+    m = math500_matrix  # tests/conftest.py: the recorded MATH-500 sweep, imported once
     order = np.random.default_rng(1).permutation(m.n_problems)
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 

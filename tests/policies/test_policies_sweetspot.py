@@ -9,11 +9,8 @@ import pandas as pd
 import pytest
 
 from ponder.evaluate import OutcomeMatrix, replay
-from ponder.grading import normalize_answer
-from ponder.importers import import_paths
 from ponder.policies import Config, PolicyError, Uniform, load_policy, save_policy
 from ponder.policies.sweetspot import SweetSpotCap
-from ponder.store import Store
 
 A1, A2, A4 = (Config("a", "think", b) for b in (1024, 2048, 4096))
 B2, B4 = Config("b", "think", 2048), Config("b", "think", 4096)
@@ -78,16 +75,8 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def halves(
-    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[OutcomeMatrix, OutcomeMatrix]:
-    store = Store(tmp_path_factory.mktemp("sweet") / "s.sqlite")
-    import_paths(store, [shared_data / "reasoning_budget_sweep"])
-    m = OutcomeMatrix.from_frame(
-        store.outcomes_frame(datasets=["math500"]),
-        problems=store.problems_frame(),
-        normalize=normalize_answer,
-    )
+def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
+    m = math500_matrix  # tests/conftest.py: the recorded MATH-500 sweep, imported once
     order = np.random.default_rng(3).permutation(m.n_problems)
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 
