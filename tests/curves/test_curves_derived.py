@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from ponder.curves import default_grid, derivation_plan, derive_caps, with_derived_caps
+from ponder.curves import (
+    cell_table,
+    default_grid,
+    derivation_plan,
+    derive_caps,
+    with_derived_caps,
+)
 
 
 def _sweep(make_outcomes, rng: np.random.Generator) -> pd.DataFrame:
@@ -140,3 +147,129 @@ def test_aggregated_rows_are_skipped(make_outcomes) -> None:
     assert (plan["status"] == "skip").all()
     assert plan["reason"].str.contains("aggregated").all()
     assert derive_caps(frame).empty
+
+
+def test_user_data_without_answer_columns_stays_consistent(make_outcomes) -> None:
+    """A user's CSV with only correct and output_tokens: truncation is known from the tokens,
+    the answer rate stays unknown instead of being averaged over the cut rows only."""
+    frame = make_outcomes(
+        budget=2048.0,
+        output_tokens=[100.0, 500.0, 900.0, 1500.0, 2048.0],
+        correct=[1.0, 1.0, 0.0, 1.0, 0.0],
+        truncated=np.nan,
+        answered=np.nan,
+    )
+    frame = pd.concat(
+        [frame, make_outcomes(budget=512.0, output_tokens=[100.0] * 5, truncated=np.nan)],
+        ignore_index=True,
+    )
+    derived = derive_caps(frame).sort_values("problem_id").reset_index(drop=True)
+    assert derived["budget"].tolist() == [1024.0] * 5
+    # 1500 and 2048 exceed the 1024 cap: cut, unanswered, wrong; the rest stopped on their own.
+    np.testing.assert_array_equal(derived["truncated"].astype(float), [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(derived["correct"].astype(float), [1, 1, 0, 0, 0])
+    assert derived["answered"].isna().all()
+
+    cells = cell_table(with_derived_caps(frame), n_boot=50)
+    cell = cells[cells["budget"] == 1024.0].iloc[0]
+    assert cell["derived"]
+    assert cell["accuracy"] == pytest.approx(2 / 5)
+    assert cell["truncation_rate"] == pytest.approx(2 / 5)
+    assert np.isnan(cell["answer_rate"])
+
+
+def test_partly_known_answers_leave_the_answer_rate_unknown(make_outcomes) -> None:
+    frame = make_outcomes(
+        budget=2048.0,
+        output_tokens=[100.0, 1500.0, 1600.0, 300.0],
+        correct=[1.0, 0.0, 0.0, 0.0],
+        answered=[True, True, None, False],
+        truncated=[False, False, False, False],
+    )
+    frame = pd.concat([frame, make_outcomes(budget=512.0, output_tokens=[1.0])], ignore_index=True)
+    derived = derive_caps(frame)
+    assert derived["answered"].isna().all()
+
+
+def test_known_answers_are_kept_and_correct_rows_are_answered(make_outcomes) -> None:
+    frame = make_outcomes(
+        budget=2048.0,
+        output_tokens=[100.0, 1500.0, 300.0, 400.0],
+        correct=[1.0, 1.0, 0.0, 1.0],
+        answered=[True, True, False, False],  # the last row: a grader slip, correct but unanswered
+        truncated=[False, False, False, False],
+    )
+    frame = pd.concat([frame, make_outcomes(budget=512.0, output_tokens=[1.0])], ignore_index=True)
+    derived = derive_caps(frame).sort_values("problem_id")
+    np.testing.assert_array_equal(derived["answered"].astype(float), [1, 0, 0, 1])
+    np.testing.assert_array_equal(derived["correct"].astype(float), [1, 0, 0, 1])
+    np.testing.assert_array_equal(derived["truncated"].astype(float), [0, 1, 0, 0])
+
+
+def _assert_consistent(rows: pd.DataFrame, cells: pd.DataFrame) -> None:
+    """The invariants every derived row and cell must satisfy under the strict hard-cap rule."""
+    correct = rows["correct"].astype(float).to_numpy()
+    truncated = rows["truncated"].astype(float).to_numpy()
+    answered = rows["answered"].astype(float).to_numpy()
+    assert not np.isnan(truncated).any()
+    assert not ((correct > 0) & (truncated == 1)).any()
+    assert not ((correct > 0) & (answered == 0)).any()
+    derived_cells = cells[cells["derived"]]
+    assert len(derived_cells)
+    eps = 1e-12
+    assert (derived_cells["accuracy"] <= 1 - derived_cells["truncation_rate"] + eps).all()
+    known = derived_cells["answer_rate"].notna()
+    assert (
+        derived_cells.loc[known, "accuracy"] <= derived_cells.loc[known, "answer_rate"] + eps
+    ).all()
+
+
+def test_recorded_sweep_derived_cells_are_consistent(shared_data, tmp_path) -> None:
+    from ponder.importers import import_paths
+    from ponder.store import Store
+
+    with Store(tmp_path / "s.sqlite") as store:
+        import_paths(store, [shared_data / "reasoning_budget_sweep"])
+        frame = store.outcomes_frame()
+    derived = derive_caps(frame)
+    assert len(derived) > 1000
+    cells = cell_table(with_derived_caps(frame), n_boot=20)
+    _assert_consistent(derived, cells)
+    # Recorded answers are known, so every derived cell has an answer rate.
+    assert cells.loc[cells["derived"], "answer_rate"].notna().all()
+    # Truncation rate of a derived cell is the share of source responses longer than its cap.
+    check = cells[cells["derived"]].iloc[0]
+    source = frame[
+        (frame["model"] == check["model"])
+        & (frame["dataset"] == check["dataset"])
+        & (frame["mode"] == check["mode"])
+        & (frame["budget"] == check["source_budget"])
+    ]
+    assert check["truncation_rate"] == pytest.approx(
+        (source["output_tokens"] > check["budget"]).mean()
+    )
+
+
+def test_user_sweep_derived_cells_are_consistent(make_outcomes) -> None:
+    rng = np.random.default_rng(7)
+    length = rng.integers(200, 6000, 80).astype(float)
+    right = rng.random(80) < 0.6
+    parts = [
+        make_outcomes(
+            budget=cap,
+            problem_id=[f"q{i}" for i in range(80)],
+            output_tokens=np.minimum(length, cap),
+            correct=(right & (length <= cap)).astype(float),
+            truncated=np.nan,
+            answered=np.nan,
+        )
+        for cap in (1024.0, 8192.0)
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    derived = derive_caps(frame)
+    cells = cell_table(with_derived_caps(frame), n_boot=20)
+    _assert_consistent(derived, cells)
+    for budget in (2048.0, 4096.0):
+        cell = cells[cells["budget"] == budget].iloc[0]
+        assert cell["truncation_rate"] == pytest.approx((length > budget).mean())
+        assert cell["accuracy"] == pytest.approx((right & (length <= budget)).mean())

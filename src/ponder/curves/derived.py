@@ -133,6 +133,9 @@ def derive_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.D
     Same columns as the input plus ``derived`` and ``source_budget``; a row that needed more
     than the target cap becomes correct=0, answered=False, truncated=True,
     output_tokens=target, extracted_answer=None, latency NaN, reasoning/answer tokens clipped.
+    Every other row is truncated=False, and a row counted correct is answered, so a cell's
+    accuracy never exceeds its answer rate or one minus its truncation rate. ``answered`` is
+    unknown for the whole cell when the source cell does not record it for every row.
     """
     plan = derivation_plan(frame, budgets)
     plan = plan.loc[plan["status"] == "derive", [*GROUP_KEYS, "budget", "source_budget"]]
@@ -150,15 +153,12 @@ def derive_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.D
     out["source_budget"] = out["budget"].astype("float64")
     out["budget"] = target
     out["output_tokens"] = np.where(cut, target, tokens)
-    out["correct"] = np.where(cut, 0.0, as_float(out["correct"]))
-    # A cut response is known to be truncated and unanswered; otherwise keep what was
-    # recorded, NaN (unknown) included.
-    out["answered"] = (
-        np.where(cut, 0.0, as_float(out["answered"])) if "answered" in out else (~cut) * 1.0
-    )
-    out["truncated"] = (
-        np.where(cut, 1.0, as_float(out["truncated"])) if "truncated" in out else cut * 1.0
-    )
+    correct = np.where(cut, 0.0, as_float(out["correct"]))
+    out["correct"] = correct
+    # A response that stopped within the target stopped on its own (it is shorter than the
+    # source cap), so truncation is known for every derived row: exactly the cut ones.
+    out["truncated"] = cut * 1.0
+    out["answered"] = _derived_answered(out, cut, correct)
     if "extracted_answer" in out.columns:
         answers = out["extracted_answer"].astype(object).to_numpy(copy=True)
         answers[cut] = None
@@ -188,6 +188,21 @@ def with_derived_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -
     if derived.empty:
         return recorded.reset_index(drop=True)
     return pd.concat([recorded, derived[recorded.columns]], ignore_index=True)
+
+
+def _derived_answered(out: pd.DataFrame, cut: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """``answered`` of the derived rows: unknown for a whole derived cell when any of its source
+    rows has it unknown, else 0 for cut rows and 1 for rows counted correct.
+
+    Averaging over the known rows only would give the cut rows alone (answer rate 0 next to
+    a positive accuracy) on a user's file without an answer column.
+    """
+    recorded = as_float(out["answered"]) if "answered" in out.columns else np.full(len(out), np.nan)
+    answered = np.where(cut, 0.0, np.where(correct > 0, 1.0, recorded))
+    cell = out.groupby([*GROUP_KEYS, "budget"], sort=False, observed=True).ngroup().to_numpy()
+    unknown_cells = np.unique(cell[np.isnan(recorded)])
+    answered[np.isin(cell, unknown_cells)] = np.nan
+    return answered
 
 
 def _n_runs(frame: pd.DataFrame) -> np.ndarray:
