@@ -3,6 +3,14 @@
 from ponder.store.batch import ImportBatch
 from ponder.store.export import export_outcomes
 from ponder.store.schema import SCHEMA_VERSION
-from ponder.store.sqlite import Store, WriteResult
+from ponder.store.sqlite import PastImport, Source, Store, WriteResult
 
-__all__ = ["SCHEMA_VERSION", "ImportBatch", "Store", "WriteResult", "export_outcomes"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ImportBatch",
+    "PastImport",
+    "Source",
+    "Store",
+    "WriteResult",
+    "export_outcomes",
+]

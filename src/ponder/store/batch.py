@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
@@ -24,6 +25,9 @@ class ImportBatch:
         default_factory=lambda: pd.DataFrame(columns=list(PROBLEM_STORE_COLUMNS))
     )
     notes: list[str] = field(default_factory=list)
+    # The file line of each outcome row, when known, so a conflict found while writing can
+    # still name its line.
+    lines: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OUTCOME_STORE_COLUMNS if c not in self.outcomes.columns]

@@ -72,6 +72,13 @@ MIGRATIONS: tuple[str, ...] = (
         imported_at TEXT NOT NULL
     );
     """,
+    # 1 -> 2: what each import was (its options and the runs it wrote), so a re-import of the
+    # same source (same sha256) under other options is caught instead of silently duplicated.
+    """
+    ALTER TABLE imports ADD COLUMN options_json TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE imports ADD COLUMN runs_json TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX imports_sha256 ON imports (sha256);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

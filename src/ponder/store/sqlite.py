@@ -8,10 +8,12 @@ group by model'`.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,10 +51,49 @@ class WriteResult:
     outcomes_added: int
     problems_added: int
     runs_added: int
+    outcomes_replaced: int = 0
 
     @property
     def outcomes_skipped(self) -> int:
         return self.outcomes_read - self.outcomes_added
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a batch came from, recorded in the `imports` table with the runs it wrote."""
+
+    path: str
+    sha256: str = ""
+    preset: str = ""
+    options: dict[str, object] = field(default_factory=dict)
+
+    def options_json(self) -> str:
+        return json.dumps(self.options, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PastImport:
+    """One earlier import of a source, as the `imports` table recorded it."""
+
+    path: str
+    sha256: str
+    preset: str
+    options: dict[str, object]
+    runs: list[str]
+
+
+# Columns that are not part of the key: a stored row whose key matches but whose values differ
+# is a conflict (a corrected file), never silently kept.
+_VALUE_COLUMNS = tuple(
+    c
+    for c in OUTCOME_STORE_COLUMNS
+    if c not in ("run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx")
+)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _now() -> str:
@@ -82,7 +123,11 @@ class Store:
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
         """Open (and migrate) a store; `readonly` opens it for reading only, so analyses work
-        on a store they may not write (a shared or read-only copy) and never change it."""
+        on a store they may not write (a shared or read-only copy) and never change it.
+
+        Opening for writing checks the place is writable and the file is not damaged
+        (`PRAGMA quick_check`) before anything is written, so a bad store is never made worse.
+        """
         self.path = Path(path)
         self.readonly = readonly
         if not self.path.exists():
@@ -91,20 +136,76 @@ class Store:
                     f"no store at {self.path}: import data first (`ponder import PATH`) "
                     "or point --store / PONDER_STORE at an existing store"
                 )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parent()
         elif self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a store file")
+        if not readonly:
+            self._check_writable()
         try:
             if readonly:
                 self._conn = self._connect_readonly()
                 self._check_readable_version()
             else:
                 self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+                self._check_intact()
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
                 self._conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a readable ponder store: {exc}") from exc
+
+    def _make_parent(self) -> None:
+        parent = self.path.parent
+        for folder in (parent, *parent.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise StoreError(
+                        f"cannot create the store {self.path}: {folder} is a file, not a folder"
+                    )
+                break
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of the store {self.path}: {exc}") from exc
+
+    def _check_writable(self) -> None:
+        """A read-only store or folder is said so up front, not as an unreadable store later.
+
+        SQLite writes its journal (`-wal`, `-shm`) beside the store, so the folder must be
+        writable as well as the file.
+        """
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise StoreError(
+                f"{self.path} is read-only: cannot import into it (commands that only read "
+                "it still work; make it writable or import into a copy)"
+            )
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK):
+            raise StoreError(
+                f"the folder {folder} is read-only: cannot write the store {self.path.name} "
+                "there (SQLite writes its journal beside the store); use --store in a "
+                "writable folder"
+            )
+
+    def _check_intact(self) -> None:
+        """Refuse to write into a damaged file (PRAGMA quick_check), which would spread damage."""
+        try:
+            row = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise
+            self._conn.close()
+            raise StoreError(self._damaged(str(exc))) from exc
+        if row is None or row[0] != "ok":
+            self._conn.close()
+            raise StoreError(self._damaged(str(row[0] if row else "no answer")))
+
+    def _damaged(self, detail: str) -> str:
+        detail = " ".join(detail.split())[:200]
+        return (
+            f"{self.path} is damaged (SQLite: {detail}); nothing was written. Restore it from "
+            "a backup, or re-import your files into a new store"
+        )
 
     def _connect_readonly(self) -> sqlite3.Connection:
         uri = self.path.resolve().as_uri()
@@ -146,25 +247,35 @@ class Store:
     ) -> None:
         self.close()
 
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: SQLite ends it itself on some errors
+        (disk full, I/O error), and a second ROLLBACK would hide the real error."""
+        if self._conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or nothing; SQLite errors become one-line errors."""
         if self.readonly:
             raise StoreError(f"{self.path}: cannot write a store opened read-only")
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StoreError(
-                f"{self.path}: cannot write ({exc}); is another import running?"
-            ) from exc
+            hint = "is another import running?" if "locked" in str(exc) else "nothing was written"
+            raise StoreError(f"{self.path}: cannot write ({exc}); {hint}") from exc
         try:
             yield self._conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(f"{self.path}: cannot write ({exc}); nothing was written") from exc
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            self._rollback()
             raise StoreError(f"{self.path}: commit failed ({exc}); nothing was written") from exc
 
     # -- schema ------------------------------------------------------------------------------
@@ -199,6 +310,11 @@ class Store:
         if version == SCHEMA_VERSION:
             return
         with self._transaction() as conn:
+            # Re-read under the write lock: another process may have created or migrated the
+            # store since the first read (two first imports racing to create one store).
+            version = self._read_version()
+            if version >= SCHEMA_VERSION:
+                return
             for step in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[step].split(";"):
                     if statement.strip():
@@ -219,80 +335,128 @@ class Store:
         sha256: str | None = None,
         preset: str = "",
     ) -> WriteResult:
-        """Write a batch in one transaction; rows whose key is already stored are skipped.
+        """Write one batch in one transaction (see `write_many`)."""
+        source = (
+            Source(path=source_path, sha256=sha256 or "", preset=preset)
+            if source_path is not None
+            else None
+        )
+        return self.write_many([(batch, source)])[0]
 
-        Problems are upserted field by field: a later import may fill a text, gold or level
-        that an earlier one lacked, but never overwrites a known value.
+    def write_many(
+        self,
+        batches: Sequence[tuple[ImportBatch, Source | None]],
+        *,
+        replace_runs: Collection[str] = (),
+    ) -> list[WriteResult]:
+        """Write several batches in ONE transaction: a failure in any of them keeps nothing.
+
+        Rows whose key is already stored with the same values are skipped (re-imports add
+        nothing); a stored key with other values is a conflict, never silently kept. Runs in
+        `replace_runs` lose their stored rows first (an explicit `--replace`), in the same
+        transaction. Problems are upserted field by field: a later import may fill a text, gold
+        or level that an earlier one lacked, but never overwrites a known value.
         """
+        results: list[WriteResult] = []
         with self._transaction() as conn:
-            self._check_runs(conn, batch)
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
-                "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                [
-                    (
-                        r.run_id,
-                        r.model,
-                        r.backend,
-                        r.source,
-                        r.budget_kind,
-                        r.settings_json(),
-                        _now(),
-                    )
-                    for r in batch.runs
-                ],
+            replaced = self._delete_runs(conn, replace_runs)
+            for batch, source in batches:
+                results.append(self._write_one(conn, batch, source))
+        if results and replaced:
+            first = results[0]
+            results[0] = WriteResult(
+                outcomes_read=first.outcomes_read,
+                outcomes_added=first.outcomes_added,
+                problems_added=first.problems_added,
+                runs_added=first.runs_added,
+                outcomes_replaced=replaced,
             )
-            runs_added = conn.total_changes - before
+        return results
 
-            problems = batch.problems
-            referenced = batch.outcomes[["dataset", "problem_id"]].drop_duplicates()
-            bare = referenced.merge(problems[["dataset", "problem_id"]], how="left", indicator=True)
-            bare = bare[bare["_merge"] == "left_only"].drop(columns="_merge")
-            if len(bare):
-                filler = pd.DataFrame(
-                    {c: [None] * len(bare) for c in PROBLEM_STORE_COLUMNS[2:]}
-                ).assign(metadata_json="{}")
-                bare = pd.concat([bare.reset_index(drop=True), filler], axis=1)
-                problems = pd.concat([problems, bare], ignore_index=True)
-            n_before = self._count(conn, "problems")
-            conn.executemany(
-                "INSERT INTO problems (dataset, problem_id, text, gold, level, subject, "
-                "metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (dataset, problem_id) DO UPDATE SET "
-                "text = COALESCE(problems.text, excluded.text), "
-                "gold = COALESCE(problems.gold, excluded.gold), "
-                "level = COALESCE(problems.level, excluded.level), "
-                "subject = COALESCE(problems.subject, excluded.subject), "
-                "metadata_json = CASE WHEN problems.metadata_json = '{}' "
-                "THEN excluded.metadata_json ELSE problems.metadata_json END",
-                _rows(problems, PROBLEM_STORE_COLUMNS),
-            )
-            problems_added = self._count(conn, "problems") - n_before
+    @staticmethod
+    def _delete_runs(conn: sqlite3.Connection, run_ids: Collection[str]) -> int:
+        removed = 0
+        for run_id in sorted(set(run_ids)):
+            removed += conn.execute("DELETE FROM outcomes WHERE run_id = ?", (run_id,)).rowcount
+            conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        return removed
 
-            placeholders = ", ".join("?" for _ in OUTCOME_STORE_COLUMNS)
-            before = conn.total_changes
-            conn.executemany(
-                # Not OR IGNORE: that would also drop rows failing CHECK / NOT NULL.
-                f"INSERT INTO outcomes ({', '.join(OUTCOME_STORE_COLUMNS)}) "
-                f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
-                _rows(batch.outcomes, OUTCOME_STORE_COLUMNS),
-            )
-            outcomes_added = conn.total_changes - before
-            if source_path is not None:
-                conn.execute(
-                    "INSERT INTO imports (path, sha256, preset, rows_read, rows_added, "
-                    "imported_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        source_path,
-                        sha256 or "",
-                        preset,
-                        len(batch.outcomes),
-                        outcomes_added,
-                        _now(),
-                    ),
+    def _write_one(
+        self, conn: sqlite3.Connection, batch: ImportBatch, source: Source | None
+    ) -> WriteResult:
+        where = f"{source.path}: " if source is not None else ""
+        self._check_runs(conn, batch, where)
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
+            "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [
+                (
+                    r.run_id,
+                    r.model,
+                    r.backend,
+                    r.source,
+                    r.budget_kind,
+                    r.settings_json(),
+                    _now(),
                 )
+                for r in batch.runs
+            ],
+        )
+        runs_added = conn.total_changes - before
+
+        problems = batch.problems
+        referenced = batch.outcomes[["dataset", "problem_id"]].drop_duplicates()
+        bare = referenced.merge(problems[["dataset", "problem_id"]], how="left", indicator=True)
+        bare = bare[bare["_merge"] == "left_only"].drop(columns="_merge")
+        if len(bare):
+            filler = pd.DataFrame(
+                {c: [None] * len(bare) for c in PROBLEM_STORE_COLUMNS[2:]}
+            ).assign(metadata_json="{}")
+            bare = pd.concat([bare.reset_index(drop=True), filler], axis=1)
+            problems = pd.concat([problems, bare], ignore_index=True)
+        n_before = self._count(conn, "problems")
+        conn.executemany(
+            "INSERT INTO problems (dataset, problem_id, text, gold, level, subject, "
+            "metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (dataset, problem_id) DO UPDATE SET "
+            "text = COALESCE(problems.text, excluded.text), "
+            "gold = COALESCE(problems.gold, excluded.gold), "
+            "level = COALESCE(problems.level, excluded.level), "
+            "subject = COALESCE(problems.subject, excluded.subject), "
+            "metadata_json = CASE WHEN problems.metadata_json = '{}' "
+            "THEN excluded.metadata_json ELSE problems.metadata_json END",
+            _rows(problems, PROBLEM_STORE_COLUMNS),
+        )
+        problems_added = self._count(conn, "problems") - n_before
+
+        placeholders = ", ".join("?" for _ in OUTCOME_STORE_COLUMNS)
+        before = conn.total_changes
+        conn.executemany(
+            # Not OR IGNORE: that would also drop rows failing CHECK / NOT NULL.
+            f"INSERT INTO outcomes ({', '.join(OUTCOME_STORE_COLUMNS)}) "
+            f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
+            _rows(batch.outcomes, OUTCOME_STORE_COLUMNS),
+        )
+        outcomes_added = conn.total_changes - before
+        if outcomes_added < len(batch.outcomes):
+            self._check_same_values(conn, batch, where)
+        if source is not None:
+            conn.execute(
+                "INSERT INTO imports (path, sha256, preset, rows_read, rows_added, "
+                "imported_at, options_json, runs_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    source.path,
+                    source.sha256,
+                    source.preset,
+                    len(batch.outcomes),
+                    outcomes_added,
+                    _now(),
+                    source.options_json(),
+                    json.dumps(sorted(r.run_id for r in batch.runs)),
+                ),
+            )
         return WriteResult(
             outcomes_read=len(batch.outcomes),
             outcomes_added=outcomes_added,
@@ -301,7 +465,53 @@ class Store:
         )
 
     @staticmethod
-    def _check_runs(conn: sqlite3.Connection, batch: ImportBatch) -> None:
+    def _check_same_values(conn: sqlite3.Connection, batch: ImportBatch, where: str) -> None:
+        """Rows skipped as already stored must be equal to the stored ones, not corrections.
+
+        Only runs when some rows were skipped (a re-import), so a first import pays nothing.
+        """
+        columns = ", ".join(OUTCOME_STORE_COLUMNS)
+        conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT {columns} FROM main.outcomes "
+            "WHERE 0"
+        )
+        conn.execute("DELETE FROM temp.incoming")
+        placeholders = ", ".join("?" for _ in OUTCOME_STORE_COLUMNS)
+        conn.executemany(
+            f"INSERT INTO temp.incoming ({columns}) VALUES ({placeholders})",
+            _rows(batch.outcomes, OUTCOME_STORE_COLUMNS),
+        )
+        differs = " OR ".join(f"o.{c} IS NOT i.{c}" for c in _VALUE_COLUMNS)
+        row = conn.execute(
+            "SELECT i.rowid, i.run_id, i.problem_id, i.mode, i.budget, i.sample_idx, "
+            f"{', '.join(f'o.{c}, i.{c}' for c in _VALUE_COLUMNS)} "
+            "FROM temp.incoming i JOIN main.outcomes o ON o.run_id = i.run_id "
+            "AND o.dataset = i.dataset AND o.problem_id = i.problem_id AND o.model = i.model "
+            "AND o.mode = i.mode AND IFNULL(o.budget, -1) = IFNULL(i.budget, -1) "
+            f"AND o.sample_idx = i.sample_idx WHERE {differs} LIMIT 1"
+        ).fetchone()
+        conn.execute("DELETE FROM temp.incoming")
+        if row is None:
+            return
+        index = int(row[0]) - 1
+        if batch.lines is not None and 0 <= index < len(batch.lines):
+            where = f"{where.rstrip(': ')}:{int(batch.lines[index])}: "
+        pairs = row[6:]
+        field_name, stored, new = next(
+            (c, pairs[2 * k], pairs[2 * k + 1])
+            for k, c in enumerate(_VALUE_COLUMNS)
+            if pairs[2 * k] != pairs[2 * k + 1]
+        )
+        budget = "none" if row[4] is None else row[4]
+        raise StoreError(
+            f"{where}run {row[1]!r}, problem {row[2]!r}, mode {row[3]!r}, budget {budget}, "
+            f"sample {row[5]} is already stored with {field_name}={_short(stored)}, this file "
+            f"has {_short(new)}. To replace the stored run(s) with this file, re-run with "
+            "--replace; to keep both, import it under another --run label"
+        )
+
+    @staticmethod
+    def _check_runs(conn: sqlite3.Connection, batch: ImportBatch, where: str = "") -> None:
         """A run already stored with another model or budget kind is a conflict, not a no-op.
 
         Otherwise re-importing with a corrected `--budget-kind` would silently keep the old one.
@@ -312,11 +522,62 @@ class Store:
             ).fetchone()
             if row is not None and tuple(row) != (run.model, run.budget_kind):
                 raise StoreError(
-                    f"run {run.run_id!r} is already stored with model={row[0]!r}, "
+                    f"{where}run {run.run_id!r} is already stored with model={row[0]!r}, "
                     f"budget_kind={row[1]!r}; this import says model={run.model!r}, "
-                    f"budget_kind={run.budget_kind!r}. Import it under another name (--run) "
-                    "or into a fresh store"
+                    f"budget_kind={run.budget_kind!r}. Replace it with --replace, import it "
+                    "under another name (--run), or into a fresh store"
                 )
+
+    def stored_runs(self, run_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        """Which of `run_ids` are stored, with their (model, budget_kind): a check before
+        writing, so a conflict is reported before anything is written."""
+        found: dict[str, tuple[str, str]] = {}
+        ids = sorted(set(run_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._read(
+                "SELECT run_id, model, budget_kind FROM runs WHERE run_id IN "
+                f"({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            found.update({str(r[0]): (str(r[1]), str(r[2])) for r in rows})
+        return found
+
+    def past_imports(self, sha256: str) -> list[PastImport]:
+        """Earlier imports of a source with this content (oldest first)."""
+        rows = self._read(
+            "SELECT path, sha256, preset, options_json, runs_json FROM imports "
+            "WHERE sha256 = ? ORDER BY import_id",
+            [sha256],
+        )
+        return [
+            PastImport(
+                path=str(r[0]),
+                sha256=str(r[1]),
+                preset=str(r[2]),
+                options=json.loads(r[3] or "{}"),
+                runs=list(json.loads(r[4] or "[]")),
+            )
+            for r in rows
+        ]
+
+    def problem_ids(self, dataset: str) -> set[str]:
+        """The problem ids stored for a dataset."""
+        rows = self._read("SELECT problem_id FROM problems WHERE dataset = ?", [dataset])
+        return {str(r[0]) for r in rows}
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Run a query; a damaged file gives a one-line StoreError, not a traceback."""
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from exc
+
+    def _unreadable(self, exc: Exception) -> str:
+        return (
+            f"{self.path}: cannot read the store ({exc}); it may be damaged: check it with "
+            "`sqlite3 FILE 'PRAGMA integrity_check'` and restore it from a backup"
+        )
 
     @staticmethod
     def _count(conn: sqlite3.Connection, table: str) -> int:
@@ -326,7 +587,12 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Row counts per table, for status lines and tests."""
-        return {t: self._count(self._conn, t) for t in ("runs", "problems", "outcomes", "imports")}
+        try:
+            return {
+                t: self._count(self._conn, t) for t in ("runs", "problems", "outcomes", "imports")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from exc
 
     def outcomes_frame(
         self,
@@ -354,9 +620,12 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY o.rowid"
-        cursor = self._conn.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=names)
+        try:
+            cursor = self._conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=names)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from exc
         for column in _FLOAT_COLUMNS:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         frame["sample_idx"] = frame["sample_idx"].astype("int64")
@@ -365,16 +634,14 @@ class Store:
 
     def problems_frame(self) -> pd.DataFrame:
         """All known problems with their text, gold answer and metadata."""
-        cursor = self._conn.execute(
+        rows = self._read(
             f"SELECT {', '.join(PROBLEM_STORE_COLUMNS)} FROM problems ORDER BY dataset, problem_id"
         )
-        return pd.DataFrame.from_records(cursor.fetchall(), columns=list(PROBLEM_STORE_COLUMNS))
+        return pd.DataFrame.from_records(rows, columns=list(PROBLEM_STORE_COLUMNS))
 
     def runs_frame(self) -> pd.DataFrame:
         """All runs with their settings (JSON text)."""
-        cursor = self._conn.execute(
-            "SELECT run_id, model, backend, source, budget_kind, settings_json, created_at "
-            "FROM runs ORDER BY run_id"
-        )
-        names = [d[0] for d in cursor.description]
-        return pd.DataFrame.from_records(cursor.fetchall(), columns=names)
+        names = ["run_id", "model", "backend", "source", "budget_kind", "settings_json"]
+        names.append("created_at")
+        rows = self._read(f"SELECT {', '.join(names)} FROM runs ORDER BY run_id")
+        return pd.DataFrame.from_records(rows, columns=names)
