@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ponder.curves import (
     ProblemResampler,
@@ -111,12 +112,13 @@ def test_wilson_fallback_at_zero_and_one(make_grid) -> None:
     )
     table = cell_table(frame, n_boot=200)
     assert (table["ci_method"] == "wilson").all()
-    low, high = wilson_interval(np.array([0.0, 1.0]), np.array([30.0, 30.0]))
-    assert table["ci_low"].tolist() == [0.0, low[1]]
-    assert table["ci_high"].tolist() == [high[0], 1.0]
-    assert 0.0 < high[0] < 0.2  # n is problems (30), not samples (120): wider, conservative
-    wide, _ = wilson_interval(np.array([1.0]), np.array([120.0]))
-    assert low[1] < wide[0]
+    # Wilson at phat = 0 has upper bound z^2 / (n + z^2); at phat = 1 the mirror image.
+    z2 = 1.959963984540054**2
+    edge = z2 / (30 + z2)  # n is problems (30), not samples (120): wider, conservative
+    assert table["ci_low"].tolist() == pytest.approx([0.0, 1 - edge], abs=1e-12)
+    assert table["ci_high"].tolist() == pytest.approx([edge, 1.0], abs=1e-12)
+    low, high = wilson_interval(np.array([0.0, 1.0]), np.array([120.0, 120.0]))
+    assert high[0] == pytest.approx(z2 / (120 + z2), abs=1e-12) and low[1] > 1 - edge
 
 
 def test_token_statistics_ignore_nan(make_outcomes) -> None:
