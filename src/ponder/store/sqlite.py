@@ -22,6 +22,7 @@ import pandas as pd
 
 from ponder.errors import StoreError
 from ponder.store.batch import ImportBatch
+from ponder.store.frame import read_outcomes_frame
 from ponder.store.schema import (
     MIGRATIONS,
     OUTCOME_STORE_COLUMNS,
@@ -602,35 +603,12 @@ class Store:
         include_text: bool = False,
     ) -> pd.DataFrame:
         """The outcome frame (see `ponder.types.OUTCOME_COLUMNS`), optionally filtered."""
-        text = ", o.response_text" if include_text else ""
-        sql = (
-            "SELECT o.run_id, o.dataset, o.problem_id, o.model, o.mode, o.budget, "
-            "o.sample_idx, o.prompt_tokens, o.reasoning_tokens, o.answer_tokens, "
-            "o.output_tokens, o.latency_s, o.truncated, o.answered, o.extracted_answer, "
-            f"o.correct, o.n_runs, r.budget_kind, p.level, p.subject{text} "
-            "FROM outcomes o JOIN runs r ON r.run_id = o.run_id "
-            "LEFT JOIN problems p ON p.dataset = o.dataset AND p.problem_id = o.problem_id"
-        )
-        where: list[str] = []
-        params: list[str] = []
-        for column, values in (("o.dataset", datasets), ("o.model", models)):
-            if values:
-                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
-                params.extend(values)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY o.rowid"
         try:
-            cursor = self._conn.execute(sql, params)
-            names = [d[0] for d in cursor.description]
-            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=names)
+            return read_outcomes_frame(
+                self._conn, datasets=datasets, models=models, include_text=include_text
+            )
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from exc
-        for column in _FLOAT_COLUMNS:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        frame["sample_idx"] = frame["sample_idx"].astype("int64")
-        frame["n_runs"] = frame["n_runs"].astype("int64")
-        return frame
 
     def problems_frame(self) -> pd.DataFrame:
         """All known problems with their text, gold answer and metadata."""
