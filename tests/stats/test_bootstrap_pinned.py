@@ -281,6 +281,7 @@ def _coverage(
     return float(inside.mean())
 
 
+@pytest.mark.slow
 def test_cell_interval_covers_at_the_nominal_level() -> None:
     """Clustered data: per-problem solve rates ~ Beta(1.5, 1.5), three samples per problem.
 
@@ -300,6 +301,7 @@ def test_cell_interval_covers_at_the_nominal_level() -> None:
     assert 0.95 - 0.03 < coverage < 0.95 + 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("seed", "rates", "n_problems", "n_samples"),
     [
