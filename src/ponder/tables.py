@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import csv
 import gc
+import io
 import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ponder.errors import InputError
+
+# Integers beyond 2**53 cannot be held exactly by a float (nor by the analyses' frames).
+_MAX_EXACT = 2**53
+_BOM = b"\xef\xbb\xbf"
 
 _TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 _FALSE = {"false", "0", "0.0", "no", "n", "f"}
@@ -46,6 +52,11 @@ class Table:
                 path=self.path,
                 line=1 if self.path.suffix.lower() == ".csv" else None,
             )
+
+    @property
+    def header_line(self) -> int | None:
+        """Line 1 for a CSV (its header); JSONL has no header line."""
+        return 1 if self.path.suffix.lower() == ".csv" else None
 
     def fail(self, row: int, column: str, message: str) -> InputError:
         return InputError(message, path=self.path, line=int(self.lines[row]), field=column)
@@ -83,15 +94,27 @@ class Table:
         minimum: float | None = None,
         maximum: float | None = None,
     ) -> pd.Series:
+        """Numbers, always finite ("inf" and "nan" are refused); integers must be exact.
+
+        An integer is range-checked on its exact decimal value, not on the float it would round
+        to: "9007199254740993" must not become 2**53 and pass.
+        """
         raw = self.frame[column].astype(str).str.strip()
         values = pd.to_numeric(raw.where(raw != "", None), errors="coerce").astype("float64")
         missing = raw == ""
         bad = values.isna() & ~missing
+        infinite = values.notna() & ~np.isfinite(values)
+        bad |= infinite
         if integer:
-            # Finite and exactly representable (|x| <= 2**53): "1e400" or "inf" is no budget.
-            bad |= values.notna() & (
-                ~np.isfinite(values) | (values.abs() > 2**53) | (values != np.floor(values))
-            )
+            bad |= values.notna() & ((values.abs() > _MAX_EXACT) | (values != np.floor(values)))
+            near = (values.abs() >= _MAX_EXACT) & ~bad
+            inexact = [
+                int(i) for i in np.flatnonzero(near.to_numpy()) if not _exact_integer(raw.iloc[i])
+            ]
+            if inexact:
+                flags = bad.to_numpy(copy=True)
+                flags[inexact] = True
+                bad = pd.Series(flags, index=bad.index)
         if minimum is not None:
             bad |= values < minimum
         if maximum is not None:
@@ -105,7 +128,13 @@ class Table:
             if minimum is not None or maximum is not None:
                 what += f" in [{minimum if minimum is not None else '-inf'}, "
                 what += f"{maximum if maximum is not None else 'inf'}]"
-            reason = "missing value" if value == "" else f"{value!r} is not {what}"
+            if value == "":
+                reason = "missing value"
+            elif infinite.iloc[row] or raw.iloc[row].lower() in ("nan", "-nan", "+nan"):
+                kind = "an integer" if integer else "a number"
+                reason = f"{value!r} is not {kind} (infinite and NaN values are refused)"
+            else:
+                reason = f"{value!r} is not {what}"
             raise self.fail(row, column, reason)
         return values
 
@@ -125,6 +154,15 @@ class Table:
         return values
 
 
+def _exact_integer(text: str) -> bool:
+    """True when `text` is an integer whose exact value is within +-2**53."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return False
+    return value.is_finite() and value == value.to_integral_value() and abs(value) <= _MAX_EXACT
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise InputError("no such file", path=path)
@@ -132,9 +170,46 @@ def _check_exists(path: Path) -> None:
         raise InputError("is a folder, expected a CSV or JSONL file", path=path)
 
 
-def read_csv(path: Path) -> Table:
-    """Read a CSV strictly: a row with the wrong number of fields is an error with its line."""
+def read_source(path: Path) -> bytes:
+    """A file's bytes, read once: the importer hashes and parses the same bytes."""
     _check_exists(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 text (a leading BOM is dropped); a bad byte is named by line and byte offset."""
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = skip + exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise InputError(
+            f"not UTF-8 text: {exc.reason} (byte 0x{data[offset]:02x} at byte offset {offset})",
+            path=path,
+            line=line,
+        ) from exc
+
+
+def _check_nul(table: Table, data: bytes) -> None:
+    """A NUL character inside a field is refused: it would be stored inside a name."""
+    for column in table.frame.columns:
+        if "\x00" in str(column):
+            raise InputError("NUL character in the header", path=table.path, line=table.header_line)
+    for column in table.frame.columns:
+        has = table.frame[column].str.contains("\x00", regex=False).to_numpy(dtype=bool)
+        if has.any():
+            raise table.fail(int(np.argmax(has)), str(column), "NUL character in the value")
+
+
+def read_csv(path: Path, data: bytes | None = None) -> Table:
+    """Read a CSV strictly: a row with the wrong number of fields is an error with its line."""
+    if data is None:
+        data = read_source(path)
+    text = _decode(path, data)
     csv.field_size_limit(sys.maxsize)
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -142,38 +217,42 @@ def read_csv(path: Path) -> Table:
     # (parsing grew faster than linearly); none of them can form a cycle, so pause it.
     was_enabled = gc.isenabled()
     gc.disable()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    del text
     start = 1
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, strict=True)
-            header = next(reader, None)
-            if header is None:
-                raise InputError("empty file (no header row)", path=path)
-            header = [h.strip() for h in header]
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            if dupes:
-                raise InputError(f"duplicate column(s) {dupes}", path=path, line=1)
+        header = next(reader, None)
+        if header is None:
+            raise InputError("empty file (no header row)", path=path)
+        header = [h.strip() for h in header]
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        if dupes:
+            raise InputError(f"duplicate column(s) {dupes}", path=path, line=1)
+        start = reader.line_num + 1
+        for row in reader:
+            if len(row) != len(header):
+                if not row:  # blank line
+                    start = reader.line_num + 1
+                    continue
+                raise InputError(
+                    f"expected {len(header)} fields, found {len(row)}", path=path, line=start
+                )
+            rows.append(row)
+            lines.append(start)
             start = reader.line_num + 1
-            for row in reader:
-                if len(row) != len(header):
-                    if not row:  # blank line
-                        start = reader.line_num + 1
-                        continue
-                    raise InputError(
-                        f"expected {len(header)} fields, found {len(row)}", path=path, line=start
-                    )
-                rows.append(row)
-                lines.append(start)
-                start = reader.line_num + 1
     except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", path=path, line=start) from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {exc.reason}", path=path) from exc
+        # The line where the fault is (inside a multi-line quoted record, not where it began).
+        raise InputError(
+            f"malformed CSV: {exc}", path=path, line=max(reader.line_num, start)
+        ) from exc
     finally:
         if was_enabled:
             gc.enable()
     frame = pd.DataFrame(rows, columns=header, dtype=object)
-    return Table(path=path, frame=frame, lines=np.asarray(lines, dtype=np.int64))
+    table = Table(path=path, frame=frame, lines=np.asarray(lines, dtype=np.int64))
+    if b"\x00" in data:
+        _check_nul(table, data)
+    return table
 
 
 def _as_text(value: object) -> str:
@@ -186,36 +265,55 @@ def _as_text(value: object) -> str:
     return json.dumps(value)
 
 
-def read_jsonl(path: Path) -> Table:
+def read_jsonl(path: Path, data: bytes | None = None) -> Table:
     """Read JSON Lines: each non-blank line must be a JSON object."""
-    _check_exists(path)
+    if data is None:
+        data = read_source(path)
+    text = _decode(path, data)
     records: list[dict[str, str]] = []
     lines: list[int] = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from exc
-                if not isinstance(obj, dict):
-                    raise InputError("expected a JSON object", path=path, line=number)
-                records.append({str(k): _as_text(v) for k, v in obj.items()})
-                lines.append(number)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {exc.reason}", path=path) from exc
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc.msg}", path=path, line=number) from exc
+        except RecursionError as exc:
+            raise InputError("invalid JSON: nested too deeply", path=path, line=number) from exc
+        if not isinstance(obj, dict):
+            raise InputError("expected a JSON object", path=path, line=number)
+        record = {str(k): _as_text(v) for k, v in obj.items()}
+        if "\\u0000" in line or "\x00" in line:
+            for key, value in record.items():
+                if "\x00" in value or "\x00" in key:
+                    raise InputError(
+                        "NUL character in the value", path=path, line=number, field=key
+                    )
+        records.append(record)
+        lines.append(number)
     frame = pd.DataFrame.from_records(records).fillna("") if records else pd.DataFrame()
     return Table(path=path, frame=frame.astype(object), lines=np.asarray(lines, dtype=np.int64))
+
+
+def parse_table(path: Path, data: bytes) -> Table:
+    """CSV or JSONL by suffix (`.csv`, `.jsonl`, `.json`), from bytes already read."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_csv(path, data)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return read_jsonl(path, data)
+    raise InputError("unsupported file type: expected .csv or .jsonl", path=path)
+
+
+def check_suffix(path: Path) -> None:
+    """Refuse an unsupported file type before reading it."""
+    if path.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".json"):
+        raise InputError("unsupported file type: expected .csv or .jsonl", path=path)
 
 
 def read_table(path: Path) -> Table:
     """CSV or JSONL by suffix (`.csv`, `.jsonl`, `.json`)."""
     _check_exists(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(path)
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return read_jsonl(path)
-    raise InputError("unsupported file type: expected .csv or .jsonl", path=path)
+    check_suffix(path)
+    return parse_table(path, read_source(path))

@@ -204,7 +204,7 @@ def test_review_findings_on_import(tmp_path: Path, store: Store, shared_data: Pa
     # The same file again adds nothing; with another budget kind it is a conflict.
     again = import_paths(store, [first], dataset="t")[0].result
     assert again is not None and again.outcomes_added == 0
-    with pytest.raises(StoreError, match="already stored with"):
+    with pytest.raises(StoreError, match=r"already imported .* with dataset=t; this import uses "):
         import_paths(store, [first], dataset="t", budget_kind="hard_cap")
     # An export imports back as the same rows.
     import_paths(store, [shared_data / "matharena_aime2025_I"])

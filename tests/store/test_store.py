@@ -68,7 +68,7 @@ def test_failed_write_leaves_store_unchanged(store: Store) -> None:
     before = store.counts()
     bad = _batch(n_problems=2)
     bad.outcomes.loc[len(bad.outcomes) - 1, "correct"] = 3.0  # violates the CHECK constraint
-    with pytest.raises(StoreError, match="CHECK constraint failed.*nothing was written"):
+    with pytest.raises(StoreError, match=r"CHECK constraint failed.*nothing was written"):
         store.write(bad)
     assert store.counts() == before
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import sqlite3
@@ -99,10 +100,8 @@ def test_corrupt_store_is_refused_for_writing_and_reads_fail_cleanly(tmp_path: P
     _big_store(path)
     damaged = _corrupt_middle(path)
     conn = sqlite3.connect(path)
-    try:  # the damage is real: SQLite itself sees it
+    with contextlib.suppress(sqlite3.DatabaseError):  # the damage is real: SQLite sees it
         assert conn.execute("PRAGMA quick_check").fetchone()[0] != "ok"
-    except sqlite3.DatabaseError:
-        pass
     conn.close()
     with pytest.raises(StoreError, match="damaged") as info:
         Store(path)
@@ -168,9 +167,9 @@ def test_unwritable_store_and_folder_are_reported_as_such(
         Store(path)
     assert "not a readable ponder store" not in str(info.value)
     monkeypatch.setattr(os, "access", no_write_on(tmp_path))
-    with pytest.raises(StoreError, match="folder .* is read-only"):
+    with pytest.raises(StoreError, match=r"folder .* is read-only"):
         Store(path)
-    with pytest.raises(StoreError, match="folder .* is read-only"):
+    with pytest.raises(StoreError, match=r"folder .* is read-only"):
         Store(tmp_path / "other.sqlite")
     assert not (tmp_path / "other.sqlite").exists()
     with Store(path, readonly=True) as store:  # reading still works
@@ -191,9 +190,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path: Path) -> Non
     conn = sqlite3.connect(path)
     conn.executescript(MIGRATIONS[0])
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    conn.execute(
-        "INSERT INTO runs VALUES ('r', 'm', 'recorded', 's', 'none', '{}', '2026-01-01')"
-    )
+    conn.execute("INSERT INTO runs VALUES ('r', 'm', 'recorded', 's', 'none', '{}', '2026-01-01')")
     conn.execute("INSERT INTO problems (dataset, problem_id) VALUES ('d', 'p')")
     conn.execute(
         "INSERT INTO outcomes (run_id, dataset, problem_id, model, mode, sample_idx, correct) "

@@ -176,7 +176,16 @@ def load_mapped(
         }
     ).drop_duplicates(["dataset", "problem_id"])
     problems = problems[list(PROBLEM_STORE_COLUMNS)].astype(object)
-    return ImportBatch(runs=runs, outcomes=outcomes, problems=problems.where(pd.notna(problems)))
+    notes = []
+    ignored = [c for c in table.columns if c not in set(columns.values())]
+    if ignored:
+        notes.append(
+            f"column(s) ignored (not mapped to a field): {', '.join(ignored)}; map them with "
+            "--map FIELD=COLUMN if they hold one (`ponder import --help` lists the fields)"
+        )
+    return ImportBatch(
+        runs=runs, outcomes=outcomes, problems=problems.where(pd.notna(problems)), notes=notes
+    )
 
 
 def _runs(

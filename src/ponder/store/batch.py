@@ -28,6 +28,9 @@ class ImportBatch:
     # The file line of each outcome row, when known, so a conflict found while writing can
     # still name its line.
     lines: np.ndarray | None = None
+    # The table row of each outcome row when it is not simply its position (a wide file
+    # becomes several outcome rows per table row).
+    source_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OUTCOME_STORE_COLUMNS if c not in self.outcomes.columns]

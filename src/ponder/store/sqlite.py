@@ -81,6 +81,7 @@ class PastImport:
     preset: str
     options: dict[str, object]
     runs: list[str]
+    rows_read: int
 
 
 # Columns that are not part of the key: a stored row whose key matches but whose values differ
@@ -90,6 +91,33 @@ _VALUE_COLUMNS = tuple(
     for c in OUTCOME_STORE_COLUMNS
     if c not in ("run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx")
 )
+
+
+def check_can_write(path: Path) -> None:
+    """Say up front when a store cannot be written there, without creating anything.
+
+    A read-only store or folder is reported as such (not as an unreadable store after the
+    whole input was parsed); SQLite writes its journal (`-wal`, `-shm`) beside the store, so
+    the folder must be writable as well as the file.
+    """
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a store file")
+        if not os.access(path, os.W_OK):
+            raise StoreError(
+                f"{path} is read-only: cannot import into it (commands that only read it "
+                "still work; make it writable or import into a copy)"
+            )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreError(f"cannot create the store {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise StoreError(
+            f"the folder {folder} is read-only: cannot write the store {path.name} there "
+            "(SQLite writes its journal beside the store); use --store in a writable folder"
+        )
 
 
 def _short(value: object) -> str:
@@ -137,11 +165,17 @@ class Store:
                     f"no store at {self.path}: import data first (`ponder import PATH`) "
                     "or point --store / PONDER_STORE at an existing store"
                 )
-            self._make_parent()
+            check_can_write(self.path)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder of the store {self.path}: {exc}"
+                ) from exc
         elif self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a store file")
         if not readonly:
-            self._check_writable()
+            check_can_write(self.path)
         try:
             if readonly:
                 self._conn = self._connect_readonly()
@@ -154,39 +188,6 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a readable ponder store: {exc}") from exc
-
-    def _make_parent(self) -> None:
-        parent = self.path.parent
-        for folder in (parent, *parent.parents):
-            if folder.exists():
-                if not folder.is_dir():
-                    raise StoreError(
-                        f"cannot create the store {self.path}: {folder} is a file, not a folder"
-                    )
-                break
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of the store {self.path}: {exc}") from exc
-
-    def _check_writable(self) -> None:
-        """A read-only store or folder is said so up front, not as an unreadable store later.
-
-        SQLite writes its journal (`-wal`, `-shm`) beside the store, so the folder must be
-        writable as well as the file.
-        """
-        if self.path.exists() and not os.access(self.path, os.W_OK):
-            raise StoreError(
-                f"{self.path} is read-only: cannot import into it (commands that only read "
-                "it still work; make it writable or import into a copy)"
-            )
-        folder = self.path.parent
-        if not os.access(folder, os.W_OK):
-            raise StoreError(
-                f"the folder {folder} is read-only: cannot write the store {self.path.name} "
-                "there (SQLite writes its journal beside the store); use --store in a "
-                "writable folder"
-            )
 
     def _check_intact(self) -> None:
         """Refuse to write into a damaged file (PRAGMA quick_check), which would spread damage."""
@@ -247,6 +248,12 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def seal(self) -> None:
+        """Fold the write-ahead log into the main file and leave WAL mode, so the file alone
+        holds every committed row (before it is linked into place as a new store)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.execute("PRAGMA journal_mode = DELETE")
 
     def _rollback(self) -> None:
         """Roll back if a transaction is still open: SQLite ends it itself on some errors
@@ -547,7 +554,7 @@ class Store:
     def past_imports(self, sha256: str) -> list[PastImport]:
         """Earlier imports of a source with this content (oldest first)."""
         rows = self._read(
-            "SELECT path, sha256, preset, options_json, runs_json FROM imports "
+            "SELECT path, sha256, preset, options_json, runs_json, rows_read FROM imports "
             "WHERE sha256 = ? ORDER BY import_id",
             [sha256],
         )
@@ -558,6 +565,7 @@ class Store:
                 preset=str(r[2]),
                 options=json.loads(r[3] or "{}"),
                 runs=list(json.loads(r[4] or "[]")),
+                rows_read=int(r[5]),
             )
             for r in rows
         ]
