@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 
@@ -38,31 +40,51 @@ def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
+def number_format(values: Sequence[object] | pd.Series) -> Callable[[object], str]:
+    """One format for a whole column, so `64.000` never sits above `128`.
+
+    Whole numbers print without decimals; a column reaching 100 prints without decimals
+    (token counts); anything else with three decimals. Missing values print as "–".
+    """
+    numbers = [
+        float(v)
+        for v in values
+        if isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_)
+    ]
+    finite = [v for v in numbers if math.isfinite(v)]
+    whole = bool(finite) and all(v == round(v) for v in finite)
+    large = bool(finite) and max(abs(v) for v in finite) >= 100
+
+    def fmt(value: object) -> str:
+        if value is None or value is pd.NA:
+            return "–"
+        if isinstance(value, bool | np.bool_):
+            return "yes" if value else "no"
+        if isinstance(value, int | float | np.number):
+            number = float(value)
+            if math.isnan(number):
+                return "–"
+            return f"{number:,.0f}" if whole or large else f"{number:.3f}"
+        return str(value)
+
+    return fmt
 
 
 def html_table(frame: pd.DataFrame, columns: dict[str, str]) -> Markup:
-    """A plain HTML table of `frame[columns]`, headers renamed, numbers formatted."""
+    """A plain HTML table of `frame[columns]`, headers renamed, one number format per column."""
     head = "".join(
         f'<th class="{"l" if frame[c].dtype == object else ""}">{escape(h)}</th>'
         for c, h in columns.items()
     )
+    formats = {c: number_format(frame[c]) for c in columns}
     body = []
-    for _, row in frame.iterrows():
+    for row in frame[list(columns)].itertuples(index=False):
         cells = []
-        for c in columns:
-            value = row[c]
+        for c, value in zip(columns, row, strict=True):
             cls = "l" if frame[c].dtype == object else ""
             if c == "overthinking" and value is True:
                 cls += " yes"
-            cells.append(f'<td class="{cls}">{escape(_fmt(value))}</td>')
+            cells.append(f'<td class="{cls}">{escape(formats[c](value))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
@@ -95,25 +117,31 @@ def build_report(
     `on_dataset(name)` is called as each dataset's plots are done (for progress bars).
     """
     cells = curves.cells
+    framed = with_sources(frame, runs)
+    sources = source_map(framed)
     budget_sections = []
     flat_sections = []
     notes: list[str] = []
     for dataset in sorted(cells["dataset"].unique()):
         ds_cells = cells[cells["dataset"] == dataset]
         budgeted = ds_cells[ds_cells["budget"].notna()]
-        ds_frame = frame[frame["dataset"] == dataset]
+        ds_frame = framed[framed["dataset"] == dataset]
         if budgeted["budget"].nunique() >= 2:
+            label = dataset_label(ds_frame[ds_frame["budget"].notna()], str(dataset))
             has_tokens = budgeted["mean_tokens"].notna().any()
             diff = curves.difficulty
             has_diff = not diff.empty and (diff["dataset"] == dataset).any()
             budget_sections.append(
                 {
                     "name": dataset,
+                    "label": label,
                     "n_models": budgeted["model"].nunique(),
-                    "n_problems": ds_frame["problem_id"].nunique(),
+                    "n_problems": ds_frame.loc[ds_frame["budget"].notna(), "problem_id"].nunique(),
                     "budgets": ", ".join(str(int(b)) for b in sorted(budgeted["budget"].unique())),
-                    "curve_budget": _b64(plots.accuracy_curves(cells, dataset)),
-                    "curve_tokens": _b64(plots.accuracy_curves(cells, dataset, x="mean_tokens"))
+                    "curve_budget": _b64(plots.accuracy_curves(cells, dataset, title=label)),
+                    "curve_tokens": _b64(
+                        plots.accuracy_curves(cells, dataset, x="mean_tokens", title=label)
+                    )
                     if has_tokens
                     else None,
                     "difficulty": _b64(plots.difficulty_panels(diff, dataset))
@@ -126,6 +154,7 @@ def build_report(
             )
         flat = ds_cells[ds_cells["budget"].isna()]
         if len(flat):
+            label = dataset_label(ds_frame[ds_frame["budget"].isna()], str(dataset))
             summary = _summary_tokens(runs)
             points = flat.assign(mean_tokens=flat["model"].map(summary))
             points = points[points["mean_tokens"].notna()]
@@ -136,33 +165,40 @@ def build_report(
                 + ("; aggregated rows (share of runs solved per problem)" if aggregated else "")
                 + "."
             )
+            scatter = None
+            if len(points) >= 2:
+                figure, _left_out = plots.accuracy_vs_tokens_points_figure(
+                    points, f"{label}: accuracy vs mean output tokens"
+                )
+                scatter = _b64(plots.figure_png(figure))
             flat_sections.append(
                 {
                     "name": dataset,
+                    "label": label,
                     "caption": caption,
-                    "bars": _b64(plots.model_accuracy_bars(flat, dataset)),
-                    "points": _b64(
-                        plots.accuracy_vs_tokens_points(
-                            points, f"{dataset}: accuracy vs mean output tokens"
-                        )
-                    )
-                    if len(points) >= 2
-                    else None,
+                    "bars": _b64(plots.model_accuracy_bars(flat, str(dataset), title=label)),
+                    "points": scatter,
+                    "points_table": _points_table(points) if scatter else None,
+                    "n_points": len(points),
                 }
             )
         if on_dataset is not None:
             on_dataset(dataset)
-    sweet = curves.sweet_spots
+    sweet = _add_source(curves.sweet_spots, sources)
     sweet_table = (
-        html_table(sweet, _present(sweet, _SWEET_COLUMNS))
+        html_table(sweet, _with_source_column(_present(sweet, _SWEET_COLUMNS)))
         if not sweet.empty
         else Markup("<p>No model has two or more budgets on one dataset.</p>")
     )
-    passk_table = _passk_table(curves)
-    cells_table = html_table(cells, _present(cells, _CELL_COLUMNS))
-    policy_sections = [_policy_section(name, summary) for name, summary in evaluations]
-    sources = sorted(set(runs["source"])) if "source" in runs else []
-    attributions = [ATTRIBUTIONS.get(s, s) for s in sources]
+    passk_table, n_passk = _passk_table(curves, sources)
+    cells_table = html_table(
+        _add_source(cells, sources), _with_source_column(_present(cells, _CELL_COLUMNS))
+    )
+    policy_sections = [
+        _policy_section(name, summary, _policy_label(framed, name)) for name, summary in evaluations
+    ]
+    run_sources = sorted(set(runs["source"])) if "source" in runs else []
+    attributions = [ATTRIBUTIONS.get(s, s) for s in run_sources]
     html = _ENV.get_template("report.html").render(
         title=title,
         version=__version__,
@@ -179,6 +215,7 @@ def build_report(
         flat_sections=flat_sections,
         sweet_table=sweet_table,
         passk_table=passk_table,
+        n_passk=n_passk,
         cells_table=cells_table,
         policy_sections=policy_sections,
         n_cells=len(cells),
@@ -230,16 +267,91 @@ def _present(frame: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
     return {c: h for c, h in columns.items() if c in frame.columns}
 
 
-def _passk_table(curves: Curves) -> Markup | None:
-    """pass@k and maj@k side by side, for recorded cells with repeated samples."""
+def with_sources(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The outcome frame with each row's ``source`` (from its run); "" when unknown."""
+    if "source" in frame.columns:
+        return frame
+    if "run_id" not in frame.columns or not {"run_id", "source"} <= set(runs.columns):
+        return frame.assign(source="")
+    lookup = runs.drop_duplicates("run_id").set_index("run_id")["source"]
+    return frame.assign(source=frame["run_id"].map(lookup).fillna("").astype(str))
+
+
+def dataset_label(rows: pd.DataFrame, dataset: str) -> str:
+    """`aime25 · matharena_aime2025_I, 15 problems`: a dataset name with where it came from.
+
+    Two sources can use the same dataset name for different problem sets (30 AIME 2025
+    problems in one, 15 in another), so every heading and title carries source and count.
+    """
+    if rows.empty:
+        return dataset
+    parts = []
+    for source, group in rows.groupby("source", sort=True):
+        count = group["problem_id"].nunique()
+        noun = "problem" if count == 1 else "problems"
+        parts.append(f"{source!s}, {count} {noun}" if source else f"{count} {noun}")
+    return f"{dataset} · " + " + ".join(parts)
+
+
+def source_map(framed: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(dataset, model) -> its source(s), for the source column of the tables."""
+    pairs = framed[["dataset", "model", "source"]].drop_duplicates()
+    out: dict[tuple[str, str], str] = {}
+    for (dataset, model), group in pairs.groupby(["dataset", "model"], sort=True):
+        out[(str(dataset), str(model))] = " + ".join(sorted(str(v) for v in group["source"]))
+    return out
+
+
+def _add_source(table: pd.DataFrame, sources: dict[tuple[str, str], str]) -> pd.DataFrame:
+    if table.empty or not {"dataset", "model"} <= set(table.columns):
+        return table
+    keys = zip(table["dataset"].astype(str), table["model"].astype(str), strict=True)
+    return table.assign(source=[sources.get(k, "") for k in keys]).astype({"source": object})
+
+
+def _with_source_column(columns: dict[str, str]) -> dict[str, str]:
+    """The same headers with a "source" column right after "dataset"."""
+    out: dict[str, str] = {}
+    for c, h in columns.items():
+        out[c] = h
+        if c == "dataset":
+            out["source"] = "source"
+    return out
+
+
+def _policy_label(framed: pd.DataFrame, dataset: str) -> str:
+    """Label of the rows a policy evaluation uses: the dataset's single samples."""
+    rows = framed[framed["dataset"] == dataset]
+    if "n_runs" in rows.columns:
+        rows = rows[rows["n_runs"].fillna(1) <= 1]
+    return dataset_label(rows, dataset)
+
+
+def _points_table(points: pd.DataFrame) -> Markup:
+    """Every point of the scatter, since only labels that fit are drawn."""
+    table = points.sort_values("accuracy", ascending=False)
+    return html_table(
+        table,
+        {
+            "model": "model",
+            "mean_tokens": "mean output tokens",
+            "accuracy": "accuracy",
+            "ci_low": "95% low",
+            "ci_high": "95% high",
+        },
+    )
+
+
+def _passk_table(curves: Curves, sources: dict[tuple[str, str], str]) -> tuple[Markup | None, int]:
+    """pass@k and maj@k side by side, for recorded cells with repeated samples; row count."""
     keys = ["model", "dataset", "mode", "budget"]
     passk, majk = curves.pass_at_k, curves.maj_at_k
     if passk.empty:
-        return None
+        return None, 0
     passk = passk[~passk["derived"]]
     repeated = passk[passk["k"] >= 2][keys].drop_duplicates()
     if repeated.empty:
-        return None
+        return None, 0
     passk = passk.merge(repeated, on=keys)
     majk = majk[~majk["derived"]].merge(repeated, on=keys) if not majk.empty else majk
     wide = passk.pivot_table(index=keys, columns="k", values="value")
@@ -248,52 +360,212 @@ def _passk_table(curves: Curves) -> Markup | None:
         maj = majk.pivot_table(index=keys, columns="k", values="value")
         maj.columns = [f"maj@{int(k)}" for k in maj.columns]
         wide = wide.join(maj)
-    wide = wide.reset_index()
-    columns = {c: c for c in wide.columns}
-    return html_table(wide, columns)
+    wide = _add_source(wide.reset_index(), sources)
+    columns = _with_source_column({c: c for c in wide.columns if c != "source"})
+    return html_table(wide, columns), len(wide)
 
 
-def _pct_ci(row: Any, key: str) -> str:
-    def pct(value: Any) -> str:
-        return "–" if value is None or pd.isna(value) else f"{value:+.1%}"
+def _value(row: Any, key: str) -> float:
+    """A float field of a summary row, NaN when missing (the tables evolve)."""
+    value = row.get(key, np.nan) if hasattr(row, "get") else np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
-    return f"{pct(row[key])} [{pct(row[key + '_ci_low'])}, {pct(row[key + '_ci_high'])}]"
+
+class _Notes:
+    """Reasons why figures are undefined, printed once under the table as (a), (b), ..."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def mark(self, reason: str) -> str:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return f"undefined ({chr(ord('a') + self.reasons.index(reason))})"
+
+    def html(self) -> Markup:
+        items = "".join(
+            f"<li>({chr(ord('a') + k)}) {escape(r)}</li>" for k, r in enumerate(self.reasons)
+        )
+        return Markup(f'<ul class="notes">{items}</ul>') if items else Markup("")
 
 
-def _families_table(summary: Summary) -> Markup:
-    """Families with each metric and its 95% CI in one cell, so the table fits a page."""
+def _with_ci(row: Any, key: str, notes: _Notes, *, points: bool, undefined: str) -> str:
+    """`-12.3% [-20.1%, -4.0%]` (or `+3.3 pts [...]` for accuracy), or a marked reason why it
+    is undefined (the evaluation's own `<key>_note` when it gives one)."""
+    value = _value(row, key)
+    if math.isnan(value):
+        note = row.get(f"{key}_note") if hasattr(row, "get") else None
+        return notes.mark(note if isinstance(note, str) and note else undefined)
+
+    def fmt(v: float) -> str:
+        if math.isnan(v):
+            return "?"
+        return f"{100 * v:+.1f} pts" if points else f"{v:+.1%}"
+
+    lo, hi = _value(row, f"{key}_ci_low"), _value(row, f"{key}_ci_high")
+    return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+_NOT_AS_ACCURATE = "no setting of the policy is as accurate as the baseline"
+_NOT_AS_CHEAP = "no setting of the policy is as cheap as the baseline"
+_NO_MIX = "no mix of uniform settings is comparable"
+
+
+def _families_table(summary: Summary) -> tuple[Markup, Markup]:
+    """The policies table in plain-word headers, each figure with its 95% CI and undefined
+    figures explained under it; and the hindsight upper bounds as a second table."""
     points = summary.points.set_index("label")
-    rows = []
+    notes = _Notes()
+    has_change = "accuracy_change_at_iso_accuracy" in summary.families.columns
+    rows, hindsight = [], []
     for _, row in summary.families.iterrows():
-        best = points.loc[row["best_label"]]
-        rows.append(
+        family = str(row["family"])
+        name = "oracle (upper bound, not servable)" if family == "oracle" else family
+        label = str(row["best_label"])
+        if label in points.index:
+            best = points.loc[label]
+            acc, lo, hi = (
+                _value(best, k) for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")
+            )
+            cost = _value(best, "mean_cost")
+        else:
+            acc, lo, hi = _value(row, "best_accuracy"), float("nan"), float("nan")
+            cost = _value(row, "best_accuracy_cost")
+        record: dict[str, object] = {
+            "policy": name,
+            "setting": label.removeprefix(f"{family} "),
+            "accuracy [95% CI]": f"{acc:.3f} [{lo:.3f}, {hi:.3f}]",
+            "mean cost": cost,
+            "cost saved at the baseline's accuracy": _with_ci(
+                row, "saved_at_iso_accuracy", notes, points=False, undefined=_NOT_AS_ACCURATE
+            ),
+        }
+        if has_change:
+            record["accuracy change at that setting"] = _with_ci(
+                row,
+                "accuracy_change_at_iso_accuracy",
+                notes,
+                points=True,
+                undefined=_NOT_AS_ACCURATE,
+            )
+        record["accuracy gained at the baseline's cost"] = _with_ci(
+            row, "gain_at_iso_cost", notes, points=True, undefined=_NOT_AS_CHEAP
+        )
+        record["cost to reach 95% of the baseline (mixed uniform settings)"] = (
+            _value(row, "cost_to_95pct"),
+            _value(row, "uniform_cost_to_95pct"),
+        )
+        record["calibration error"] = _value(row, "calibration_error")
+        rows.append(record)
+        hindsight.append(
             {
-                "family": row["family"],
-                "best point": str(row["best_label"]).removeprefix(f"{row['family']} "),
-                "accuracy": f"{best['accuracy']:.3f} [{best['accuracy_ci_low']:.3f}, "
-                f"{best['accuracy_ci_high']:.3f}]",
-                "cost": _fmt(float(best["mean_cost"])),
-                "saved at iso-accuracy": _pct_ci(row, "saved_at_iso_accuracy"),
-                "gain at iso-cost": _pct_ci(row, "gain_at_iso_cost"),
-                "best gain vs uniform hull": _pct_ci(row, "frontier_gain"),
-                "best saving vs uniform hull": _pct_ci(row, "frontier_saving"),
-                "cost to 95% (uniform hull)": f"{_fmt(row['cost_to_95pct'])} "
-                f"({_fmt(row['uniform_cost_to_95pct'])})",
-                "calibration error": _fmt(row["calibration_error"]),
+                "policy": name,
+                "most accuracy gained over mixed uniform settings": _with_ci(
+                    row, "frontier_gain", notes, points=True, undefined=_NO_MIX
+                ),
+                "most cost saved over mixed uniform settings": _with_ci(
+                    row, "frontier_saving", notes, points=False, undefined=_NO_MIX
+                ),
             }
         )
     table = pd.DataFrame(rows)
-    return html_table(table, {c: c for c in table.columns})
+    reach_column = "cost to reach 95% of the baseline (mixed uniform settings)"
+    reach = number_format([v for pair in table[reach_column] for v in pair])
+
+    def reached(v: float) -> str:
+        return "not reached" if math.isnan(v) else reach(v)
+
+    table[reach_column] = [f"{reached(a)} ({reached(b)})" for a, b in table[reach_column]]
+    cost_format = number_format(table["mean cost"])
+    table["mean cost"] = [cost_format(v) for v in table["mean cost"]]
+    calibration = number_format(table["calibration error"])
+    table["calibration error"] = [
+        "no prediction" if math.isnan(v) else calibration(v)
+        for v in table["calibration error"].to_numpy(float)
+    ]
+    main = html_table(table.astype(object), {c: c for c in table.columns})
+    upper = pd.DataFrame(hindsight).astype(object)
+    return Markup(main + notes.html()), html_table(upper, {c: c for c in upper.columns})
 
 
-def _policy_section(name: str, summary: Summary) -> dict[str, Any]:
-    """One evaluated dataset: its accuracy-cost plot and the families table."""
+def policy_conclusion(summary: Summary) -> str:
+    """One plain sentence: which policy, if any, beats the best uniform setting on held-out
+    problems, by how much, with the 95% CI; otherwise which comes closest."""
+    points = summary.points.set_index("label")
+    unit = summary.unit
+    baseline = f"the best uniform setting ({summary.baseline}"
+    if summary.baseline in points.index:
+        base = points.loc[summary.baseline]
+        accuracy, cost = _value(base, "accuracy"), _value(base, "mean_cost")
+        baseline += f": accuracy {accuracy:.3f} at {cost:,.0f} {unit}"
+    baseline += " per request)"
+    families = summary.families[~summary.families["family"].isin(["uniform", "oracle"])]
+    if families.empty:
+        return f"No policy could be evaluated against {baseline}."
+
+    def saving(row: Any) -> str:
+        lo, hi = (
+            _value(row, "saved_at_iso_accuracy_ci_low"),
+            _value(row, "saved_at_iso_accuracy_ci_high"),
+        )
+        return (
+            f"{_value(row, 'saved_at_iso_accuracy'):.0%} less cost at the same accuracy "
+            f"(95% CI {lo:+.0%} to {hi:+.0%})"
+        )
+
+    def gain(row: Any) -> str:
+        lo, hi = _value(row, "gain_at_iso_cost_ci_low"), _value(row, "gain_at_iso_cost_ci_high")
+        return (
+            f"{100 * _value(row, 'gain_at_iso_cost'):+.1f} accuracy points at no more cost "
+            f"(95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+        )
+
+    saves = families.assign(
+        _lo=[_value(r, "saved_at_iso_accuracy_ci_low") for _, r in families.iterrows()],
+        _v=[_value(r, "saved_at_iso_accuracy") for _, r in families.iterrows()],
+    )
+    gains = families.assign(
+        _lo=[_value(r, "gain_at_iso_cost_ci_low") for _, r in families.iterrows()],
+        _v=[_value(r, "gain_at_iso_cost") for _, r in families.iterrows()],
+    )
+    winners = saves[saves["_lo"] > 0]
+    if len(winners):
+        row = winners.sort_values("_v", ascending=False).iloc[0]
+        return f"{row['family']} beats {baseline} on held-out problems: {saving(row)}."
+    winners = gains[gains["_lo"] > 0]
+    if len(winners):
+        row = winners.sort_values("_v", ascending=False).iloc[0]
+        return f"{row['family']} beats {baseline} on held-out problems: {gain(row)}."
+    verdict = f"No policy beats {baseline} on held-out problems at 95% confidence"
+    reaching = saves[saves["_v"].notna()]
+    if len(reaching):
+        row = reaching.sort_values("_v", ascending=False).iloc[0]
+        return f"{verdict}; the closest, {row['family']}, has {saving(row)}."
+    cheap = gains[gains["_v"].notna()]
+    if len(cheap):
+        row = cheap.sort_values("_v", ascending=False).iloc[0]
+        return f"{verdict}; none is as accurate, and the closest, {row['family']}, has {gain(row)}."
+    return f"{verdict}: none is as accurate, and none is as cheap."
+
+
+def _policy_section(name: str, summary: Summary, label: str = "") -> dict[str, Any]:
+    """One evaluated dataset: its conclusion, accuracy-cost plot and the policies table."""
+    tables = _families_table(summary)
+    own = getattr(summary, "conclusion", "")
+    skipped = getattr(summary, "skipped", ())
     return {
         "name": name,
+        "label": label or name,
+        "conclusion": own if isinstance(own, str) and own else policy_conclusion(summary),
+        "skipped": [f"{family}: {why}" for family, why in skipped],
         "protocol": summary.protocol,
         "unit": summary.unit,
         "n_problems": summary.n_problems,
         "baseline": summary.baseline,
-        "plot": _b64(plots.policy_curves(summary, title=name)),
-        "table": _families_table(summary),
+        "plot": _b64(plots.policy_curves(summary, title=label or name)),
+        "table": tables[0],
+        "hindsight": tables[1],
     }
