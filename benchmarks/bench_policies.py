@@ -15,7 +15,7 @@ import pandas as pd
 
 from ponder.evaluate import OutcomeMatrix, replay
 from ponder.evaluate.catalog import FAMILIES, candidates
-from ponder.evaluate.reference import replay_reference
+from ponder.outcomes.reference import replay_reference
 from ponder.policies import Config
 
 N_CONFIGS_MODELS = 4

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 
@@ -272,3 +273,70 @@ def test_level_transfer_and_contamination_filter(ponder: Any, store: Path) -> No
         check_ok=True,
     )
     assert 1250 < json.loads(clean.stdout)["n_problems"] < 1319
+
+
+def _own_sweep_csv(path: Path, seeds: int = 1) -> tuple[dict[tuple[str, int], float], float]:
+    """A user's own sweep: problem, model, budget, correct and token columns only.
+
+    Returns the accuracy of every (model, budget) cell and the share of problems some cell
+    solves (the oracle's accuracy), computed here from the rows written.
+    """
+    rng = np.random.default_rng(7)
+    lines = ["item_id,llm,max_tokens,is_right,out_tok"]
+    hits: dict[tuple[str, int], list[int]] = {}
+    solved = 0
+    for p in range(30):
+        any_right = 0
+        ease = rng.uniform()
+        for model, skill in (("small", 0.3), ("big", 0.6)):
+            for budget in (256, 1024, 4096):
+                for _ in range(seeds):
+                    right = int(rng.uniform() < min(1.0, skill * budget / 4096 + 0.5 * ease))
+                    tokens = int(budget * rng.uniform(0.3, 1.0))
+                    lines.append(f"q{p},{model},{budget},{right},{tokens}")
+                    hits.setdefault((model, budget), []).append(right)
+                    any_right |= right
+        solved += any_right
+    path.write_text("\n".join(lines) + "\n")
+    return {key: float(np.mean(v)) for key, v in hits.items()}, solved / 30
+
+
+def test_own_csv_without_answers_same_accuracy_in_curves_and_evaluate(
+    ponder: Any, tmp_path: Path
+) -> None:
+    """README's bring-your-own-data example, end to end: import -> curves -> evaluate."""
+    csv = tmp_path / "my.csv"
+    expected, solvable = _own_sweep_csv(csv)
+    store = tmp_path / "own.sqlite"
+    ponder(
+        "import",
+        str(csv),
+        "--map",
+        "problem_id=item_id",
+        "--map",
+        "correct=is_right",
+        "--map",
+        "budget=max_tokens",
+        "--map",
+        "model=llm",
+        "--map",
+        "output_tokens=out_tok",
+        "--dataset",
+        "mine",
+        "--budget-kind",
+        "hard_cap",
+        store=store,
+        check_ok=True,
+    )
+    curves = json.loads(ponder("curves", "-d", "mine", "--json", store=store, check_ok=True).stdout)
+    recorded = {(r["model"], int(r["budget"])): r["accuracy"] for r in curves if not r["derived"]}
+    assert recorded == pytest.approx(expected)
+    result = ponder("evaluate", "-d", "mine", "--json", "--n-boot", "100", store=store)
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads(result.stdout)
+    uniform = {p["label"]: p["accuracy"] for p in evaluation["points"] if p["family"] == "uniform"}
+    assert uniform == pytest.approx(
+        {f"uniform {m}|default|{b}": acc for (m, b), acc in expected.items()}
+    )
+    oracle = next(p for p in evaluation["points"] if p["label"] == "oracle")
+    assert oracle["accuracy"] == pytest.approx(solvable)

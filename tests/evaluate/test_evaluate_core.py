@@ -12,7 +12,13 @@ import pytest
 from ponder.errors import InputError
 from ponder.evaluate import CostModel, OutcomeMatrix, Price, ReplayError, replay, replay_decision
 from ponder.evaluate.metrics import summarize
-from ponder.evaluate.protocol import Candidate, cross_validate, fold_assignment, transfer
+from ponder.evaluate.protocol import (
+    Candidate,
+    Evaluation,
+    cross_validate,
+    fold_assignment,
+    transfer,
+)
 from ponder.policies import (
     Config,
     Decision,
@@ -75,10 +81,11 @@ def _two_config_matrix() -> OutcomeMatrix:
 def test_replay_single_and_majority() -> None:
     m = _two_config_matrix()
     rows = np.arange(4)
+    # One sample: the expectation over the three recorded samples.
     one = replay_decision(m, rows, Decision((Step(CHEAP),)))
-    assert one.correct.tolist() == [1, 1, 0, 0]
+    assert one.correct.tolist() == pytest.approx([1, 2 / 3, 0, 0])
     assert one.cost.tolist() == [100] * 4
-    assert one.answered.tolist() == [True, True, True, False]
+    assert one.answered.tolist() == pytest.approx([1, 1, 1, 2 / 3])
     vote = replay_decision(m, rows, Decision((Step(CHEAP, samples=3),)))
     assert vote.correct.tolist() == [1, 1, 0, 0]
     assert vote.cost.tolist() == [300] * 4
@@ -130,8 +137,10 @@ def test_oracle_and_uniform_family() -> None:
     m = _two_config_matrix()
     oracle = Oracle().fit(m)
     result = replay(m, oracle.decide_batch(m.problems))
-    assert result.correct.tolist() == [1, 1, 1, 0]
-    assert result.cost.tolist() == [100, 100, 1000, 100]
+    # Per problem the highest mean correctness (cheap 1, 2/3, 0, 0; big 1, 1, 2/3, 0), the
+    # cheaper configuration on ties.
+    assert result.correct.tolist() == pytest.approx([1, 1, 2 / 3, 0])
+    assert result.cost.tolist() == [100, 1000, 1000, 100]
     family = uniform_family(m, max_samples=3)
     assert len(family) == 6
     assert not Oracle.servable
@@ -191,14 +200,20 @@ def test_cross_validation_holds_out_every_problem_once() -> None:
     for d in ("d0", "d1"):
         assert len(set(folds[(m.problems["dataset"] == d).to_numpy()])) == 5
     candidates = [
-        Candidate("uniform cheap", "uniform", lambda: Uniform(CHEAP)),
-        Candidate("uniform dear", "uniform", lambda: Uniform(DEAR)),
-        Candidate("oracle", "oracle", Oracle),
+        Candidate("uniform cheap", "uniform", lambda _: Uniform(CHEAP)),
+        Candidate("uniform dear", "uniform", lambda _: Uniform(DEAR)),
+        Candidate("oracle", "oracle", lambda _: Oracle()),
     ]
     ev = cross_validate(m, candidates, folds=5, seed=1)
     assert ev.correct.shape == (3, 60)
-    assert ev.correct[1].tolist() == m.correct[:, 1, 0].tolist()
+    assert ev.correct[1].tolist() == pytest.approx(m.correct[:, 1, :].mean(axis=1).tolist())
     assert "5-fold" in ev.protocol
+    # Training figures: each candidate replayed on its own fold's training problems.
+    assert ev.fold is not None and ev.train_correct is not None
+    for f in range(5):
+        train = m.correct[ev.fold != f]
+        assert ev.train_correct[f, 1] == pytest.approx(train[:, 1, :].mean())
+        assert ev.train_correct[f, 0] == pytest.approx(train[:, 0, :].mean())
     with pytest.raises(PolicyError, match="too few for 5-fold"):
         cross_validate(m.subset([0, 1, 2]), candidates, folds=5)
 
@@ -206,20 +221,24 @@ def test_cross_validation_holds_out_every_problem_once() -> None:
 def test_summary_metrics_against_hand_computation() -> None:
     m = _random_matrix(80, seed=3)
     candidates = [
-        Candidate("uniform cheap", "uniform", lambda: Uniform(CHEAP)),
-        Candidate("uniform dear", "uniform", lambda: Uniform(DEAR)),
-        Candidate("oracle", "oracle", Oracle),
+        Candidate("uniform cheap", "uniform", lambda _: Uniform(CHEAP)),
+        Candidate("uniform dear", "uniform", lambda _: Uniform(DEAR)),
+        Candidate("oracle", "oracle", lambda _: Oracle()),
     ]
     ev = transfer(m, m, candidates)
     summary = summarize(ev, n_boot=300, seed=0)
     points = summary.points.set_index("label")
-    assert points.loc["uniform dear", "accuracy"] == pytest.approx(m.correct[:, 1, 0].mean())
+    assert points.loc["uniform dear", "accuracy"] == pytest.approx(m.correct[:, 1, :].mean())
     assert points.loc["uniform dear", "mean_cost"] == 3000
     assert summary.baseline == "uniform dear"
     oracle = summary.families.set_index("family").loc["oracle"]
     expected_cost = points.loc["oracle", "mean_cost"]
     assert oracle["saved_at_iso_accuracy"] == pytest.approx(1 - expected_cost / 3000)
-    assert oracle["gap_recovered"] == pytest.approx(1.0)
+    # Here the dear configuration is never less accurate than the cheap one, so the oracle is
+    # only as accurate as the baseline: the gap it bounds is zero and the share undefined.
+    assert points.loc["oracle", "accuracy"] == pytest.approx(m.correct[:, 1, :].mean())
+    assert np.isnan(oracle["gap_recovered"])
+    assert "not clearly more accurate" in oracle["gap_recovered_note"]
     assert oracle["saved_at_iso_accuracy_ci_low"] <= oracle["saved_at_iso_accuracy"]
     assert oracle["saved_at_iso_accuracy"] <= oracle["saved_at_iso_accuracy_ci_high"]
     lo, hi = points.loc["uniform dear", ["accuracy_ci_low", "accuracy_ci_high"]]
@@ -281,3 +300,169 @@ def test_resampled_calibration_matches_the_plain_ece() -> None:
     same = _resampled_calibration(p, y, np.full((1, 50), 1 / 50))
     assert same[0] == pytest.approx(plain)
     assert np.isnan(_resampled_calibration(np.full(5, np.nan), np.ones(5), np.ones((2, 5)))).all()
+
+
+def _nested_case() -> Evaluation:
+    """Two folds where training figures and held-out outcomes disagree on every choice.
+
+    Each of 4 problem patterns is repeated 10 times; fold 0 holds patterns 0-1, fold 1
+    patterns 2-3. Candidates: uniform a, uniform b, family x (lo, hi), oracle.
+    """
+    held_correct = np.array(
+        [
+            [1, 0, 1, 0],  # uniform a
+            [1, 1, 1, 1],  # uniform b
+            [1, 1, 0, 1],  # x lo
+            [1, 1, 1, 1],  # x hi
+            [1, 1, 1, 1],  # oracle
+        ],
+        dtype=float,
+    )
+    held_cost = np.array([[1.0] * 4, [2.0] * 4, [1.0] * 4, [1.5] * 4, [1.8] * 4])
+    train_correct = np.array([[0.9, 0.8, 0.95, 0.9, 1.0], [0.6, 0.8, 0.7, 0.85, 1.0]])
+    train_cost = np.array([[1.0, 2.0, 1.0, 1.5, 1.8], [1.0, 2.0, 1.0, 1.5, 1.8]])
+    r = 10
+    n = 4 * r
+    return Evaluation(
+        protocol="hand-made",
+        unit="tokens",
+        problems=pd.DataFrame({"dataset": "d", "problem_id": [f"p{i}" for i in range(n)]}),
+        labels=("uniform a", "uniform b", "x lo", "x hi", "oracle"),
+        families=("uniform", "uniform", "x", "x", "oracle"),
+        correct=np.repeat(held_correct, r, axis=1),
+        cost=np.repeat(held_cost, r, axis=1),
+        samples=np.ones((5, n)),
+        predicted=np.full((5, n), np.nan),
+        fold=np.repeat([0, 0, 1, 1], r),
+        train_correct=train_correct,
+        train_cost=train_cost,
+    )
+
+
+def test_operating_points_are_chosen_on_training_folds() -> None:
+    """Hand computation: nested choices differ from hindsight ones; the headline is nested."""
+    summary = summarize(_nested_case(), n_boot=300, seed=0)
+    # Baseline: fold 0 trains best on a (0.9), fold 1 on b (0.8). Held out: a gives 1, 0 on
+    # fold 0, b gives 1, 1 on fold 1 -> accuracy 0.75 at cost (1 + 1 + 2 + 2) / 4 = 1.5.
+    # (In hindsight b is best everywhere: accuracy 1.0 at cost 2.)
+    assert summary.baseline_figures["accuracy"] == pytest.approx(0.75)
+    assert summary.baseline_figures["mean_cost"] == pytest.approx(1.5)
+    x = summary.families.set_index("family").loc["x"]
+    # Iso-cost: fold 0 (cost <= 1) -> x lo; fold 1 (cost <= 2) -> x hi (0.85 in training).
+    # Held out: 1, 1 | 1, 1 -> gain 1.0 - 0.75. Hindsight: b at 1.0 -> x hi at 1.0: gain 0.
+    assert x["iso_cost_labels"] == ["x lo", "x hi"]
+    assert x["gain_at_iso_cost"] == pytest.approx(0.25)
+    assert x["hindsight_gain_at_iso_cost"] == pytest.approx(0.0)
+    # Iso-accuracy: fold 0 (>= 0.9) -> x lo at 1; fold 1 (>= 0.8) -> x hi at 1.5: held-out
+    # cost 1.25 against 1.5, saving 1/6. Hindsight: x hi at 1.5 against b at 2, saving 1/4.
+    assert x["saved_at_iso_accuracy"] == pytest.approx(1 - 1.25 / 1.5)
+    assert x["hindsight_saved_at_iso_accuracy"] == pytest.approx(0.25)
+    # Gap recovered: oracle 1.0, baseline 0.75: 0.25 / 0.25.
+    assert x["gap_recovered"] == pytest.approx(1.0)
+    # Best point on training: fold 0 x lo (0.95), fold 1 x hi (0.85).
+    assert x["best_labels"] == ["x lo", "x hi"]
+    assert "x" in summary.conclusion and "+25.0%" in summary.conclusion
+
+
+def test_cost_to_reach_mixes_with_the_cheapest_uniform() -> None:
+    """RouteLLM-style: a random mix along the hull of the family and the cheap baseline."""
+    summary = summarize(_nested_case(), n_boot=100, seed=0)
+    families = summary.families.set_index("family")
+    # Family x, 95% of the training baseline. Fold 0: target 0.855, x lo (cost 1, 0.95)
+    # alone. Fold 1: target 0.76 between x lo (1, 0.7) and x hi (1.5, 0.85): share
+    # t = 0.06 / 0.15 = 0.4 of x hi, held-out cost 0.6 * 1 + 0.4 * 1.5 = 1.2.
+    x = families.loc["x"]
+    assert x["cost_to_95pct"] == pytest.approx((1 + 1 + 1.2 + 1.2) / 4)
+    assert x["cost_to_95pct_accuracy"] == pytest.approx((1 + 1 + 0.4 + 1) / 4)
+    # The oracle mixed with uniform a (cost 1): fold 0 target 0.855 <= a's 0.9 -> a alone;
+    # fold 1 target 0.76 between a (1, 0.6) and the oracle (1.8, 1.0): t = 0.4, cost 1.32.
+    # Without mixing it would cost 1.8 everywhere.
+    oracle = families.loc["oracle"]
+    assert oracle["cost_to_95pct"] == pytest.approx((1 + 1 + 1.32 + 1.32) / 4)
+    # The uniform hull (a, b): fold 1 target 0.76 between a (1, 0.6) and b (2, 0.8): t = 0.8,
+    # cost 1.8; fold 0: a alone.
+    assert oracle["uniform_cost_to_95pct"] == pytest.approx((1 + 1 + 1.8 + 1.8) / 4)
+
+
+def test_price_grid_is_scaled_on_training_problems_only() -> None:
+    from ponder.evaluate.catalog import PRICE_MULTIPLIERS, candidates
+
+    m = _random_matrix(60)
+    cost = m.cost.copy()
+    cost[:30] *= 10  # the first half costs ten times more
+    m = OutcomeMatrix(m.problems, m.configs, m.correct, cost, cost.copy(), m.answer)
+    seen: list[int] = []
+
+    def spy(train: OutcomeMatrix) -> Uniform:
+        seen.append(train.n_problems)
+        return Uniform(CHEAP)
+
+    cross_validate(m, [Candidate("uniform spy", "uniform", spy)], folds=5, seed=0)
+    assert seen == [48] * 5  # built from the 4 training folds, never all 60 problems
+    adaptive = [c for c in candidates(m, ["adaptive"]) if c.family == "adaptive"]
+    train = m.subset(range(30, 60))
+    policy = adaptive[0].make(train)
+    # 1% accuracy per typical training request: the median sample cost of the cheap half.
+    assert (
+        policy.price_per_unit
+        == pytest.approx(  # type: ignore[attr-defined]
+            PRICE_MULTIPLIERS[0] * 0.01 / float(np.median(cost[30:]))
+        )
+    )
+
+
+def test_unknown_family_is_an_error_not_a_fall_through() -> None:
+    from ponder.evaluate.catalog import candidates
+
+    with pytest.raises(PolicyError, match="unknown policy family 'adaptiv'; known: adaptive"):
+        candidates(_random_matrix(20), ["adaptiv"])
+
+
+def test_families_that_cannot_run_are_listed_with_why() -> None:
+    from ponder.evaluate.catalog import Skipped, candidates
+
+    m = _random_matrix(20)
+    unknown = np.full(m.answer.shape, -2, dtype=np.int32)  # no answers recorded
+    m = OutcomeMatrix(m.problems, m.configs, m.correct, m.cost, m.tokens, unknown)
+    skipped: list[Skipped] = []
+    out = candidates(m, ["cascade", "adaptive_consistency"], skipped=skipped)
+    reasons = {s.family: s.reason for s in skipped}
+    assert "needs the extracted answers" in reasons["cascade"]
+    assert "needs the extracted answers" in reasons["adaptive_consistency"]
+    # Votes need answers too: only one-sample uniform points remain.
+    assert {c.label for c in out} == {f"uniform {DEAR.label}", f"uniform {CHEAP.label}", "oracle"}
+    thinking = OutcomeMatrix(
+        m.problems, (CHEAP, Config("big", "no-think", 4096)), m.correct, m.cost, m.tokens, unknown
+    )
+    skipped.clear()
+    candidates(thinking, ["router"], skipped=skipped)
+    assert skipped == [Skipped("router", "needs both think and no-think configurations")]
+
+
+def test_answer_codes_keep_unknown_apart_from_no_answer() -> None:
+    """No answer column: unknown (-2); answered 0: no answer (-1); answered without text:
+    an answer of its own; correctness always from `correct`."""
+    frame = pd.DataFrame(
+        {
+            "dataset": "d",
+            "problem_id": ["p0", "p1", "p2", "p3"],
+            "model": "m",
+            "mode": "think",
+            "budget": 100.0,
+            "sample_idx": 0,
+            "correct": [1.0, 0.0, 1.0, 0.0],
+            "output_tokens": [10.0, 20.0, 30.0, 40.0],
+            "prompt_tokens": np.nan,
+            "extracted_answer": ["7", None, None, None],
+            "answered": [1.0, 0.0, 1.0, np.nan],
+            "level": np.nan,
+            "subject": None,
+        }
+    )
+    m = OutcomeMatrix.from_frame(frame)
+    codes = m.answer[:, 0, 0].tolist()
+    assert codes[1] == -1 and codes[3] == -2
+    assert codes[0] >= 0 and codes[2] >= 0 and codes[0] != codes[2]
+    result = replay(m, DecisionBatch.same(Decision((Step(m.configs[0]),)), 4))
+    assert result.correct.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert result.answered[:3].tolist() == [1.0, 0.0, 1.0] and np.isnan(result.answered[3])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ponder.cli._common import (
@@ -111,6 +114,8 @@ def fit_command(
         # meets) must not leave a file behind.
         batch = fitted.decide_batch(matrix.problems)
         path = save_policy(fitted, out)
+    import numpy as np
+
     shares = np.bincount(batch.index, minlength=len(batch.decisions)) / len(batch.index)
     plans: list[dict[str, Any]] = [
         {"share": float(s), "decision": d.to_dict()}
@@ -164,6 +169,13 @@ def evaluate_command(
     n_boot: NBootOption = 1000,
     seed: SeedOption = 0,
     points: Annotated[bool, typer.Option(help="Also list every evaluated point.")] = False,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="Every column (hindsight upper bounds, frontier, calibration), however wide.",
+        ),
+    ] = False,
     plot: Annotated[Path | None, typer.Option(help="Write the accuracy-cost plot (PNG).")] = None,
     store: StoreOption = None,
     json_: JsonOption = False,
@@ -183,12 +195,13 @@ def evaluate_command(
       ponder evaluate -d gsm8k --cost calls --prices examples/prices/routellm_gsm8k.json
     """
     from ponder.analysis import load_matrix
-    from ponder.evaluate.catalog import FAMILIES, candidates
+    from ponder.evaluate.catalog import FAMILIES, Skipped, candidates, check_families
     from ponder.evaluate.metrics import summarize
     from ponder.evaluate.protocol import align, complete, cross_validate, transfer
 
     if not dataset:
         raise InputError("choose the data to evaluate on with --dataset (e.g. -d math500)")
+    check_families(policy or [])
     with open_store(store) as st, err_console.status("loading outcomes"):
         common = {
             "models": model,
@@ -210,9 +223,12 @@ def evaluate_command(
         train, test = align(train, test)
     else:
         test = complete(test)
-    cands = candidates(test, policy or FAMILIES)
+    skipped: list[Skipped] = []
+    # Which families can run depends on the data's structure (modes, budgets, answers), the
+    # same in every fold; their parameter scales come from each fold's training problems.
+    cands = candidates(train if train is not None else test, policy or FAMILIES, skipped=skipped)
     with progress() as bar:
-        total = len(cands) * (1 if train is not None else folds)
+        total = 1 if train is not None else folds
         task = bar.add_task("evaluating", total=total)
 
         def step(what: str) -> None:
@@ -224,6 +240,9 @@ def evaluate_command(
         else:
             evaluation = cross_validate(test, cands, folds=folds, seed=seed, on_step=step)
     summary = summarize(evaluation, n_boot=n_boot, seed=seed)
+    summary = dataclasses.replace(
+        summary, skipped=tuple((s.family, s.reason) for s in skipped) + summary.skipped
+    )
     if plot is not None:
         from ponder.report.plots import policy_curves
 
@@ -235,85 +254,175 @@ def evaluate_command(
                 "unit": summary.unit,
                 "n_problems": summary.n_problems,
                 "baseline": summary.baseline,
+                "baseline_figures": summary.baseline_figures,
+                "conclusion": summary.conclusion,
+                "not_run": [{"family": f, "reason": r} for f, r in summary.skipped],
                 "families": summary.families.to_dict("records"),
                 "points": summary.points.to_dict("records"),
             }
         )
         return
-    _print_summary(summary, points)
+    print_summary(summary, show_points=points, wide=wide)
     if plot is not None:
         typer.echo(f"plot written to {plot.resolve()}")
 
 
-def _fmt(value: float, pct: bool = False) -> str:
-    if value is None or np.isnan(value):
-        return "–"
-    return f"{value:+.1%}" if pct else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}"
+def _finite(value: Any) -> bool:
+    """A real, finite number (NaN, None and infinities are not)."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
-def _ci(row: Any, key: str, pct: bool = True) -> str:
-    return (
-        f"{_fmt(row[key], pct)} [{_fmt(row[key + '_ci_low'], pct)}, "
-        f"{_fmt(row[key + '_ci_high'], pct)}]"
-    )
+def _cost_formatter(values: list[float]) -> Callable[[float], str]:
+    """One format for a whole column: integers with separators, or 3 significant digits."""
+    finite = [abs(v) for v in values if _finite(v)]
+    if finite and max(finite) >= 100:
+        return lambda v: f"{v:,.0f}"
+    return lambda v: f"{v:.3g}"
 
 
-def _print_summary(summary: Any, show_points: bool) -> None:
+def _pct_ci(value: float, low: float, high: float, digits: int = 1) -> str:
+    """`+3.1% [+0.5, +5.8]`: a share and its CI, the same decimals throughout."""
+    return f"{value * 100:+.{digits}f}% [{low * 100:+.{digits}f}, {high * 100:+.{digits}f}]"
+
+
+SHORT_NAMES = {"adaptive_consistency": "adapt. consist."}
+
+
+class _Notes:
+    """Footnotes for undefined cells, so the table stays narrow and every reason is printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def cell(self, row: Any, key: str, what: str, digits: int = 1) -> str:
+        value = row.get(key)
+        if not _finite(value):
+            reason = row.get(f"{key}_note") or "not defined on these problems"
+            self.lines.append(f"{row['family']}, {what}: undefined ({reason})")
+            return f"undefined [{len(self.lines)}]"
+        return _pct_ci(value, row[f"{key}_ci_low"], row[f"{key}_ci_high"], digits)
+
+
+def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False) -> None:
+    """Family table (80 columns unless --wide), notes, what could not run, the conclusion."""
+    from rich import box
+
     console = out_console()
     console.print(f"protocol: {summary.protocol}")
-    console.print(
-        f"{summary.n_problems} problems; cost in {summary.unit}; baseline = best uniform: "
-        f"{summary.baseline}"
+    base = summary.baseline_figures
+    fmt_cost = _cost_formatter(
+        [base.get("mean_cost", math.nan), *summary.points["mean_cost"].tolist()]
     )
-    table = Table(title="policy families vs the best uniform configuration (95% CI)")
-    for column in (
-        "family",
-        "best point",
-        "accuracy",
-        "cost",
-        "saved at iso-acc",
-        "gain at iso-cost",
-        "gap recovered",
-        "vs frontier: gain",
-        "vs frontier: saving",
-        "cost to 95%",
-        "calib. err",
-    ):
-        table.add_column(column, justify="left" if column in ("family", "best point") else "right")
-    points = summary.points.set_index("label")
-    for _, row in summary.families.iterrows():
-        best = points.loc[row["best_label"]]
-        table.add_row(
-            str(row["family"]),
-            str(row["best_label"]).removeprefix(f"{row['family']} "),
-            f"{best['accuracy']:.3f}",
-            _fmt(best["mean_cost"]),
-            _ci(row, "saved_at_iso_accuracy"),
-            _ci(row, "gain_at_iso_cost"),
-            _ci(row, "gap_recovered"),
-            _ci(row, "frontier_gain"),
-            _ci(row, "frontier_saving"),
-            f"{_fmt(row['cost_to_95pct'])} (uniform {_fmt(row['uniform_cost_to_95pct'])})",
-            _fmt(row["calibration_error"]),
+    folds = f" ({base.get('folds_choosing_it')}/{base.get('folds')} folds)" if base else ""
+    console.print(
+        f"{summary.n_problems} problems; cost in {summary.unit}. Baseline, chosen on training "
+        f"problems: {summary.baseline}{folds}, held-out accuracy "
+        f"{base.get('accuracy', math.nan):.3f} [{base.get('accuracy_ci_low', math.nan):.3f}, "
+        f"{base.get('accuracy_ci_high', math.nan):.3f}] at "
+        f"{fmt_cost(base.get('mean_cost', math.nan))} {summary.unit}"
+    )
+    first = summary.families.iloc[0].to_dict() if len(summary.families) else {}
+    uniform_reach: Any = first.get("uniform_cost_to_95pct")
+    if _finite(uniform_reach):
+        console.print(
+            f"Mixing uniform configurations at random reaches 95% of the baseline's accuracy "
+            f"at {fmt_cost(float(uniform_reach))} {summary.unit}.",
+            highlight=False,
         )
+    notes = _Notes()
+    table = Table(
+        title="policy families vs the baseline, held out (95% CI)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    columns = ["family", "acc", "cost", "gain @cost", "saved @acc", "cost→95%"]
+    if wide:
+        columns[1:1] = ["best point"]
+        columns += [
+            "gap recovered",
+            "hindsight gain @cost",
+            "hindsight saved @acc",
+            "best gain vs hull",
+            "best saving vs hull",
+            "calib. err",
+        ]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("family", "best point") else "right")
+    for _, record in summary.families.iterrows():
+        row = record.to_dict()
+        cells = [
+            str(row["family"]) if wide else SHORT_NAMES.get(row["family"], row["family"]),
+            f"{row['best_accuracy']:.3f}",
+            fmt_cost(row["best_accuracy_cost"]),
+            notes.cell(row, "gain_at_iso_cost", "accuracy gain at the baseline's cost"),
+            notes.cell(row, "saved_at_iso_accuracy", "cost saved at the baseline's accuracy", 0),
+            _reach(row, "cost_to_95pct", fmt_cost, notes),
+        ]
+        if wide:
+            label = str(row["best_label"]).removeprefix(f"{row['family']} ")
+            if row.get("best_folds") != base.get("folds") and base.get("folds", 1) > 1:
+                label += f" ({row.get('best_folds')}/{base.get('folds')} folds)"
+            cells[1:1] = [label]
+            calibration = row.get("calibration_error")
+            cells += [
+                notes.cell(row, "gap_recovered", "share of the baseline-to-oracle gap"),
+                notes.cell(row, "hindsight_gain_at_iso_cost", "hindsight gain"),
+                notes.cell(row, "hindsight_saved_at_iso_accuracy", "hindsight saving"),
+                notes.cell(row, "frontier_gain", "best gain over the uniform hull"),
+                notes.cell(row, "frontier_saving", "best saving over the uniform hull"),
+                "n/a" if not _finite(calibration) else f"{calibration:.3f}",
+            ]
+        table.add_row(*cells)
     console.print(table)
+    console.print(
+        "acc, cost: the family's most accurate point on training problems, held out. "
+        "gain @cost / saved @acc: its points as costly / as accurate as the baseline on "
+        f"training problems, held out. cost→95%: {summary.unit} to reach 95% of the "
+        "baseline's accuracy mixing the family with the cheapest uniform configuration "
+        "(compare with the uniform mix above)."
+        + ("" if wide else " --wide adds hindsight upper bounds and calibration."),
+        highlight=False,
+    )
+    for k, line in enumerate(notes.lines, start=1):
+        console.print(f"[{k}] {line}", highlight=False)
+    for family, reason in summary.skipped:
+        console.print(f"not run: {family} ({reason})", highlight=False)
     if show_points:
-        detail = Table(title="every evaluated point")
-        for column in ("label", "accuracy", "95% CI", "mean cost", "samples", "calib. err"):
-            detail.add_column(column, justify="left" if column == "label" else "right")
-        for _, row in summary.points.iterrows():
-            calibration = (
-                "–"
-                if np.isnan(row["calibration_error"])
-                else f"{row['calibration_error']:.3f} [{row['calibration_ci_low']:.3f}, "
-                f"{row['calibration_ci_high']:.3f}]"
-            )
-            detail.add_row(
-                str(row["label"]),
-                f"{row['accuracy']:.3f}",
-                f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}]",
-                _fmt(row["mean_cost"]),
-                f"{row['mean_samples']:.2f}",
-                calibration,
-            )
-        console.print(detail)
+        _print_points(console, summary, fmt_cost)
+    console.print(f"Conclusion: {summary.conclusion}", highlight=False)
+
+
+def _reach(row: dict[str, Any], key: str, fmt: Callable[[float], str], notes: _Notes) -> str:
+    value: Any = row.get(key)
+    if not _finite(value):
+        reason = row.get(f"{key}_note") or "not reached"
+        notes.lines.append(f"{row['family']}, cost to reach 95%: undefined ({reason})")
+        return f"undefined [{len(notes.lines)}]"
+    return fmt(float(value))
+
+
+def _print_points(console: Console, summary: Any, fmt_cost: Callable[[float], str]) -> None:
+    from rich import box
+
+    detail = Table(title="every evaluated point, held out", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("label", "acc", "95% CI", "cost", "samples", "calib. err"):
+        detail.add_column(column, justify="left" if column == "label" else "right")
+    for _, row in summary.points.iterrows():
+        calibration = (
+            "n/a"
+            if not _finite(row["calibration_error"])
+            else f"{row['calibration_error']:.3f} [{row['calibration_ci_low']:.3f}, "
+            f"{row['calibration_ci_high']:.3f}]"
+        )
+        detail.add_row(
+            str(row["label"]),
+            f"{row['accuracy']:.3f}",
+            f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}]",
+            fmt_cost(row["mean_cost"]),
+            f"{row['mean_samples']:.2f}",
+            calibration,
+        )
+    console.print(detail)

@@ -1,36 +1,45 @@
 """The candidates an evaluation sweeps: every uniform configuration, the oracle, and each
 policy family over its main parameter, so each family draws an accuracy-cost curve.
 
-Grids are spaced from the recorded costs (a price per cost unit of 1% of accuracy per typical
-request, and multiples of it); the spacing never looks at correctness, so it is not tuning.
+Families live in a registry (name -> builder); an unknown name is an error, never a silent
+fall-through. Price grids are multiples of a scale computed on each fold's training problems
+(a price per cost unit worth 1% of accuracy per typical training request), so nothing about
+the held-out problems, not even their costs, shapes the candidates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ponder.decision import Config
 from ponder.evaluate.protocol import Candidate
-from ponder.outcomes.matrix import OutcomeMatrix
-from ponder.policies.base import PolicyError
+from ponder.outcomes.matrix import UNKNOWN_ANSWER, OutcomeMatrix
+from ponder.policies.base import Policy, PolicyError
 from ponder.policies.oracle import Oracle
 from ponder.policies.uniform import Uniform
 
-FAMILIES: tuple[str, ...] = (
-    "adaptive",
-    "router",
-    "allocation",
-    "cascade",
-    "adaptive_consistency",
-    "sweet_spot",
-)
 PRICE_MULTIPLIERS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
+FullConfigs = list[tuple[Config, int]]
+Builder = Callable[[OutcomeMatrix, FullConfigs], list[Candidate]]
 
-def full_configs(matrix: OutcomeMatrix) -> list[tuple[Config, int]]:
+
+class CannotRun(PolicyError):
+    """A family has nothing to work with on this data (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A family left out of an evaluation, and why."""
+
+    family: str
+    reason: str
+
+
+def full_configs(matrix: OutcomeMatrix) -> FullConfigs:
     """Configurations recorded for every problem, with the sample count all of them have."""
     counts = matrix.n_samples
     return [
@@ -40,8 +49,14 @@ def full_configs(matrix: OutcomeMatrix) -> list[tuple[Config, int]]:
     ]
 
 
+def has_answers(matrix: OutcomeMatrix) -> bool:
+    """Whether every recorded sample says what it answered (votes and escalation need it)."""
+    recorded = ~np.isnan(matrix.correct)
+    return not bool((matrix.answer[recorded] == UNKNOWN_ANSWER).any())
+
+
 def typical_cost(matrix: OutcomeMatrix) -> float:
-    """Median recorded cost of one sample: the scale of the price grids."""
+    """Median recorded cost of one sample: the scale of the price grids (training data only)."""
     values = matrix.cost[~np.isnan(matrix.cost)]
     if len(values) == 0:
         raise PolicyError(f"no recorded costs in {matrix.unit}")
@@ -49,11 +64,116 @@ def typical_cost(matrix: OutcomeMatrix) -> float:
     return median if median > 0 else float(values.max() or 1.0)
 
 
+def price_scale(train: OutcomeMatrix) -> float:
+    """Price per cost unit worth 1% of accuracy per typical request of the training data."""
+    return 0.01 / typical_cost(train)
+
+
+def _priced(family: str, make: Callable[[float], Policy]) -> list[Candidate]:
+    """One candidate per price multiplier; the price is scaled on the fold's training data."""
+
+    def build(m: float) -> Callable[[OutcomeMatrix], Policy]:
+        return lambda train: make(m * price_scale(train))
+
+    return [Candidate(f"{family} price x{m:g}", family, build(m)) for m in PRICE_MULTIPLIERS]
+
+
 def _uniform(config: Config, samples: int) -> Candidate:
     suffix = f" x{samples}" if samples > 1 else ""
     return Candidate(
-        f"uniform {config.label}{suffix}", "uniform", partial(Uniform, config, samples=samples)
+        f"uniform {config.label}{suffix}",
+        "uniform",
+        lambda _train: Uniform(config, samples=samples),
     )
+
+
+# Builders import their policy modules lazily: they pull scikit-learn, which `ponder --help`
+# should not pay for.
+
+
+def _adaptive(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.adaptive import DifficultyAdaptive
+
+    return _priced("adaptive", DifficultyAdaptive)
+
+
+def _router(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.router import ThinkRouter
+
+    modes = {c.mode for c, _ in configs}
+    if not {"think", "no-think"} <= modes:
+        raise CannotRun("needs both think and no-think configurations")
+    return _priced("router", ThinkRouter)
+
+
+def _allocation(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.allocation import BudgetAllocator
+
+    caps = sorted({c.budget for c, _ in configs if c.budget is not None})
+    if not caps:
+        raise CannotRun("needs configurations with a token budget")
+    grid = np.unique(np.geomspace(caps[0], caps[-1], num=6).round())
+
+    def build(b: float) -> Callable[[OutcomeMatrix], Policy]:
+        return lambda _train: BudgetAllocator(budget_per_request=b)
+
+    return [Candidate(f"allocation {b:.0f}/request", "allocation", build(float(b))) for b in grid]
+
+
+def _cascade(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.cascade import TierCascade
+
+    if not has_answers(matrix):
+        raise CannotRun("escalates when samples disagree: needs the extracted answers")
+    return _priced("cascade", TierCascade)
+
+
+def _consistency(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.consistency import AdaptiveConsistency
+
+    if not has_answers(matrix):
+        raise CannotRun("stops when samples agree: needs the extracted answers")
+    most = max(have for _, have in configs)
+    if most < 2:
+        raise CannotRun("needs at least two recorded samples per configuration")
+
+    def build(v: int) -> Callable[[OutcomeMatrix], Policy]:
+        return lambda _train: AdaptiveConsistency(max_samples=most, votes=v)
+
+    return [
+        Candidate(f"adaptive_consistency votes={v}", "adaptive_consistency", build(v))
+        for v in range(2, most + 1)
+    ]
+
+
+def _sweet_spot(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.sweetspot import SweetSpotCap
+
+    if not any(c.budget is not None for c, _ in configs):
+        raise CannotRun("needs configurations with a token budget")
+
+    def build(t: str) -> Callable[[OutcomeMatrix], Policy]:
+        return lambda _train: SweetSpotCap(tolerance=t)  # type: ignore[arg-type]
+
+    return [Candidate(f"sweet_spot {t}", "sweet_spot", build(t)) for t in ("best", "noise")]
+
+
+REGISTRY: dict[str, Builder] = {
+    "adaptive": _adaptive,
+    "router": _router,
+    "allocation": _allocation,
+    "cascade": _cascade,
+    "adaptive_consistency": _consistency,
+    "sweet_spot": _sweet_spot,
+}
+FAMILIES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def check_families(families: Sequence[str]) -> None:
+    """Unknown family names are an error listing the known ones."""
+    unknown = [f for f in families if f not in REGISTRY]
+    if unknown:
+        raise PolicyError(f"unknown policy family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
 
 
 def candidates(
@@ -61,91 +181,27 @@ def candidates(
     families: Sequence[str] = FAMILIES,
     *,
     max_uniform_samples: int = 3,
+    skipped: list[Skipped] | None = None,
 ) -> list[Candidate]:
-    """Uniform family + oracle + the requested policy families with their sweeps."""
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise PolicyError(f"unknown policy family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+    """Uniform family + oracle + the requested policy families with their sweeps.
+
+    Families that cannot run on this data are left out and, when `skipped` is given, listed
+    there with the reason.
+    """
+    check_families(families)
     configs = full_configs(matrix)
     if not configs:
         raise PolicyError(
             "no configuration was recorded for every problem of this selection: "
             "select one dataset (--dataset) so a uniform baseline exists"
         )
-    out = [
-        _uniform(config, k)
-        for config, have in configs
-        for k in range(1, min(max_uniform_samples, have) + 1)
-    ]
-    out.append(Candidate("oracle", "oracle", Oracle))
-    scale = 0.01 / typical_cost(matrix)
-    prices = [m * scale for m in PRICE_MULTIPLIERS]
+    votes = max_uniform_samples if has_answers(matrix) else 1  # a vote needs answers
+    out = [_uniform(config, k) for config, have in configs for k in range(1, min(votes, have) + 1)]
+    out.append(Candidate("oracle", "oracle", lambda _train: Oracle()))
     for family in families:
-        out.extend(_family(family, matrix, prices, configs))
+        try:
+            out.extend(REGISTRY[family](matrix, configs))
+        except CannotRun as exc:
+            if skipped is not None:
+                skipped.append(Skipped(family, str(exc)))
     return out
-
-
-def _family(
-    family: str,
-    matrix: OutcomeMatrix,
-    prices: list[float],
-    configs: list[tuple[Config, int]],
-) -> list[Candidate]:
-    # Imported here: these modules pull scikit-learn, which `ponder --help` should not pay for.
-    if family == "adaptive":
-        from ponder.policies.adaptive import DifficultyAdaptive
-
-        return [
-            Candidate(f"adaptive price={p:.3g}", family, partial(DifficultyAdaptive, p))
-            for p in prices
-        ]
-    if family == "router":
-        from ponder.policies.router import ThinkRouter
-
-        modes = {c.mode for c, _ in configs}
-        if not {"think", "no-think"} <= modes:
-            return []  # nothing to route between
-        return [Candidate(f"router price={p:.3g}", family, partial(ThinkRouter, p)) for p in prices]
-    if family == "allocation":
-        from ponder.policies.allocation import BudgetAllocator
-
-        caps = sorted({c.budget for c, _ in configs if c.budget is not None})
-        if not caps:
-            return []
-        grid = np.unique(np.geomspace(caps[0], caps[-1], num=6).round())
-        return [
-            Candidate(
-                f"allocation {b:.0f}/request",
-                family,
-                partial(BudgetAllocator, budget_per_request=float(b)),
-            )
-            for b in grid
-        ]
-    if family == "cascade":
-        from ponder.policies.cascade import TierCascade
-
-        return [
-            Candidate(f"cascade price={p:.3g}", family, partial(TierCascade, p)) for p in prices
-        ]
-    if family == "adaptive_consistency":
-        from ponder.policies.consistency import AdaptiveConsistency
-
-        most = max(have for _, have in configs)
-        if most < 2:
-            return []  # one sample per configuration: nothing to stop early
-        return [
-            Candidate(
-                f"adaptive_consistency votes={v}",
-                family,
-                partial(AdaptiveConsistency, max_samples=most, votes=v),
-            )
-            for v in range(2, most + 1)
-        ]
-    from ponder.policies.sweetspot import SweetSpotCap
-
-    if not any(c.budget is not None for c, _ in configs):
-        return []  # no budgets: no sweet spot to cap at
-    return [
-        Candidate(f"sweet_spot {t}", family, partial(SweetSpotCap, tolerance=t))
-        for t in ("best", "noise")
-    ]

@@ -2,7 +2,10 @@
 
 Every servable policy is fitted on training problems only and decides for held-out problems
 from their pre-generation information; the oracle (never servable) is fitted on the problems it
-is judged on, by design, and the protocol string says so.
+is judged on, by design, and the protocol string says so. Each candidate is also replayed on
+its own training problems, so that operating points (the best uniform baseline, a family's
+iso-accuracy point...) can be chosen on training data only and reported held out (nested
+selection, see `ponder.evaluate.metrics`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ponder.errors import PonderError
 from ponder.outcomes.matrix import OutcomeMatrix
 from ponder.outcomes.replay import replay
 from ponder.policies.base import Policy, PolicyError
@@ -20,16 +24,21 @@ from ponder.policies.base import Policy, PolicyError
 
 @dataclass(frozen=True)
 class Candidate:
-    """One policy setting to evaluate: a label, its family, and how to build it unfitted."""
+    """One policy setting to evaluate: a label, its family, and how to build it unfitted.
+
+    `make` receives the training matrix, so parameter scales (price grids) come from training
+    problems only.
+    """
 
     label: str
     family: str
-    make: Callable[[], Policy]
+    make: Callable[[OutcomeMatrix], Policy]
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Per-problem held-out results of every candidate ([candidate, problem] arrays)."""
+    """Held-out results of every candidate ([candidate, problem] arrays), plus each candidate's
+    training-set figures per fold ([fold, candidate]) for choosing operating points."""
 
     protocol: str
     unit: str
@@ -40,6 +49,10 @@ class Evaluation:
     cost: np.ndarray
     samples: np.ndarray
     predicted: np.ndarray  # P(correct) the policy predicted for its choice (NaN: none)
+    fold: np.ndarray | None = None  # fold of each problem (transfer: all 0)
+    train_correct: np.ndarray | None = None  # mean accuracy on the fold's training problems
+    train_cost: np.ndarray | None = None  # mean cost on the fold's training problems
+    skipped: tuple[tuple[str, str], ...] = ()  # (family or label, why it could not run)
 
     def family_rows(self, family: str) -> np.ndarray:
         return np.flatnonzero(np.asarray(self.families) == family)
@@ -95,14 +108,84 @@ def fold_assignment(problems: pd.DataFrame, folds: int, seed: int) -> np.ndarray
     return fold
 
 
-def _run(
-    train: OutcomeMatrix, test: OutcomeMatrix, candidate: Candidate
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    policy = candidate.make()
-    policy.fit(test if not policy.servable else train)
-    batch = policy.decide_batch(test.problems)
-    result = replay(test, batch)
-    return result.correct, result.cost, result.samples, _predict(policy, test.problems)
+Run = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]
+
+
+def _run(train: OutcomeMatrix, test: OutcomeMatrix, candidate: Candidate) -> Run:
+    """Held-out correct, cost, samples, prediction; then training accuracy and cost."""
+    policy = candidate.make(train)
+    if policy.servable:
+        policy.fit(train)
+        seen = replay(train, policy.decide_batch(train.problems))
+        held_out = replay(test, policy.decide_batch(test.problems))
+        predicted = _predict(policy, test.problems)
+    else:  # the oracle: fitted on whatever it is judged on, training problems included
+        seen = replay(train, policy.fit(train).decide_batch(train.problems))
+        held_out = replay(test, policy.fit(test).decide_batch(test.problems))
+        predicted = np.full(test.n_problems, np.nan)
+    return (
+        held_out.correct,
+        held_out.cost,
+        held_out.samples.astype(float),
+        predicted,
+        seen.accuracy,
+        seen.mean_cost,
+    )
+
+
+class _Runs:
+    """Collects per-fold runs; a candidate that fails in any fold is dropped with its reason."""
+
+    def __init__(self, candidates: Sequence[Candidate], n: int, folds: int) -> None:
+        k = len(candidates)
+        self.candidates = candidates
+        self.correct, self.cost = np.zeros((k, n)), np.zeros((k, n))
+        self.samples, self.predicted = np.zeros((k, n)), np.full((k, n), np.nan)
+        self.train_correct, self.train_cost = np.zeros((folds, k)), np.zeros((folds, k))
+        self.failed: dict[int, str] = {}
+
+    def run(self, f: int, train: OutcomeMatrix, test: OutcomeMatrix, rows: np.ndarray) -> None:
+        for i, candidate in enumerate(self.candidates):
+            if i in self.failed:
+                continue
+            try:
+                c, co, s, p, tc, tco = _run(train, test, candidate)
+            except PonderError as exc:
+                self.failed[i] = str(exc)
+                continue
+            self.correct[i, rows], self.cost[i, rows] = c, co
+            self.samples[i, rows], self.predicted[i, rows] = s, p
+            self.train_correct[f, i], self.train_cost[f, i] = tc, tco
+
+    def evaluation(
+        self, protocol: str, unit: str, problems: pd.DataFrame, fold: np.ndarray
+    ) -> Evaluation:
+        keep = [i for i in range(len(self.candidates)) if i not in self.failed]
+        if not any(self.candidates[i].family == "uniform" for i in keep):
+            reasons = "; ".join(dict.fromkeys(self.failed.values()))
+            raise PolicyError(f"no uniform configuration could be replayed: {reasons}")
+        skipped: dict[str, str] = {}
+        for i, reason in self.failed.items():
+            family = self.candidates[i].family
+            if not any(self.candidates[j].family == family for j in keep):
+                skipped.setdefault(family, reason)
+            else:
+                skipped.setdefault(self.candidates[i].label, reason)
+        return Evaluation(
+            protocol=protocol,
+            unit=unit,
+            problems=problems,
+            labels=tuple(self.candidates[i].label for i in keep),
+            families=tuple(self.candidates[i].family for i in keep),
+            correct=self.correct[keep],
+            cost=self.cost[keep],
+            samples=self.samples[keep],
+            predicted=self.predicted[keep],
+            fold=fold,
+            train_correct=self.train_correct[:, keep],
+            train_cost=self.train_cost[:, keep],
+            skipped=tuple(skipped.items()),
+        )
 
 
 def cross_validate(
@@ -113,34 +196,27 @@ def cross_validate(
     seed: int = 0,
     on_step: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """k-fold cross-validation by problem: fit on k-1 folds, replay on the held-out fold."""
+    """k-fold cross-validation by problem: fit on k-1 folds, replay on the held-out fold.
+
+    A candidate that cannot run (e.g. a vote on data without extracted answers) is left out
+    and listed in `Evaluation.skipped` with the reason.
+    """
     matrix = complete(matrix)
     fold = fold_assignment(matrix.problems, folds, seed)
-    k, n = len(candidates), matrix.n_problems
-    correct, cost = np.zeros((k, n)), np.zeros((k, n))
-    samples, predicted = np.zeros((k, n)), np.full((k, n), np.nan)
+    runs = _Runs(candidates, matrix.n_problems, folds)
     for f in range(folds):
         test_rows = np.flatnonzero(fold == f)
         train = matrix.subset(np.flatnonzero(fold != f))
-        test = matrix.subset(test_rows)
-        for i, candidate in enumerate(candidates):
-            c, co, s, p = _run(train, test, candidate)
-            correct[i, test_rows], cost[i, test_rows] = c, co
-            samples[i, test_rows], predicted[i, test_rows] = s, p
-            if on_step is not None:
-                on_step(f"fold {f + 1}/{folds}: {candidate.label}")
-    return Evaluation(
-        protocol=f"{folds}-fold cross-validation by problem (seed {seed}) over the "
-        f"{len(matrix.configs)} configurations recorded for every problem; oracle fitted on "
-        "the held-out fold itself (upper bound)",
-        unit=matrix.unit,
-        problems=matrix.problems,
-        labels=tuple(c.label for c in candidates),
-        families=tuple(c.family for c in candidates),
-        correct=correct,
-        cost=cost,
-        samples=samples,
-        predicted=predicted,
+        runs.run(f, train, matrix.subset(test_rows), test_rows)
+        if on_step is not None:
+            on_step(f"fold {f + 1}/{folds}")
+    return runs.evaluation(
+        f"{folds}-fold cross-validation by problem (seed {seed}) over the "
+        f"{len(matrix.configs)} configurations recorded for every problem; operating points "
+        "chosen on the training folds; oracle fitted on the held-out fold itself (upper bound)",
+        matrix.unit,
+        matrix.problems,
+        fold,
     )
 
 
@@ -165,20 +241,16 @@ def transfer(
         raise PolicyError(f"training data has {train.n_problems} problem(s): too few to fit")
     train, test = align(train, test)
     common = train.configs
-    rows = [_run(train, test, c) for c in candidates]
+    runs = _Runs(candidates, test.n_problems, 1)
+    runs.run(0, train, test, np.arange(test.n_problems))
     if on_step is not None:
         on_step("transfer")
     train_sets, test_sets = _describe(train), _describe(test)
-    return Evaluation(
-        protocol=f"fit on {train_sets}, evaluated on {test_sets}, over the {len(common)} "
-        "configurations recorded for every problem of both; oracle fitted on the evaluation "
-        "problems (upper bound)",
-        unit=test.unit,
-        problems=test.problems,
-        labels=tuple(c.label for c in candidates),
-        families=tuple(c.family for c in candidates),
-        correct=np.stack([r[0] for r in rows]),
-        cost=np.stack([r[1] for r in rows]),
-        samples=np.stack([r[2] for r in rows]),
-        predicted=np.stack([r[3] for r in rows]),
+    return runs.evaluation(
+        f"fit on {train_sets}, evaluated on {test_sets}, over the {len(common)} "
+        "configurations recorded for every problem of both; operating points chosen on the "
+        "training problems; oracle fitted on the evaluation problems (upper bound)",
+        test.unit,
+        test.problems,
+        np.zeros(test.n_problems, dtype=np.int64),
     )

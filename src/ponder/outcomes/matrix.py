@@ -18,6 +18,8 @@ from ponder.errors import InputError
 from ponder.outcomes.cost import CostModel
 
 PROBLEM_COLUMNS = ("dataset", "problem_id", "level", "subject", "text")
+NO_ANSWER = -1  # the sample is known to have produced no answer
+UNKNOWN_ANSWER = -2  # what (or whether) the sample answered was not recorded
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,11 @@ class OutcomeMatrix:
     """Recorded samples as arrays indexed [problem, config, sample].
 
     `correct`, `cost` and `tokens` are NaN where nothing was recorded; `answer` holds integer
-    codes of normalized answers (-1: no answer or not recorded). `problems` has one row per
-    problem with what is known before generation (dataset, id, level, subject, text).
+    codes of normalized answers (NO_ANSWER -1: known to have no answer; UNKNOWN_ANSWER -2: the
+    answer was not recorded, e.g. a user's CSV with only a `correct` column). Correctness
+    always comes from `correct`; answer codes only serve votes and escalation rules. `problems`
+    has one row per problem with what is known before generation (dataset, id, level, subject,
+    text).
     """
 
     problems: pd.DataFrame
@@ -96,16 +101,7 @@ class OutcomeMatrix:
         correct[where] = samples["correct"].to_numpy(dtype=float)
         cost[where] = cost_model.sample_costs(samples)
         tokens[where] = samples["output_tokens"].to_numpy(dtype=float)
-        raw = samples["extracted_answer"]
-        present = raw.notna().to_numpy().copy()
-        if "answered" in samples.columns:
-            present &= samples["answered"].fillna(1.0).to_numpy(dtype=float) > 0
-        text = raw.astype(object).where(present, None)
-        if normalize is not None:
-            text = text.map(lambda v: normalize(str(v)) if v is not None else None)
-        text = text.where(text.astype(str) != "", None)
-        codes, _ = pd.factorize(text, use_na_sentinel=True)
-        answer[where] = codes.astype(np.int32)
+        answer[where] = _answer_codes(samples, normalize)
         info = _problem_info(problem_index, samples, problems)
         return cls(
             problems=info,
@@ -196,6 +192,42 @@ class OutcomeMatrix:
         digest.update(np.nan_to_num(self.correct, nan=-1.0).tobytes())
         digest.update(np.nan_to_num(self.cost, nan=-1.0).tobytes())
         return digest.hexdigest()
+
+
+def _answer_codes(samples: pd.DataFrame, normalize: Callable[[str], str] | None) -> np.ndarray:
+    """Integer code per sample of its normalized answer, NO_ANSWER or UNKNOWN_ANSWER.
+
+    A sample without extracted text is NO_ANSWER only when `answered` says so (0); one that
+    answered without recorded text gets a code of its own (it agrees with no other sample);
+    with no answer information at all it is UNKNOWN_ANSWER, never silently "no answer".
+    """
+    raw = samples["extracted_answer"] if "extracted_answer" in samples.columns else None
+    n = len(samples)
+    answered = (
+        samples["answered"].to_numpy(dtype=float)
+        if "answered" in samples.columns
+        else np.full(n, np.nan)
+    )
+    if raw is None:
+        text = pd.Series([None] * n, dtype=object)
+    else:
+        present = raw.notna().to_numpy() & ~(answered == 0)
+        text = raw.astype(object).where(present, None)
+    if normalize is not None:
+        text = text.map(lambda v: normalize(str(v)) if v is not None else None)
+    text = text.where(text.notna() & (text.astype(str) != ""), None)
+    codes, _ = pd.factorize(text, use_na_sentinel=True)
+    out = codes.astype(np.int32)
+    blank = out < 0
+    # Extracted text that normalizes to nothing is a known non-answer.
+    extracted = raw.notna().to_numpy() if raw is not None else np.zeros(n, dtype=bool)
+    known_none = (answered == 0) | extracted
+    out[blank & known_none] = NO_ANSWER
+    # Answered, but the text was not recorded: an answer of its own that agrees with no other.
+    lone = blank & ~known_none & (answered > 0)
+    out[lone] = out.max(initial=-1) + 1 + np.arange(int(lone.sum()), dtype=np.int32)
+    out[blank & ~known_none & ~lone] = UNKNOWN_ANSWER
+    return out
 
 
 def _problem_info(

@@ -1,8 +1,12 @@
 """Replay decisions on recorded outcomes without peeking.
 
-Each step looks up the recorded samples of its configuration, in recorded order, continuing
-where an earlier step of the same configuration stopped. A step sees only its own samples; the
-escalation rule sees only the outputs of steps already run. A configuration or sample that was
+A decision that draws one sample of one configuration is scored by its expectation: the mean
+correctness and mean cost over all recorded samples of that problem and configuration, so
+every recorded seed counts. Sequential decisions (votes, stop rules, cascades) draw samples in
+recorded order, continuing where an earlier step of the same configuration stopped; a step sees
+only its own samples, the escalation rule only the outputs of steps already run. Correctness
+comes from the recorded `correct` alone; answer codes only drive votes and escalation, and a
+rule that needs answers the data does not have is an error. A configuration or sample that was
 not recorded is an error, never a guess.
 """
 
@@ -14,7 +18,7 @@ import numpy as np
 
 from ponder.decision import Decision, DecisionBatch, Step
 from ponder.errors import PonderError
-from ponder.outcomes.matrix import OutcomeMatrix
+from ponder.outcomes.matrix import NO_ANSWER, UNKNOWN_ANSWER, OutcomeMatrix
 
 
 class ReplayError(PonderError):
@@ -25,9 +29,9 @@ class ReplayError(PonderError):
 class ReplayResult:
     """Per-problem results of replaying a policy's decisions."""
 
-    correct: np.ndarray  # float 0/1
-    cost: np.ndarray  # summed cost of every sample drawn
-    answered: np.ndarray  # bool: the final answer exists
+    correct: np.ndarray  # float in [0, 1]: 0/1, or the expected value over recorded samples
+    cost: np.ndarray  # summed cost of every sample drawn (expected for one-sample decisions)
+    answered: np.ndarray  # float: share of answered final answers, NaN when not recorded
     samples: np.ndarray  # samples drawn
     steps: np.ndarray  # steps run
 
@@ -73,11 +77,13 @@ def _run_step(
     safe = np.minimum(slot, n_slots - 1)
     pick = (rows[:, None], c, safe)
     recorded = inside & ~np.isnan(matrix.correct[pick])
-    codes = np.where(recorded, matrix.answer[pick], -1)
+    codes = np.where(recorded, matrix.answer[pick], NO_ANSWER)
+    unknown = codes == UNKNOWN_ANSWER
     # How many samples are drawn: all n, or fewer when the stop rule is met.
     if step.stop is None:
         drawn = np.full(len(rows), n, dtype=np.int64)
     else:
+        _need_answers(unknown, step, "stopping when samples agree")
         drawn = np.full(len(rows), n, dtype=np.int64)
         settled = np.zeros(len(rows), dtype=bool)
         for t in range(1, n + 1):
@@ -102,33 +108,84 @@ def _run_step(
             f"cost in {matrix.unit} is unknown for configuration {step.config.label} "
             "(no token counts recorded): evaluate with --cost calls or a price table"
         )
-    codes = np.where(needed, codes, -1)
-    if step.aggregate == "first":
+    codes = np.where(needed, codes, NO_ANSWER)
+    unknown &= needed
+    if step.aggregate == "first" or n == 1:
         leader = codes[:, 0]
         leader_slot = np.zeros(len(rows), dtype=np.int64)
     else:
+        _need_answers(unknown & (drawn > 1)[:, None], step, "a majority vote")
         leader, _, _ = _votes(codes, n)
         leader_slot = np.argmax((codes == leader[:, None]) & (leader[:, None] >= 0), axis=1)
-    answered = leader >= 0
+    answered = np.where(leader == UNKNOWN_ANSWER, np.nan, (leader >= 0).astype(float))
     correct_samples = np.where(needed, matrix.correct[pick], 0.0)
-    correct = np.where(answered, correct_samples[np.arange(len(rows)), leader_slot], 0.0)
+    correct = correct_samples[np.arange(len(rows)), leader_slot]
     used[c][rows] = start + drawn
     if step.escalate == "never":
         escalate = np.zeros(len(rows), dtype=bool)
     elif step.escalate == "always":
         escalate = np.ones(len(rows), dtype=bool)
     elif step.escalate == "no_answer":
-        escalate = ~answered
+        _need_answers(unknown, step, "escalating when there is no answer")
+        escalate = answered == 0
     else:  # disagree: any drawn sample without the leader's answer
-        escalate = (needed & (codes != leader[:, None])).any(axis=1) | ~answered
+        _need_answers(unknown, step, "escalating when samples disagree")
+        escalate = (needed & (codes != leader[:, None])).any(axis=1) | (answered == 0)
     return correct, answered, costs.sum(axis=1), drawn, escalate
+
+
+def _need_answers(unknown: np.ndarray, step: Step, what: str) -> None:
+    """Fail clearly when a rule needs answers that were not recorded."""
+    if unknown.any():
+        raise ReplayError(
+            f"{what} needs the extracted answers, and configuration {step.config.label} has "
+            "none recorded (only `correct`): import an answer column to use this policy"
+        )
+
+
+def _expected(matrix: OutcomeMatrix, rows: np.ndarray, step: Step) -> ReplayResult:
+    """One sample of one configuration, scored by its mean over every recorded sample."""
+    c = matrix.config_index(step.config)
+    correct = matrix.correct[rows, c]
+    recorded = ~np.isnan(correct)
+    have = recorded.sum(axis=1)
+    if (have == 0).any():
+        bad = int(np.argmax(have == 0))
+        problem = matrix.problems.iloc[rows[bad]]
+        raise ReplayError(
+            f"configuration {step.config.label} has 0 recorded sample(s) for problem "
+            f"{problem['dataset']}/{problem['problem_id']}, the decision needs 1"
+        )
+    cost = matrix.cost[rows, c]
+    if np.isnan(cost[recorded]).any():
+        raise ReplayError(
+            f"cost in {matrix.unit} is unknown for configuration {step.config.label} "
+            "(no token counts recorded): evaluate with --cost calls or a price table"
+        )
+    codes = matrix.answer[rows, c]
+    with np.errstate(invalid="ignore"):
+        answered = np.where(
+            (recorded & (codes == UNKNOWN_ANSWER)).any(axis=1),
+            np.nan,
+            (recorded & (codes >= 0)).sum(axis=1) / have,
+        )
+    n = len(rows)
+    return ReplayResult(
+        correct=np.nanmean(correct, axis=1),
+        cost=np.where(recorded, cost, 0.0).sum(axis=1) / have,
+        answered=answered,
+        samples=np.ones(n, dtype=np.int64),
+        steps=np.ones(n, dtype=np.int64),
+    )
 
 
 def replay_decision(matrix: OutcomeMatrix, rows: np.ndarray, decision: Decision) -> ReplayResult:
     """Replay one decision for several problems at once."""
+    if len(decision.steps) == 1 and decision.steps[0].samples == 1:
+        return _expected(matrix, rows, decision.steps[0])
     n = len(rows)
     correct = np.zeros(n)
-    answered = np.zeros(n, dtype=bool)
+    answered = np.zeros(n)
     cost = np.zeros(n)
     samples = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
@@ -154,7 +211,7 @@ def replay(matrix: OutcomeMatrix, batch: DecisionBatch) -> ReplayResult:
         raise ValueError("one decision per problem is needed")
     n = matrix.n_problems
     correct = np.zeros(n)
-    answered = np.zeros(n, dtype=bool)
+    answered = np.zeros(n)
     cost = np.zeros(n)
     samples = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Oracle: the cheapest configuration that solves each problem (an upper bound, never servable).
+"""Oracle: per problem, the most accurate configuration, cheapest among ties (never servable).
 
 It is fitted on the very problems it is evaluated on, by design: it answers "how good could a
 perfect per-request chooser be at this price?", the ceiling that other policies are measured
@@ -22,25 +22,29 @@ if TYPE_CHECKING:
 
 @register
 class Oracle(Policy):
-    """Per problem: the cheapest configuration whose first recorded sample is correct.
+    """Per problem: the configuration with the highest expected accuracy, cheapest among ties.
 
-    Problems that no configuration solves get the cheapest configuration (a real chooser would
-    have to pay something). Costs are the recorded first-sample costs of that problem.
+    Expected accuracy and cost are means over every recorded sample of that problem and
+    configuration, as one-sample decisions are scored, so no one-sample chooser can do better.
+    Problems that no configuration ever solves get the cheapest configuration (a real chooser
+    would have to pay something).
     """
 
     name = "oracle"
     servable = False
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
-        first_correct = outcomes.correct[:, :, 0]
-        first_cost = outcomes.cost[:, :, 0]
-        if np.isnan(first_cost[~np.isnan(first_correct)]).any():
+        recorded = ~np.isnan(outcomes.correct)
+        if np.isnan(outcomes.cost[recorded]).any():
             raise PolicyError(f"oracle needs costs in {outcomes.unit} for every sample")
-        solved = first_correct == 1.0
-        cost_if_solved = np.where(solved, first_cost, np.inf)
-        best = cost_if_solved.argmin(axis=1)
-        cheapest = np.where(np.isnan(first_cost), np.inf, first_cost).argmin(axis=1)
-        choice = np.where(solved.any(axis=1), best, cheapest)
+        have = recorded.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy = np.where(recorded, outcomes.correct, 0.0).sum(axis=2) / have
+            cost = np.where(recorded, outcomes.cost, 0.0).sum(axis=2) / have
+        accuracy = np.where(have > 0, accuracy, -np.inf)
+        cost = np.where(have > 0, cost, np.inf)
+        top = accuracy >= accuracy.max(axis=1, keepdims=True) - 1e-12
+        choice = np.where(top, cost, np.inf).argmin(axis=1)
         keys = outcomes.problems["dataset"].astype(str) + "/" + outcomes.problems["problem_id"]
         self.choice_ = {k: outcomes.configs[c] for k, c in zip(keys, choice, strict=True)}
 
