@@ -98,10 +98,17 @@ def load_mapped(
 
     if "problem_id" not in columns:
         raise InputError(
-            "no problem_id column: map one with --map problem_id=COLUMN", path=table.path
+            "no problem_id column (and the columns match no preset): map one with "
+            f"--map problem_id=COLUMN; the file has: {', '.join(table.columns)}",
+            path=table.path,
+            line=table.header_line,
         )
     if "model" not in columns and model is None:
-        raise InputError("no model column: map one with --map model=COLUMN or give --model")
+        raise InputError(
+            "no model column: map one with --map model=COLUMN or give --model",
+            path=table.path,
+            line=table.header_line,
+        )
     problem_id = table.text(col("problem_id"))
     models = table.text(col("model")) if "model" in columns else pd.Series([model] * n)
     datasets = (
