@@ -261,7 +261,7 @@ def test_same_source_with_another_mapping_or_label_is_refused(tmp_path: Path, st
     assert _rows(store) == before
     # --replace swaps the earlier import's runs for this one's, in one transaction.
     _write(path, SWEEP.replace("q1,a,1,5", "q1,a,1,1").replace("q2,a,0,6", "q2,a,0,0"))
-    import_paths(store, [path], mapping=mapping, dataset="t")
+    import_paths(store, [path], mapping=mapping, dataset="t", run="v2")
     with pytest.raises(StoreError, match="already imported"):
         import_paths(store, [path], mapping=corrected, dataset="t", run="fixed")
     import_paths(store, [path], mapping=corrected, dataset="t", run="fixed", replace=True)
@@ -311,3 +311,47 @@ def test_known_dataset_from_problem_set_warns_on_an_empty_store(
     mine = _write(tmp_path / "mine.csv", "problem_id,model,correct\nmy-1,m,1\n")
     result = import_paths(store, [mine], dataset="math500")
     assert any("math500" in n and "1 problem id(s)" in n for n in result[0].notes)
+
+
+def test_a_new_version_of_a_file_under_its_default_label_is_not_counted_twice(
+    tmp_path: Path, store: Store
+) -> None:
+    path = _write(tmp_path / "results.csv", BASIC)
+    import_paths(store, [path], dataset="t")
+    _write(path, BASIC + "p3,m,1\n")  # the same sweep with one more sample
+    with pytest.raises(StoreError, match=r"results\.csv: another version .*--replace"):
+        import_paths(store, [path], dataset="t")
+    assert store.counts()["outcomes"] == 2
+    import_paths(store, [path], dataset="t", replace=True)
+    frame = store.outcomes_frame()
+    assert sorted(frame["problem_id"]) == ["p1", "p2", "p3"]
+    assert frame["run_id"].nunique() == 1
+    # another sweep that happens to share the name: its own --run label keeps both
+    _write(path, "problem_id,model,correct\nz1,m,0\n")
+    import_paths(store, [path], dataset="t", run="other")
+    assert store.counts()["outcomes"] == 4
+
+
+def test_unchanged_files_in_a_folder_are_not_parsed_again(
+    tmp_path: Path, store: Store, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "matharena_aime2025_I"
+    folder.mkdir()
+    for name in ("per_problem_accuracy.csv", "per_model_summary.csv"):
+        (folder / name).write_bytes((shared_data / "matharena_aime2025_I" / name).read_bytes())
+    import_paths(store, [folder])
+    before = store.counts()
+    import ponder.importers as importers
+
+    parsed: list[str] = []
+    real = importers.parse_table
+
+    def counting(path: Path, data: bytes) -> object:
+        parsed.append(path.name)
+        return real(path, data)
+
+    monkeypatch.setattr(importers, "parse_table", counting)
+    again = import_paths(store, [folder])
+    assert [item.unchanged for item in again] == [True]
+    assert parsed == ["per_model_summary.csv"]  # only the file that is not an import
+    assert store.counts()["outcomes"] == before["outcomes"]

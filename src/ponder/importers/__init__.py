@@ -175,20 +175,26 @@ def _check_preset_keys(table: Table, batch: ImportBatch, source_rows: np.ndarray
     )
 
 
-def _files_in(folder: Path) -> list[tuple[Path, Table, bytes]]:
+def _files_in(
+    folder: Path, store: Store | None, options: Mapping[str, object]
+) -> list[tuple[Path, Table | None, bytes, FileImport | None]]:
     """Files under a folder that a preset recognises (problem sets are joined, not imported).
 
     A CSV or JSONL that cannot be read is an error, not skipped: a broken file of a sweep must
-    not vanish from the import unnoticed.
+    not vanish from the import unnoticed. A file imported before unchanged is not parsed.
     """
-    found = []
+    found: list[tuple[Path, Table | None, bytes, FileImport | None]] = []
     for candidate in sorted(folder.rglob("*")):
         if candidate.suffix.lower() not in (".csv", ".jsonl") or not candidate.is_file():
             continue
         data = read_source(candidate)
+        unchanged = _shortcut(store, candidate, data, options) if store is not None else None
+        if unchanged is not None:
+            found.append((candidate, None, data, unchanged))
+            continue
         table = parse_table(candidate, data)
         if detect_preset(table) is not None:
-            found.append((candidate, table, data))
+            found.append((candidate, table, data, None))
     return found
 
 
@@ -212,25 +218,27 @@ def plan_imports(
 
     `store` may be None (no store yet): then only the files are checked against each other.
     """
-    files: list[tuple[Path, Table | None, bytes | None]] = []
+    files: list[tuple[Path, Table | None, bytes | None, FileImport | None]] = []
     for path in paths:
         if path.is_dir():
-            inside = _files_in(path)
+            inside = _files_in(path, store, options)
             if not inside:
                 raise InputError("no file of a known preset in this folder", path=path)
             files.extend(inside)
         else:
-            files.append((path, None, None))
+            files.append((path, None, None, None))
     plan = ImportPlan(items=[])
-    for path, table, data in files:
+    for path, table, data, item in files:
         if data is None:
             check_suffix(path)
             data = read_source(path)
-        item = _shortcut(store, path, data, options) if store is not None else None
+        if item is None and store is not None:
+            item = _shortcut(store, path, data, options)
         if item is None:
             item = load_file(path, table=table, data=data, **options)  # type: ignore[arg-type]
             if store is not None:
                 plan.replace_runs |= _check_past_imports(store, item, replace)
+                plan.replace_runs |= _check_earlier_versions(store, item, replace)
         plan.items.append(item)
         if on_file is not None:
             on_file("read", item)
@@ -310,6 +318,43 @@ def _check_past_imports(store: Store, item: FileImport, replace: bool) -> set[st
     return earlier
 
 
+def _check_earlier_versions(store: Store, item: FileImport, replace: bool) -> set[str]:
+    """Another version of the same file, imported under its default run label, is still
+    stored: importing this one too would count the rows both hold twice (the label carries
+    the content hash, so the two versions are two runs). Refuse, or replace it on request."""
+    if item.preset != "mapped" or item.options.get("run") or item.batch is None:
+        return set()
+    mine = {r.run_id for r in item.batch.runs}
+    earlier: set[str] = set()
+    for past in store.past_imports_at(_path_names(item.path)):
+        if past.sha256 == item.sha256 or past.options.get("run") or past.preset != "mapped":
+            continue
+        stored = set(store.stored_runs(past.runs)) - mine
+        if not stored:
+            continue
+        if not replace:
+            raise StoreError(
+                f"{item.path}: another version of this file (sha256 {past.sha256[:12]}) is "
+                f"stored as run(s) {', '.join(sorted(stored))}; importing this version too "
+                "would count the rows both hold twice. Re-run with --replace to replace the "
+                "earlier version, or give this one its own --run label if it is another sweep"
+            )
+        earlier |= stored
+    return earlier
+
+
+def _resolved(path: Path) -> str:
+    """The path recorded for an import: absolute, so the same file is found from anywhere."""
+    try:
+        return str(path.resolve())
+    except OSError:
+        return str(path)
+
+
+def _path_names(path: Path) -> list[str]:
+    return sorted({str(path), _resolved(path)})
+
+
 def _check_runs_across_files(items: list[FileImport]) -> None:
     seen: dict[str, tuple[str, str, Path]] = {}
     for item in items:
@@ -353,7 +398,10 @@ def write_plan(store: Store, plan: ImportPlan) -> None:
         (
             item.batch,
             Source(
-                path=str(item.path), sha256=item.sha256, preset=item.preset, options=item.options
+                path=_resolved(item.path),
+                sha256=item.sha256,
+                preset=item.preset,
+                options=item.options,
             ),
         )
         for item in todo

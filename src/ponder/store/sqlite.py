@@ -558,17 +558,27 @@ class Store:
             "WHERE sha256 = ? ORDER BY import_id",
             [sha256],
         )
-        return [
-            PastImport(
-                path=str(r[0]),
-                sha256=str(r[1]),
-                preset=str(r[2]),
-                options=json.loads(r[3] or "{}"),
-                runs=list(json.loads(r[4] or "[]")),
-                rows_read=int(r[5]),
-            )
-            for r in rows
-        ]
+        return [self._past(r) for r in rows]
+
+    def past_imports_at(self, paths: Sequence[str]) -> list[PastImport]:
+        """Earlier imports recorded under any of these paths (oldest first)."""
+        rows = self._read(
+            "SELECT path, sha256, preset, options_json, runs_json, rows_read FROM imports "
+            f"WHERE path IN ({', '.join('?' for _ in paths)}) ORDER BY import_id",
+            list(paths),
+        )
+        return [self._past(r) for r in rows]
+
+    @staticmethod
+    def _past(r: Sequence[Any]) -> PastImport:
+        return PastImport(
+            path=str(r[0]),
+            sha256=str(r[1]),
+            preset=str(r[2]),
+            options=json.loads(r[3] or "{}"),
+            runs=list(json.loads(r[4] or "[]")),
+            rows_read=int(r[5]),
+        )
 
     def problem_ids(self, dataset: str) -> set[str]:
         """The problem ids stored for a dataset."""
