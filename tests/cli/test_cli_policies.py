@@ -340,3 +340,58 @@ def test_own_csv_without_answers_same_accuracy_in_curves_and_evaluate(
     )
     oracle = next(p for p in evaluation["points"] if p["label"] == "oracle")
     assert oracle["accuracy"] == pytest.approx(solvable)
+    # Families that need answers cannot run here; they are listed with why.
+    assert {n["family"]: n["reason"] for n in evaluation["not_run"]} == {
+        "router": "needs both think and no-think configurations",
+        "cascade": "escalates when samples disagree: needs the extracted answers",
+        "adaptive_consistency": "stops when samples agree: needs the extracted answers",
+    }
+    # The text report: an 80-column table, the skipped families, a one-line conclusion.
+    text = ponder("evaluate", "-d", "mine", "--n-boot", "100", store=store, check_ok=True).stdout
+    lines = text.rstrip("\n").splitlines()
+    start = next(i for i, x in enumerate(lines) if x.lstrip().startswith("family"))
+    end = next(i for i in range(start + 2, len(lines)) if not lines[i].strip())
+    assert all(len(x.rstrip()) <= 80 for x in lines[start - 1 : end]), text
+    assert "not run: cascade (escalates when samples disagree" in text
+    assert lines[-1].startswith("Conclusion: ") and evaluation["conclusion"] in lines[-1]
+    assert "nan" not in text.lower() and "–" not in text
+
+
+@pytest.mark.parametrize(
+    ("policy", "param", "expected"),
+    [
+        (
+            "adaptive",
+            "price_per_unit=abc",
+            "parameter price_per_unit: expected number, got 'abc'; valid parameters for "
+            "adaptive: price_per_unit (number, required), configs (list of configs or null), "
+            "samples (integer)",
+        ),
+        ("adaptive", "bogus=1", "unknown parameter 'bogus'; valid parameters for adaptive: "),
+        (
+            "uniform",
+            'config={"model": "r1',
+            'parameter config: expected config (a JSON object like {"model": "m", "mode": '
+            '"think", "budget": 4096}), got \'{"model": "r1\'',
+        ),
+        ("uniform", "config=5", "parameter config: expected config"),
+        ("uniform", "samples=2", "missing parameter 'config'; valid parameters for uniform: "),
+        ("adaptive", "price_per_unit=-1", "price_per_unit must be"),
+        ("sweet_spot", "tolerance=best2", "parameter tolerance: expected 'best' | 'noise'"),
+        ("cascade", "samples=1.5", "parameter samples: expected integer, got 1.5"),
+    ],
+)
+def test_fit_bad_parameters_one_line_error(
+    ponder: Any, tmp_path: Path, policy: str, param: str, expected: str
+) -> None:
+    """Bad -p values: one line naming the parameter and the valid keys, exit 1, no file.
+
+    Parameters are checked before the store is read, so no store is needed to see the error.
+    """
+    own = tmp_path / "absent.sqlite"
+    out = tmp_path / "p.json"
+    result = ponder("fit", policy, "-d", "mine", "-p", param, "-o", str(out), store=own)
+    line = _error(result)
+    assert expected in line, line
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not own.exists()

@@ -466,3 +466,27 @@ def test_answer_codes_keep_unknown_apart_from_no_answer() -> None:
     result = replay(m, DecisionBatch.same(Decision((Step(m.configs[0]),)), 4))
     assert result.correct.tolist() == [1.0, 0.0, 1.0, 0.0]
     assert result.answered[:3].tolist() == [1.0, 0.0, 1.0] and np.isnan(result.answered[3])
+
+
+def test_undefined_figures_print_as_undefined_with_the_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ponder.cli.policy_cmd import print_summary
+
+    ev = _nested_case()
+    assert ev.train_correct is not None
+    ev.train_correct[1, 2:4] = 0.5  # fold 1: no x point reaches the baseline's 0.8
+    summary = summarize(ev, n_boot=100, seed=0)
+    x = summary.families.set_index("family").loc["x"]
+    assert np.isnan(x["saved_at_iso_accuracy"])
+    assert x["saved_at_iso_accuracy_note"] == (
+        "no point reached the baseline's training accuracy in 1 of 2 folds"
+    )
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert "undefined [1]" in out
+    assert (
+        "[1] x, cost saved at the baseline's accuracy: undefined (no point reached the "
+        "baseline's training accuracy in 1 of 2 folds)" in out
+    )
+    assert "nan" not in out.lower()

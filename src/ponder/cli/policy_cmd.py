@@ -89,6 +89,7 @@ def fit_command(
       ponder fit adaptive -d gsm8k --cost calls -p price_per_unit=0.1
     """
     from ponder.analysis import load_matrix
+    from ponder.policies.params import check_params
     from ponder.policies.serialization import registered, save_policy
 
     classes = registered()
@@ -96,6 +97,13 @@ def fit_command(
         raise InputError(f"unknown policy {policy!r}; known: {', '.join(sorted(classes))}")
     if not dataset:
         raise InputError("choose the data to fit on with --dataset (e.g. -d math500)")
+    # Parameters are checked before any data is read: a typo fails fast, in one line.
+    params = _parse_params(param or [])
+    check_params(classes[policy], params)
+    try:
+        unfitted = classes[policy].from_params(params)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InputError(f"bad parameters for {policy}: {exc}") from exc
     with open_store(store) as st, err_console.status(f"fitting {policy}"):
         matrix = load_matrix(
             st,
@@ -105,11 +113,7 @@ def fit_command(
             cost=cost,
             prices=prices,
         )
-        try:
-            fitted = classes[policy].from_params(_parse_params(param or []))
-        except TypeError as exc:
-            raise InputError(f"bad parameters for {policy}: {exc}") from exc
-        fitted.fit(matrix)
+        fitted = unfitted.fit(matrix)
         # Decide before saving: a policy that cannot decide (e.g. a budget no configuration
         # meets) must not leave a file behind.
         batch = fitted.decide_batch(matrix.problems)
