@@ -61,7 +61,8 @@ def _accepts(hint: Any, value: Any) -> bool:
     if hint is Config or origin in (Mapping, dict) or hint is Mapping:
         return _is_config(value)
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return number and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is bool:
