@@ -152,3 +152,15 @@ def test_policies_section_starts_with_its_conclusion(report: str) -> None:
     assert "no setting of the policy is as cheap as the baseline" in section
     # Terms are explained.
     assert "<dt>cost saved at the baseline's accuracy</dt>" in section
+
+
+def test_sweet_spot_columns_are_named_as_everywhere_else(report: str) -> None:
+    from ponder.curves import sweetspot
+
+    labels = getattr(sweetspot, "SWEET_SPOT_LABELS", None)
+    best = labels["sweet_spot"] if labels else "sweet spot"
+    section = report[report.index('id="sweet"') : report.index('id="passk"')]
+    header = [html.unescape(h) for h in re.findall(r"<th[^>]*>([^<]*)</th>", section)]
+    assert best in header
+    # The explanation above the table quotes the same name.
+    assert f'("{best}")' in section

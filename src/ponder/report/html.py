@@ -185,8 +185,9 @@ def build_report(
         if on_dataset is not None:
             on_dataset(dataset)
     sweet = _add_source(curves.sweet_spots, sources)
+    sweet_labels = _sweet_labels()
     sweet_table = (
-        html_table(sweet, _with_source_column(_present(sweet, _SWEET_COLUMNS)))
+        html_table(sweet, _with_source_column(_present(sweet, sweet_labels)))
         if not sweet.empty
         else Markup("<p>No model has two or more budgets on one dataset.</p>")
     )
@@ -214,6 +215,7 @@ def build_report(
         budget_sections=budget_sections,
         flat_sections=flat_sections,
         sweet_table=sweet_table,
+        sweet_labels=sweet_labels,
         passk_table=passk_table,
         n_passk=n_passk,
         cells_table=cells_table,
@@ -261,6 +263,15 @@ _SWEET_COLUMNS = {
     "drop_ci_high": "drop 95% high",
     "overthinking": "overthinking",
 }
+
+
+def _sweet_labels() -> dict[str, str]:
+    """The report's sweet-spot columns, named as the curves package names them for every view
+    (``SWEET_SPOT_LABELS``) when it does, so the table, the CLI and the demo agree."""
+    from ponder.curves import sweetspot
+
+    labels: dict[str, str] = getattr(sweetspot, "SWEET_SPOT_LABELS", {})
+    return {c: labels.get(c, h) for c, h in _SWEET_COLUMNS.items()}
 
 
 def _present(frame: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
