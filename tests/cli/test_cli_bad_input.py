@@ -130,7 +130,9 @@ def test_usage_errors_exit_2(ponder: Any, small_store: Path) -> None:
 def test_filter_matching_nothing(ponder: Any, small_store: Path) -> None:
     result = ponder("curves", "-d", "nothing-here", store=small_store)
     assert result.returncode == 1
-    assert "no outcomes for datasets=['nothing-here']" in _one_error_line(result.stderr)
+    line = _one_error_line(result.stderr)  # issue 7: say what the store has, not "no outcomes"
+    assert "--dataset 'nothing-here': unknown dataset" in line
+    assert "datasets in the store: aime25" in line
 
 
 def test_demo_without_data(ponder: Any, tmp_path: Path) -> None:

@@ -1,20 +1,69 @@
-"""The `ponder` command line: one module per verb, thin over the library."""
+"""The `ponder` command line: one module per verb, thin over the library.
+
+Verb modules import pandas, numpy, the store and math-verify inside their command bodies, so
+`ponder --help` and every `ponder VERB --help` start without loading them.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Any
 
 import typer
 
+from ponder import __version__
 from ponder.errors import PonderError
 
 app = typer.Typer(
     name="ponder",
-    help="How much inference-time compute should each request get? Profile, decide, explain.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ponder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """How much inference-time compute should each request get? Profile, decide, explain.
+
+    \b
+    Start here:
+      ponder import ../shared/data      # recorded sweeps into the store
+      ponder ls                         # what the store holds: datasets, models, budgets
+      ponder curves -d aime24           # accuracy vs budget with 95% CIs
+    """
+
+
+def _hide_flag_types() -> None:
+    """Show flags as flags: typer's rich help prints `<bool>` beside options that take no
+    value (`--json <bool>`), which reads as if they needed one."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_ponder_patched", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._ponder_patched = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 def _register() -> None:
@@ -26,12 +75,15 @@ def _register() -> None:
         export_cmd,
         grade_cmd,
         import_cmd,
+        ls_cmd,
         policy_cmd,
         report_cmd,
     )
 
+    _hide_flag_types()
     app.command("demo")(demo_cmd.demo_command)
     app.command("import")(import_cmd.import_command)
+    app.command("ls")(ls_cmd.ls_command)
     app.command("curves")(curves_cmd.curves_command)
     app.command("report")(report_cmd.report_command)
     app.command("fit")(policy_cmd.fit_command)

@@ -1,27 +1,29 @@
-"""Helpers shared by the CLI verbs: the store option, JSON output, progress bars."""
+"""Helpers shared by the CLI verbs: the store option, JSON output, progress bars, name checks.
+
+Nothing heavy is imported at module level (no pandas, numpy or the store, which needs pandas):
+every verb imports this module, and `ponder --help` must start fast.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from ponder import paths
-from ponder.store import Store
+from ponder.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ponder.store import Store
 
 StoreOption = Annotated[
     Path | None,
@@ -34,6 +36,14 @@ StoreOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WideOption = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="Every column in one flat table, even when the terminal is narrower "
+        "(by default narrow terminals get one table per model, dataset and mode).",
+    ),
+]
 DatasetsOption = Annotated[
     list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets.")
 ]
@@ -55,6 +65,8 @@ def store_path(option: Path | None) -> Path:
 
 def open_store(option: Path | None, *, create: bool = False) -> Store:
     """Open the store: writers may create it; readers open it read-only and never create it."""
+    from ponder.store import Store
+
     return Store(store_path(option), create=create, readonly=not create)
 
 
@@ -79,6 +91,16 @@ def echo_json(value: Any) -> None:
 
 def progress(*, transient: bool = True, enabled: bool | None = None) -> Progress:
     """A progress bar with ETA on stderr (hidden when stderr is not a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -91,3 +113,59 @@ def progress(*, transient: bool = True, enabled: bool | None = None) -> Progress
         transient=transient,
         disable=not sys.stderr.isatty() if enabled is None else not enabled,
     )
+
+
+def store_query(store: Store, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a read-only SQL query on the store: the inventory and name checks need small
+    GROUP BY answers, not the whole outcome frame."""
+    return list(store._conn.execute(sql, tuple(params)).fetchall())
+
+
+def _names_line(kind: str, names: Sequence[str], limit: int = 30) -> str:
+    shown = ", ".join(names[:limit])
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return f"{kind} in the store: {shown}{more}" if names else f"the store has no {kind}"
+
+
+def _unknown(kind: str, option: str, wanted: Sequence[str], known: Sequence[str]) -> str | None:
+    """One sentence for the first name in `wanted` that `known` lacks, else None."""
+    for name in wanted:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        if not close:  # `gpt5` vs `gpt-5-mini`: also try a case-insensitive prefix match
+            close = [k for k in known if k.lower().startswith(name.lower()[:3])][:1]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{option} {name!r}: unknown {kind[:-1]}{hint}; {_names_line(kind, known)}"
+    return None
+
+
+def check_names(
+    store: Store,
+    *,
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+) -> None:
+    """Fail with one line when a `-d` / `-m` name is not in the store, or the pair has no
+    outcomes: list what the store holds and suggest the closest name, instead of a bare
+    "no outcomes" from deep inside an analysis."""
+    if not datasets and not models:
+        return
+    pairs = store_query(store, "SELECT DISTINCT dataset, model FROM outcomes")
+    known_datasets = sorted({d for d, _ in pairs})
+    known_models = sorted({m for _, m in pairs})
+    for message in (
+        _unknown("datasets", "--dataset", datasets or [], known_datasets),
+        _unknown("models", "--model", models or [], known_models),
+    ):
+        if message is not None:
+            raise InputError(message + " (see `ponder ls`)")
+    if datasets and models:
+        chosen = {(d, m) for d, m in pairs if d in datasets and m in models}
+        if not chosen:
+            where = sorted({d for d, m in pairs if m in models})
+            raise InputError(
+                f"no outcomes for model {', '.join(models)} on dataset {', '.join(datasets)}; "
+                f"{'that model has' if len(models) == 1 else 'those models have'} outcomes on: "
+                f"{', '.join(where)} (see `ponder ls`)"
+            )

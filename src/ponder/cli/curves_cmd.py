@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
-from rich.table import Table
 
 from ponder.cli._common import (
     DatasetsOption,
@@ -15,11 +13,17 @@ from ponder.cli._common import (
     NBootOption,
     SeedOption,
     StoreOption,
+    WideOption,
+    check_names,
     echo_json,
     err_console,
     open_store,
     out_console,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
 
 TABLES = ("cells", "sweet-spots", "pass-at-k", "maj-at-k", "difficulty")
 
@@ -31,14 +35,16 @@ def curves_command(
     derived: Annotated[
         bool,
         typer.Option(
+            "--derived/--no-derived",
             help="Add cells derived from larger hard caps (strict rule: a response longer "
-            "than the cap is unanswered; a lower bound on a recorded run)."
+            "than the cap is unanswered; a lower bound on a recorded run).",
         ),
     ] = True,
     n_boot: NBootOption = 1000,
     seed: SeedOption = 0,
     store: StoreOption = None,
     json_: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Accuracy per (model, dataset, mode, budget) with bootstrap CIs over problems.
 
@@ -48,6 +54,8 @@ def curves_command(
       ponder curves -d aime24 -m r1-1.5b     # one model's curve
       ponder curves --table sweet-spots      # best budget and overthinking test
       ponder curves --json > cells.json      # records for scripts
+      ponder curves --wide                   # every column, even in a narrow terminal
+      ponder ls                              # which datasets and models -d / -m accept
     """
     if table not in TABLES:
         raise typer.BadParameter(
@@ -56,6 +64,7 @@ def curves_command(
     from ponder.analysis import load_curves  # heavy imports only when needed
 
     with open_store(store) as st, err_console.status("computing curves"):
+        check_names(st, datasets=dataset, models=model)
         curves = load_curves(
             st, datasets=dataset, models=model, derive=derived, n_boot=n_boot, seed=seed
         )
@@ -69,10 +78,12 @@ def curves_command(
     if json_:
         echo_json(_records(frame))
         return
-    _print_table(frame, table)
+    print_curves_table(out_console(), frame, table, wide=wide)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    import pandas as pd
+
     out = []
     for record in frame.to_dict("records"):
         clean: dict[str, object] = {}
@@ -87,73 +98,78 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
-_K_COLUMNS = ["model", "dataset", "mode", "budget", "k", "value", "ci_low", "ci_high", "n_problems"]
-_SHOW = {
-    "cells": [
-        "model",
-        "dataset",
-        "mode",
-        "budget",
-        "derived",
-        "n_problems",
-        "n_samples",
-        "accuracy",
-        "ci_low",
-        "ci_high",
-        "mean_tokens",
-        "truncation_rate",
-    ],
-    "sweet-spots": [
-        "model",
-        "dataset",
-        "mode",
-        "sweet_spot",
-        "sweet_spot_accuracy",
-        "sweet_spot_share",
-        "sweet_spot_min",
-        "largest_budget",
-        "drop",
-        "drop_ci_low",
-        "drop_ci_high",
-        "overthinking",
-    ],
-    "pass-at-k": _K_COLUMNS,
-    "maj-at-k": _K_COLUMNS,
-    "difficulty": [
-        "model",
-        "dataset",
-        "mode",
-        "budget",
-        "difficulty",
-        "n_problems",
-        "accuracy",
-        "ci_low",
-        "ci_high",
-    ],
+_CELL_LABELS = {
+    "model": "model",
+    "dataset": "dataset",
+    "mode": "mode",
+    "budget": "budget",
+    "derived": "derived",
+    "n_problems": "problems",
+    "n_samples": "samples",
+    "accuracy": "accuracy",
+    "ci_low": "95% low",
+    "ci_high": "95% high",
+    "mean_tokens": "mean tokens",
+    "truncation_rate": "truncated",
+}
+_K_LABELS = {
+    "model": "model",
+    "dataset": "dataset",
+    "mode": "mode",
+    "budget": "budget",
+    "k": "k",
+    "value": "value",
+    "ci_low": "95% low",
+    "ci_high": "95% high",
+    "n_problems": "problems",
+}
+_DIFFICULTY_LABELS = {
+    "model": "model",
+    "dataset": "dataset",
+    "mode": "mode",
+    "budget": "budget",
+    "difficulty": "difficulty",
+    "n_problems": "problems",
+    "accuracy": "accuracy",
+    "ci_low": "95% low",
+    "ci_high": "95% high",
 }
 
 
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 100 else f"{value:.3f}"
-    return str(value)
+def _labels(name: str) -> dict[str, str]:
+    from ponder.curves.sweetspot import SWEET_SPOT_LABELS
+
+    sweet = {
+        c: SWEET_SPOT_LABELS[c]
+        for c in (
+            "model",
+            "dataset",
+            "mode",
+            "sweet_spot",
+            "sweet_spot_accuracy",
+            "sweet_spot_share",
+            "sweet_spot_min",
+            "largest_budget",
+            "drop",
+            "drop_ci_low",
+            "drop_ci_high",
+            "overthinking",
+        )
+    }
+    return {
+        "cells": _CELL_LABELS,
+        "sweet-spots": sweet,
+        "pass-at-k": _K_LABELS,
+        "maj-at-k": _K_LABELS,
+        "difficulty": _DIFFICULTY_LABELS,
+    }[name]
 
 
-def _print_table(frame: pd.DataFrame, name: str) -> None:
-    console = out_console()
+def print_curves_table(console: Console, frame: pd.DataFrame, name: str, *, wide: bool) -> None:
+    """One curves table, readable at the console's width (see `ponder.cli._tables`)."""
+    from ponder.cli._tables import print_table
+
     if frame.empty:
         console.print(f"no rows in the {name} table for this selection")
         return
-    columns = [c for c in _SHOW[name] if c in frame.columns]
-    table = Table(title=name)
-    for column in columns:
-        table.add_column(
-            column.replace("_", " "), justify="left" if frame[column].dtype == object else "right"
-        )
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(row[c]) for c in columns))
-    console.print(table)
+    print_table(console, frame, _labels(name), title=name, wide=wide)

@@ -26,6 +26,31 @@ def _reflow(doc: str | None) -> str:
     return "\n\n".join(p if p.startswith("    ") else " ".join(p.split()) for p in paragraphs)
 
 
+# The dataset names (what `-d` takes) each source yields once imported. Sources with outcomes
+# name their datasets; problem sets only supply problem texts and gold answers for them.
+# tests/cli/test_cli_ux.py checks the outcome sources against a real import.
+PROVIDES: dict[str, tuple[str, ...]] = {
+    "reasoning_budget_sweep": ("aime24", "aime25", "math500"),
+    "mmlu_pro_math": ("mmlu_pro_math",),
+    "routellm_gsm8k": ("gsm8k",),
+    "matharena_aime2025_I": ("aime25",),
+}
+PROBLEM_SETS: dict[str, tuple[str, ...]] = {
+    "math500": ("math500",),
+    "gsm8k": ("gsm8k",),
+    "matharena_competitions": ("aime24", "aime25"),
+}
+
+
+def provides(name: str) -> str:
+    """`aime24, aime25` for an outcome source, `texts for math500` for a problem set."""
+    if name in PROVIDES:
+        return ", ".join(PROVIDES[name])
+    if name in PROBLEM_SETS:
+        return "problem texts for " + ", ".join(PROBLEM_SETS[name])
+    return "-"
+
+
 def _human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB"):
@@ -44,6 +69,8 @@ def _records() -> list[dict[str, Any]]:
         records.append(
             {
                 "name": spec.name,
+                "datasets": list(PROVIDES.get(spec.name, ())),
+                "problem_texts_for": list(PROBLEM_SETS.get(spec.name, ())),
                 "title": spec.title,
                 "folder": spec.folder,
                 "files": [f.path for f in spec.mirror_files],
@@ -65,7 +92,14 @@ def _records() -> list[dict[str, Any]]:
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of records.")] = False,
 ) -> None:
-    """List the known datasets: files, size, licence, source and where a local copy is.
+    """List the known sources: the dataset names they provide, files, size, licence, where
+    they come from and where a local copy is.
+
+    A source is what `ponder data pull NAME` fetches; the dataset names in the "datasets
+    (-d)" column are what `ponder curves -d`, `ponder report -d` and `ponder evaluate -d`
+    take after `ponder import` (`ponder ls` lists what a store holds). One dataset can come
+    from several sources: aime25 has 30 problems from reasoning_budget_sweep and 15 from
+    matharena_aime2025_I.
 
     Source "upstream" means `ponder data pull NAME` fetches it from its public repository at a
     pinned commit; "mirror-needed" means the recorded copy is a conversion that exists only on
@@ -77,16 +111,18 @@ def list_cmd(
         return
     from rich.table import Table
 
-    table = Table(title="ponder datasets")
-    table.add_column("name", no_wrap=True)
+    table = Table(title="ponder data sources")
+    table.add_column("source", no_wrap=True)
+    table.add_column("datasets (-d)")
     table.add_column("files", justify="right")
     table.add_column("size", justify="right", no_wrap=True)
     table.add_column("licence")
-    table.add_column("source", no_wrap=True)
+    table.add_column("from", no_wrap=True)
     table.add_column("local copy", overflow="fold")
     for r in records:
         table.add_row(
             r["name"],
+            provides(r["name"]),
             str(len(r["files"])),
             _human_size(r["size"]),
             r["license"],

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ponder import paths
 from ponder.cli._common import NBootOption, err_console, out_console, progress
-from ponder.cli.report_cmd import write_report
 from ponder.errors import InputError
-from ponder.importers import FileImport, import_paths
-from ponder.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+    from ponder.importers import FileImport
+
+# The sweet-spot columns the demo shows, labelled as everywhere else (SWEET_SPOT_LABELS).
+DEMO_SWEET_SPOT_COLUMNS = (
+    "model",
+    "dataset",
+    "mode",
+    "sweet_spot",
+    "sweet_spot_accuracy",
+    "sweet_spot_share",
+    "sweet_spot_min",
+    "overthinking",
+)
 
 
 def demo_command(
@@ -31,7 +44,11 @@ def demo_command(
     ),
     n_boot: NBootOption = 1000,
     policies: Annotated[
-        bool, typer.Option(help="Evaluate the policy families offline into the report.")
+        bool,
+        typer.Option(
+            "--policies/--no-policies",
+            help="Evaluate the policy families offline into the report.",
+        ),
     ] = True,
 ) -> None:
     """Import every recorded dataset, compute the curves and write the HTML report.
@@ -44,6 +61,9 @@ def demo_command(
       ponder demo --data ~/datasets/ponder --out /tmp/ponder-demo
     """
     from ponder.analysis import load_curves
+    from ponder.cli.report_cmd import write_report
+    from ponder.importers import import_paths
+    from ponder.store import Store
 
     folder = data or _default_data()
     if not folder.is_dir():
@@ -69,7 +89,7 @@ def demo_command(
         )
         with err_console.status("computing curves with bootstrap CIs"):
             curves = load_curves(st, n_boot=n_boot)
-        _print_sweet_spots(console, curves.sweet_spots)
+        print_sweet_spots(console, curves.sweet_spots)
         report = write_report(
             st, out / "report.html", n_boot=n_boot, curves=curves, policies=policies
         )
@@ -84,31 +104,17 @@ def _default_data() -> Path:
     return paths.data_dir() / "datasets"
 
 
-def _print_sweet_spots(console: Console, sweet: object) -> None:
-    import pandas as pd
+def print_sweet_spots(console: Console, sweet: pd.DataFrame) -> None:
+    """The demo's sweet-spot table: a subset of `ponder curves --table sweet-spots`, with the
+    same column names."""
+    from ponder.cli._tables import print_table
+    from ponder.curves.sweetspot import SWEET_SPOT_LABELS
 
-    assert isinstance(sweet, pd.DataFrame)
     if sweet.empty:
         return
-    table = Table(title="sweet spots (best recorded budget per model; 95% paired bootstrap)")
-    for column in (
-        "model",
-        "dataset",
-        "best budget",
-        "accuracy",
-        "share",
-        "cheapest within noise",
-        "overthinking",
-    ):
-        table.add_column(column, justify="left" if column in ("model", "dataset") else "right")
-    for _, row in sweet.iterrows():
-        table.add_row(
-            str(row["model"]),
-            str(row["dataset"]),
-            f"{row['sweet_spot']:.0f}",
-            f"{row['sweet_spot_accuracy']:.3f}",
-            f"{row['sweet_spot_share']:.2f}",
-            f"{row['sweet_spot_min']:.0f}",
-            "yes" if row["overthinking"] else "no",
-        )
-    console.print(table)
+    print_table(
+        console,
+        sweet,
+        {c: SWEET_SPOT_LABELS[c] for c in DEMO_SWEET_SPOT_COLUMNS},
+        title="sweet spots (best recorded budget per model; 95% paired bootstrap)",
+    )

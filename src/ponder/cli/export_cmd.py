@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from ponder.cli._common import StoreOption, open_store
-from ponder.store import export_outcomes
 
 
 def export_command(
     path: Annotated[Path, typer.Argument(help="Output file: .csv or .parquet.")],
     fmt: Annotated[str | None, typer.Option("--format", help="csv or parquet.")] = None,
-    with_text: Annotated[bool, typer.Option(help="Include response texts.")] = False,
+    with_text: Annotated[bool, typer.Option("--with-text", help="Include response texts.")] = False,
     store: StoreOption = None,
 ) -> None:
     """Export the outcome matrix (one row per sample) for pandas, DuckDB or a spreadsheet.
@@ -24,6 +23,8 @@ def export_command(
       ponder export outcomes.parquet
       ponder export outcomes.csv --with-text
     """
+    from ponder.store import export_outcomes
+
     with open_store(store) as st:
         n = export_outcomes(st, path, fmt=fmt, include_text=with_text)  # type: ignore[arg-type]
     typer.echo(f"wrote {n} rows to {path}")

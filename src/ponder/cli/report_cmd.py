@@ -13,14 +13,15 @@ from ponder.cli._common import (
     NBootOption,
     SeedOption,
     StoreOption,
+    check_names,
     err_console,
     open_store,
     progress,
 )
-from ponder.store import Store
 
 if TYPE_CHECKING:
     from ponder.curves import Curves
+    from ponder.store import Store
 
 
 def write_report(
@@ -87,7 +88,10 @@ def report_command(
     seed: SeedOption = 0,
     policies: Annotated[
         bool,
-        typer.Option(help="Add the offline evaluation of the policy families (slower)."),
+        typer.Option(
+            "--policies/--no-policies",
+            help="Add the offline evaluation of the policy families (slower).",
+        ),
     ] = False,
     store: StoreOption = None,
 ) -> None:
@@ -103,6 +107,7 @@ def report_command(
       ponder report --policies              # add policies vs uniform budgets (cross-validated)
     """
     with open_store(store) as st:
+        check_names(st, datasets=dataset, models=model)
         path = write_report(
             st, out, datasets=dataset, models=model, n_boot=n_boot, seed=seed, policies=policies
         )

@@ -51,6 +51,28 @@ SWEET_SPOT_COLUMNS: list[str] = [
     "n_resamples",
 ]
 
+# One display name per column, used by every view of the table (`ponder curves --table
+# sweet-spots`, `ponder demo`, the HTML report) so a number has the same name everywhere.
+# Keys are `SWEET_SPOT_COLUMNS`; the tuple/mapping columns (budgets, accuracies,
+# argmax_share) and n_resamples are for scripts and have no display name.
+SWEET_SPOT_LABELS: dict[str, str] = {
+    "model": "model",
+    "dataset": "dataset",
+    "mode": "mode",
+    "n_budgets": "budgets",
+    "sweet_spot": "best budget",
+    "sweet_spot_accuracy": "best accuracy",
+    "sweet_spot_share": "best share",
+    "sweet_spot_min": "cheapest within noise",
+    "sweet_spot_min_accuracy": "cheapest accuracy",
+    "largest_budget": "largest budget",
+    "largest_accuracy": "largest accuracy",
+    "drop": "drop to largest",
+    "drop_ci_low": "drop 95% low",
+    "drop_ci_high": "drop 95% high",
+    "overthinking": "overthinking",
+}
+
 
 def sweet_spot_table(
     frame: pd.DataFrame | None = None,
