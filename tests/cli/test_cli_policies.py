@@ -395,3 +395,25 @@ def test_fit_bad_parameters_one_line_error(
     assert expected in line, line
     assert "Traceback" not in result.stderr
     assert not out.exists() and not own.exists()
+
+
+def test_readme_python_example_adapts_to_difficulty(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run the README's "From Python" block on the recorded data: the level-1 and level-5
+    problems get different configurations, as the example claims."""
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("From Python:") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    exec(code.group(1).replace("/tmp/ponder.sqlite", str(store)), {})
+    printed = capsys.readouterr().out.splitlines()
+    decisions = dict(
+        m.groups() for line in printed if (m := re.fullmatch(r"([15]) (\S+\|\S+\|\S+)", line))
+    )
+    assert set(decisions) == {"1", "5"}
+    assert decisions["1"] != decisions["5"]
+    accuracy, cost = map(float, printed[-1].split())
+    assert 0 < accuracy <= 1 and cost > 0
