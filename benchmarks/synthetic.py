@@ -106,8 +106,9 @@ def synthetic_outcomes(n_rows: int, seed: int = 0) -> pd.DataFrame:
                         "answer_tokens": answer_tokens,
                         "output_tokens": flat_tokens,
                         "latency_s": flat_tokens / 60.0 + rng.exponential(0.3, flat_tokens.size),
-                        "truncated": truncated.ravel(),
-                        "answered": answer_code.ravel() >= 0,
+                        # 1.0 / 0.0 floats, as the store gives them back.
+                        "truncated": truncated.ravel().astype(np.float64),
+                        "answered": (answer_code.ravel() >= 0).astype(np.float64),
                         "_answer": answer_code.ravel(),
                         "correct": correct.ravel().astype(np.float64),
                         "n_runs": 1,

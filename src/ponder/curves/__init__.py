@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ponder.curves.aggregate import CELL_COLUMNS, CellBootstrap, cell_bootstrap, cell_table
+from ponder.curves._frame import CELL_KEYS, Coded, require_columns
+from ponder.curves.aggregate import (
+    CELL_COLUMNS,
+    CellBootstrap,
+    cell_bootstrap,
+    cell_table,
+    coded_cell_bootstrap,
+)
 from ponder.curves.bootstrap import (
     BootstrapResult,
     ProblemResampler,
@@ -29,8 +36,16 @@ from ponder.curves.derived import (
     derive_caps,
     with_derived_caps,
 )
-from ponder.curves.difficulty import difficulty_bins, difficulty_table
+from ponder.curves.difficulty import (
+    coded_difficulty_table,
+    difficulty_bins,
+    difficulty_table,
+    with_problem,
+)
 from ponder.curves.passk import (
+    _Prepared,
+    coded_maj_at_k_table,
+    coded_pass_at_k_table,
     expected_majority,
     maj_at_k_table,
     pass_at_k,
@@ -67,6 +82,25 @@ __all__ = [
 ]
 
 
+# Columns any curve table (or the derivation feeding it) reads.
+_CURVE_COLUMNS = frozenset(
+    [
+        *CELL_KEYS,
+        "problem_id",
+        "correct",
+        "output_tokens",
+        "truncated",
+        "answered",
+        "extracted_answer",
+        "n_runs",
+        "budget_kind",
+        "level",
+        "derived",
+        "source_budget",
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Curves:
     """All curve tables of one outcome frame.
@@ -99,21 +133,31 @@ def compute_curves(
     :mod:`ponder.curves.derived`) and those cells join every table with ``derived`` True.
     Pass ``normalize=ponder.grading.normalize_answer`` for maj@k answer matching.
     """
+    # Only the columns some table reads go through the derivation (which copies every
+    # column it gets): identifiers like run_id and the token splits are left behind.
+    slim = frame[[c for c in frame.columns if c in _CURVE_COLUMNS]]
     if derive:
-        plan = derivation_plan(frame)
-        full = with_derived_caps(frame)
+        plan = derivation_plan(slim)
+        full = with_derived_caps(slim)
     else:
         plan = pd.DataFrame(columns=PLAN_COLUMNS)
-        full = frame
-    resampler = ProblemResampler.from_frame(full, n_boot=n_boot, seed=seed)
-    cells = cell_bootstrap(full, ci=ci, resampler=resampler)
+        full = slim
+    require_columns(full, [*CELL_KEYS, "problem_id", "correct"], "the cell table")
+    # One factorization of the string keys, shared by every table.
+    coded = Coded.of(full)
+    resampler = ProblemResampler.from_coded(coded, n_boot=n_boot, seed=seed)
+    cells = coded_cell_bootstrap(coded, ci=ci, resampler=resampler)
+    prepared = _Prepared(coded, resampler)
+    has_problem = with_problem(coded)
     return Curves(
         cells=cells.table,
-        pass_at_k=pass_at_k_table(full, ci=ci, resampler=resampler),
-        maj_at_k=maj_at_k_table(full, normalize=normalize, ci=ci, resampler=resampler)
+        pass_at_k=coded_pass_at_k_table(prepared, ci=ci),
+        maj_at_k=coded_maj_at_k_table(
+            prepared, normalize=normalize, ci=ci, max_subsets=2000, seed=0
+        )
         if "extracted_answer" in full.columns
         else pd.DataFrame(),
-        difficulty=difficulty_table(full, ci=ci, resampler=resampler),
+        difficulty=coded_difficulty_table(has_problem, ci=ci, resampler=resampler),
         sweet_spots=sweet_spot_table(
             cells=cells, ci=ci, include_derived=include_derived_sweet_spots
         ),

@@ -15,13 +15,14 @@ import pandas as pd
 
 from ponder.curves._frame import (
     CELL_KEYS,
+    Coded,
     FloatArray,
+    IntArray,
     as_float,
-    cell_codes,
     derived_mask,
     require_columns,
 )
-from ponder.curves.bootstrap import BootstrapResult, ProblemResampler, bootstrap_rows
+from ponder.curves.bootstrap import BootstrapResult, ProblemResampler, bootstrap_rows, local_codes
 
 CELL_COLUMNS: list[str] = [
     *CELL_KEYS,
@@ -67,10 +68,15 @@ def cell_bootstrap(
 ) -> CellBootstrap:
     """Cell table and the per-resample accuracies behind its intervals."""
     require_columns(frame, _REQUIRED, "the cell table")
-    frame = frame.reset_index(drop=True)
+    coded = Coded.of(frame)
     if resampler is None:
-        resampler = ProblemResampler.from_frame(frame, n_boot=n_boot, seed=seed)
-    codes, keys = cell_codes(frame)
+        resampler = ProblemResampler.from_coded(coded, n_boot=n_boot, seed=seed)
+    return coded_cell_bootstrap(coded, ci=ci, resampler=resampler)
+
+
+def coded_cell_bootstrap(coded: Coded, *, ci: float, resampler: ProblemResampler) -> CellBootstrap:
+    """:func:`cell_bootstrap` on a frame whose codes are already known."""
+    frame, codes, keys = coded.frame, coded.cell, coded.cell_keys
     n_cells = len(keys)
     correct = as_float(frame["correct"])
     work = pd.DataFrame({"_cell": codes, "correct": correct})
@@ -90,10 +96,10 @@ def cell_bootstrap(
     table["n_samples"] = np.bincount(codes, minlength=n_cells).astype(np.int64)
 
     result, n_problems = bootstrap_rows(
-        frame,
+        local_codes(coded, resampler),
         codes,
         correct,
-        keys["dataset"].astype(str).to_numpy(dtype=object),
+        coded.cell_dataset,
         accuracy,
         resampler,
         ci=ci,
@@ -153,12 +159,23 @@ def _column(frame: pd.DataFrame, name: str) -> FloatArray:
     return as_float(frame[name])
 
 
-def _budget_kind(frame: pd.DataFrame, codes: np.ndarray, n_cells: int) -> list[str]:
-    """The cell's budget kind, or "mixed" if its rows disagree (should not happen)."""
+def _budget_kind(frame: pd.DataFrame, codes: IntArray, n_cells: int) -> list[str]:
+    """The cell's budget kind, or "mixed" if its rows disagree (should not happen).
+
+    The distinct (cell, kind) rows are found on integer codes; only those few rows go
+    through the pandas first / size summary.
+    """
     if "budget_kind" not in frame.columns:
         return ["none"] * n_cells
-    kinds = pd.DataFrame({"_cell": codes, "kind": frame["budget_kind"].astype(str).to_numpy()})
-    uniq = kinds.drop_duplicates()
-    counts = uniq.groupby("_cell")["kind"].agg(["first", "size"]).reindex(range(n_cells))
+    column = frame["budget_kind"]
+    if not isinstance(column.dtype, pd.StringDtype):
+        column = column.astype(str)  # str() of every value decides which values are equal
+    kind, uniques = pd.factorize(column, use_na_sentinel=True)
+    kind = np.where(kind < 0, len(uniques), kind).astype(np.int64)
+    pair, _ = pd.factorize(codes * np.int64(len(uniques) + 1) + kind)
+    first = np.empty(int(pair.max()) + 1 if len(pair) else 0, dtype=np.int64)
+    first[pair[::-1]] = np.arange(len(pair) - 1, -1, -1)  # first row of each distinct pair
+    kinds = pd.DataFrame({"_cell": codes[first], "kind": column.iloc[first].to_numpy()})
+    counts = kinds.groupby("_cell")["kind"].agg(["first", "size"]).reindex(range(n_cells))
     labels = np.where(counts["size"].to_numpy() > 1, "mixed", counts["first"].to_numpy())
     return [str(x) for x in labels]

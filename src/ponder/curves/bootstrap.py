@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ponder.curves._frame import FloatArray, IntArray, problem_codes, unique_pairs
+from ponder.curves._frame import Coded, FloatArray, IntArray, problem_codes, unique_pairs
 
 # Bound on the dense per-chunk (problems x groups) matrices, in elements.
 _CHUNK_ELEMENTS = 1 << 22
@@ -84,7 +84,24 @@ class ProblemResampler:
         cls, frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0
     ) -> ProblemResampler:
         """Universe of each dataset = the distinct problem ids it has anywhere in the frame."""
-        pairs = frame[["dataset", "problem_id"]].drop_duplicates()
+        return cls._from_pairs(frame[["dataset", "problem_id"]].drop_duplicates(), n_boot, seed)
+
+    @classmethod
+    def from_coded(cls, coded: Coded, *, n_boot: int = 1000, seed: int = 0) -> ProblemResampler:
+        """:meth:`from_frame` on the distinct pairs the codes already found.
+
+        Rows with a missing problem id are not coded; the few distinct pairs among them are
+        added as they are, so the universe is exactly the one :meth:`from_frame` builds.
+        """
+        pairs = coded.problem_keys
+        uncoded = coded.problem < 0
+        if uncoded.any():
+            extra = coded.frame.loc[uncoded, ["dataset", "problem_id"]].drop_duplicates()
+            pairs = pd.concat([pairs, extra], ignore_index=True)
+        return cls._from_pairs(pairs, n_boot, seed)
+
+    @classmethod
+    def _from_pairs(cls, pairs: pd.DataFrame, n_boot: int, seed: int) -> ProblemResampler:
         problems: dict[str, list[object]] = {}
         for dataset, ids in pairs.groupby("dataset", sort=True)["problem_id"]:
             problems[str(dataset)] = ids.tolist()
@@ -111,7 +128,10 @@ class ProblemResampler:
         Distinct (dataset, problem_id) pairs are looked up once and broadcast back, so this
         is cheap on 1e6 rows.
         """
-        codes, pairs = problem_codes(frame)
+        return self.local_codes_of(*problem_codes(frame))
+
+    def local_codes_of(self, codes: IntArray, pairs: pd.DataFrame) -> IntArray:
+        """:meth:`local_codes` from (dataset, problem_id) codes and their table of pairs."""
         pair_local = np.full(len(pairs), -1, dtype=np.int64)
         ds = pairs["dataset"].astype(str).to_numpy()
         ids = pairs["problem_id"].astype(str)
@@ -119,7 +139,7 @@ class ProblemResampler:
             if dataset in self._universe:
                 mask = ds == dataset
                 pair_local[mask] = self._universe[dataset].get_indexer(ids[mask])
-        out = np.full(len(frame), -1, dtype=np.int64)
+        out = np.full(len(codes), -1, dtype=np.int64)
         ok = codes >= 0
         out[ok] = pair_local[codes[ok]]
         return out
@@ -240,8 +260,8 @@ def bootstrap_groups(
     stops = np.concatenate([boundaries, [n_groups]]).astype(np.int64)
 
     for d_start, d_stop in zip(starts.tolist(), stops.tolist(), strict=True):
-        if d_stop <= d_start:
-            continue
+        if d_stop <= d_start or str(sorted_ds[d_start]) not in resampler._universe:
+            continue  # (groups without a dataset have no problems to resample: no interval)
         weights = resampler.counts(str(sorted_ds[d_start])).astype(np.float64)
         n_prob = weights.shape[1]
         chunk = max(1, _CHUNK_ELEMENTS // max(n_prob, 1))
@@ -281,7 +301,8 @@ def bootstrap_groups(
     # also cover the Wilson interval over problems.
     solved = np.bincount(pair_group, weights=(pair_sum > 0), minlength=n_groups)
     missed = np.bincount(pair_group, weights=(pair_sum < pair_count), minlength=n_groups)
-    sparse = ~degenerate & np.isfinite(estimate) & ((solved < _FEW) | (missed < _FEW))
+    sparse = ~degenerate & np.isfinite(estimate) & (n_problems > 0)
+    sparse &= (solved < _FEW) | (missed < _FEW)
     if sparse.any():
         w_low, w_high = wilson_interval(estimate[sparse], n_problems[sparse], ci)
         ci_low[sparse] = np.fmin(ci_low[sparse], w_low)
@@ -297,8 +318,18 @@ def bootstrap_groups(
     )
 
 
+def local_codes(coded: Coded, resampler: ProblemResampler) -> IntArray:
+    """Each row's position in its dataset's universe, computed once per coded frame."""
+    cached = coded._local.get(id(resampler))
+    if cached is not None and cached[0] is resampler:
+        return cached[1]
+    local = resampler.local_codes_of(coded.problem, coded.problem_keys)
+    coded._local[id(resampler)] = (resampler, local)
+    return local
+
+
 def bootstrap_rows(
-    frame: pd.DataFrame,
+    local: IntArray,
     group: IntArray,
     values: FloatArray,
     group_dataset: npt.NDArray[np.object_],
@@ -310,13 +341,12 @@ def bootstrap_rows(
 ) -> tuple[BootstrapResult, FloatArray]:
     """Bootstrap of group means of row values (NaN values ignored); also returns n_problems.
 
-    Rows are reduced to per-(group, problem) sums and counts first, so the cost after that
-    does not depend on the number of samples.
+    ``local`` is each row's position in its dataset's universe (:func:`local_codes`). Rows
+    are reduced to per-(group, problem) sums and counts first, so the cost after that does
+    not depend on the number of samples.
     """
     n_groups = len(group_dataset)
-    valid = (group >= 0) & ~np.isnan(values)
-    local = resampler.local_codes(frame)
-    valid &= local >= 0
+    valid = (group >= 0) & ~np.isnan(values) & (local >= 0)
     n_max = max((len(resampler.universe(d)) for d in resampler.datasets), default=1)
     pg, pp, inverse = unique_pairs(group[valid], local[valid], n_max)
     pair_sum = np.bincount(inverse, weights=values[valid], minlength=len(pg)).astype(np.float64)

@@ -16,14 +16,14 @@ import pandas as pd
 
 from ponder.curves._frame import (
     CELL_KEYS,
+    Coded,
     as_float,
-    cell_codes,
     cell_derived,
     derived_mask,
-    problem_codes,
     require_columns,
+    sorted_unique,
 )
-from ponder.curves.bootstrap import ProblemResampler, bootstrap_rows
+from ponder.curves.bootstrap import ProblemResampler, bootstrap_rows, local_codes
 
 DIFFICULTY_COLUMNS: list[str] = [
     *CELL_KEYS,
@@ -48,27 +48,33 @@ def difficulty_bins(frame: pd.DataFrame) -> pd.DataFrame:
     ``difficulty_rank`` orders bins from easiest (levels ascending; easy, medium, hard).
     """
     require_columns(frame, ["dataset", "problem_id", "correct"], "difficulty bins")
-    recorded = frame.loc[~derived_mask(frame)]
-    if "n_runs" in recorded.columns:
+    return coded_difficulty_bins(Coded.of(frame))
+
+
+def coded_difficulty_bins(coded: Coded) -> pd.DataFrame:
+    """:func:`difficulty_bins` on integer codes: no pass over the rows' strings."""
+    frame = coded.frame
+    recorded = ~derived_mask(frame)
+    if "n_runs" in frame.columns:
         # Solve rates from samples where a dataset has them: aggregated leaderboard rows of
         # other sources (MathArena covers AIME I only) would skew one part of the dataset.
-        is_sample = (recorded["n_runs"] == 1).to_numpy()
-        with_samples = set(recorded.loc[is_sample, "dataset"])
-        recorded = recorded[is_sample | ~recorded["dataset"].isin(with_samples).to_numpy()]
-    level = as_float(recorded["level"]) if "level" in recorded.columns else np.nan
-    per_problem = (
-        pd.DataFrame(
-            {
-                "dataset": recorded["dataset"].to_numpy(),
-                "problem_id": recorded["problem_id"].to_numpy(),
-                "level": level,
-                "correct": as_float(recorded["correct"]),
-            }
-        )
-        .groupby(["dataset", "problem_id"], sort=True)
-        .agg(level=("level", "max"), solve_rate=("correct", "mean"))
-        .reset_index()
+        is_sample = (frame["n_runs"] == 1).to_numpy(dtype=bool, na_value=False)
+        codes, names = pd.factorize(frame["dataset"], use_na_sentinel=False)
+        dataset = np.asarray(codes, dtype=np.int64)
+        has_samples = np.bincount(dataset[recorded & is_sample], minlength=len(names))
+        recorded &= is_sample | (has_samples[dataset] == 0)
+    rows = np.flatnonzero(recorded & (coded.problem >= 0))
+    pair = coded.problem[rows]
+    pairs, inverse = sorted_unique(pair)
+    level = (
+        as_float(frame["level"])[rows] if "level" in frame.columns else np.full(len(rows), np.nan)
     )
+    stats = pd.DataFrame({"level": level, "correct": as_float(frame["correct"])[rows]})
+    grouped = stats.groupby(inverse, sort=True)
+    per_problem = coded.problem_keys.iloc[pairs].reset_index(drop=True)
+    per_problem["level"] = grouped["level"].max().to_numpy(dtype=np.float64)
+    per_problem["solve_rate"] = grouped["correct"].mean().to_numpy(dtype=np.float64)
+
     has_level = per_problem.groupby("dataset")["level"].transform(lambda s: bool(s.notna().all()))
     by_level = has_level.to_numpy(dtype=bool)
 
@@ -102,15 +108,27 @@ def difficulty_table(
     is a domain estimate whose size varies across resamples, as it would in a new draw.
     """
     require_columns(frame, [*CELL_KEYS, "problem_id", "correct"], "the difficulty table")
-    # A row without a problem id cannot be binned (nor resampled).
-    frame = frame.loc[frame["dataset"].notna() & frame["problem_id"].notna()]
-    frame = frame.reset_index(drop=True)
+    coded = with_problem(Coded.of(frame))
     if resampler is None:
-        resampler = ProblemResampler.from_frame(frame, n_boot=n_boot, seed=seed)
-    codes, keys = cell_codes(frame)
+        resampler = ProblemResampler.from_coded(coded, n_boot=n_boot, seed=seed)
+    return coded_difficulty_table(coded, ci=ci, resampler=resampler)
+
+
+def with_problem(coded: Coded) -> Coded:
+    """The rows that have a dataset and a problem id (the others cannot be binned nor
+    resampled), coded afresh only when some row is dropped."""
+    missing = coded.problem < 0
+    if not missing.any():
+        return coded
+    return Coded.of(coded.frame.loc[~missing])
+
+
+def coded_difficulty_table(coded: Coded, *, ci: float, resampler: ProblemResampler) -> pd.DataFrame:
+    """:func:`difficulty_table` on coded rows that all have a dataset and a problem id."""
+    frame, codes, keys = coded.frame, coded.cell, coded.cell_keys
     derived = cell_derived(frame, codes, len(keys))
-    bins = difficulty_bins(frame)
-    prob_code, prob_keys = problem_codes(frame)
+    bins = coded_difficulty_bins(coded)
+    prob_code, prob_keys = coded.problem, coded.problem_keys
     pair_bins = prob_keys.merge(bins, on=["dataset", "problem_id"], how="left", sort=False)
     pair_code, bin_keys = pd.factorize(
         pd.MultiIndex.from_arrays(
@@ -121,16 +139,16 @@ def difficulty_table(
     bin_code = np.asarray(pair_code, dtype=np.int64)[prob_code]
     n_bins = max(len(bin_keys), 1)
     group_key = codes * n_bins + bin_code
-    uniq, group = np.unique(group_key, return_inverse=True)
-    group = np.asarray(group, dtype=np.int64).reshape(-1)
+    uniq, group = sorted_unique(group_key)
     g_cell = uniq // n_bins
     g_bin = uniq % n_bins
 
     correct = as_float(frame["correct"])
     means = pd.Series(correct).groupby(group).mean().reindex(range(len(uniq)))
     accuracy = np.asarray(means.to_numpy(dtype=np.float64), dtype=np.float64)
-    dataset = keys["dataset"].astype(str).to_numpy(dtype=object)[g_cell]
-    result, n_problems = bootstrap_rows(frame, group, correct, dataset, accuracy, resampler, ci=ci)
+    dataset = coded.cell_dataset[g_cell]
+    local = local_codes(coded, resampler)
+    result, n_problems = bootstrap_rows(local, group, correct, dataset, accuracy, resampler, ci=ci)
     source = bins.drop_duplicates("dataset").set_index("dataset")["difficulty_source"]
     table: pd.DataFrame = keys.iloc[g_cell].reset_index(drop=True)
     table["derived"] = derived[g_cell]

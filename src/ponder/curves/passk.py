@@ -35,16 +35,17 @@ import pandas as pd
 
 from ponder.curves._frame import (
     CELL_KEYS,
+    Coded,
     FloatArray,
     IntArray,
     as_float,
-    cell_codes,
     cell_derived,
     require_columns,
     sample_mask,
+    sorted_unique,
     unique_pairs,
 )
-from ponder.curves.bootstrap import ProblemResampler, bootstrap_groups
+from ponder.curves.bootstrap import ProblemResampler, bootstrap_groups, local_codes
 
 K_COLUMNS: list[str] = [
     *CELL_KEYS,
@@ -89,7 +90,11 @@ def pass_at_k_table(
     Columns: model, dataset, mode, budget, derived, k, value, ci_low, ci_high, ci_method,
     n_problems (problems with at least k samples).
     """
-    prep = _Prepared(frame, n_boot=n_boot, seed=seed, resampler=resampler)
+    return coded_pass_at_k_table(_Prepared.of(frame, n_boot, seed, resampler), ci=ci)
+
+
+def coded_pass_at_k_table(prep: _Prepared, *, ci: float) -> pd.DataFrame:
+    """:func:`pass_at_k_table` on prepared rows (shared with maj@k by compute_curves)."""
     correct = prep.correct == 1.0
     n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.float64)
     c = np.bincount(prep.pair_of_row, weights=correct, minlength=prep.n_pairs)
@@ -114,9 +119,22 @@ def maj_at_k_table(
     k is a Monte-Carlo estimate).
     """
     require_columns(frame, ["extracted_answer"], "maj@k")
-    prep = _Prepared(frame, n_boot=n_boot, seed=seed, resampler=resampler)
-    rows = prep.frame
-    answer = _answer_codes(rows["extracted_answer"], normalize)
+    prep = _Prepared.of(frame, n_boot, seed, resampler)
+    return coded_maj_at_k_table(
+        prep, normalize=normalize, ci=ci, max_subsets=max_subsets, seed=seed
+    )
+
+
+def coded_maj_at_k_table(
+    prep: _Prepared,
+    *,
+    normalize: Callable[[str], str],
+    ci: float,
+    max_subsets: int,
+    seed: int,
+) -> pd.DataFrame:
+    """:func:`maj_at_k_table` on prepared rows."""
+    answer = _answer_codes(prep.column("extracted_answer"), normalize)
     n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.int64)
 
     # Correctness of a normalized answer within its cell and problem: an answer is right if a
@@ -125,16 +143,15 @@ def maj_at_k_table(
     n_answers = int(answer.max()) + 1 if len(answer) and answer.max() >= 0 else 1
     voter = answer >= 0
     ans_key = prep.pair_of_row[voter].astype(np.int64) * n_answers + answer[voter]
-    uniq_key, key_inv = np.unique(ans_key, return_inverse=True)
-    key_ok = np.zeros(len(uniq_key), dtype=bool)
-    np.logical_or.at(key_ok, key_inv.reshape(-1), prep.correct[voter] == 1.0)
+    uniq_key, key_inv = sorted_unique(ans_key)
+    right = (prep.correct[voter] == 1.0).astype(np.float64)
+    key_ok = np.bincount(key_inv, weights=right, minlength=len(uniq_key)) > 0
 
     # Vote counts per (pair, answer), then each pair's profile sorted by (votes, correct).
     pair_v = prep.pair_of_row[voter]
     va_pair, _, va_inv = unique_pairs(pair_v, answer[voter], n_answers)
     votes = np.bincount(va_inv, minlength=len(va_pair)).astype(np.int64)
-    va_ok = np.zeros(len(va_pair), dtype=bool)
-    np.logical_or.at(va_ok, va_inv, key_ok[key_inv.reshape(-1)])
+    va_ok = np.bincount(va_inv, weights=key_ok[key_inv], minlength=len(va_pair)) > 0
     order = np.lexsort((-va_ok.astype(np.int64), -votes, va_pair))
     va_pair, votes, va_ok = va_pair[order], votes[order], va_ok[order]
     first = np.searchsorted(va_pair, va_pair, side="left")
@@ -145,8 +162,7 @@ def maj_at_k_table(
     counts[va_pair, rank] = votes
     oks[va_pair, rank] = va_ok
 
-    profiles, prof_inv = np.unique(np.column_stack([n, counts, oks]), axis=0, return_inverse=True)
-    prof_inv = prof_inv.reshape(-1)
+    profiles, prof_inv = unique_rows(np.column_stack([n, counts, oks]))
     k_max = int(n.max()) if len(n) else 0
     prof_values = np.full((len(profiles), k_max), np.nan)
     prof_exact = np.ones((len(profiles), k_max), dtype=bool)
@@ -165,6 +181,24 @@ def maj_at_k_table(
     exact_pairs = prof_exact[prof_inv]
     table["exact"] = _group_all(prep, n, exact_pairs, table)
     return table
+
+
+def unique_rows(table: IntArray) -> tuple[IntArray, IntArray]:
+    """``np.unique(table, axis=0, return_inverse=True)`` by a lexsort over the columns.
+
+    Same rows in the same (lexicographic) order with the same inverse; np.unique sorts the
+    rows as structured records, which is several times slower.
+    """
+    if len(table) == 0:
+        return table[:0], np.zeros(0, dtype=np.int64)
+    order = np.lexsort(table.T[::-1])
+    ordered = table[order]
+    new = np.ones(len(table), dtype=bool)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    group = np.cumsum(new) - 1
+    inverse = np.empty(len(table), dtype=np.int64)
+    inverse[order] = group
+    return ordered[new], inverse
 
 
 def expected_majority(
@@ -203,45 +237,58 @@ def expected_majority(
 class _Prepared:
     """Rows that enter pass@k / maj@k, with their cell and (cell, problem) pair."""
 
-    def __init__(
-        self, frame: pd.DataFrame, *, n_boot: int, seed: int, resampler: ProblemResampler | None
-    ) -> None:
+    def __init__(self, coded: Coded, resampler: ProblemResampler) -> None:
+        frame = coded.frame
         require_columns(frame, [*CELL_KEYS, "problem_id", "correct"], "pass@k / maj@k")
-        frame = frame.reset_index(drop=True)
-        if resampler is None:
-            resampler = ProblemResampler.from_frame(frame, n_boot=n_boot, seed=seed)
         self.resampler = resampler
-        codes, keys = cell_codes(frame)
+        self.source = frame
+        codes, keys = coded.cell, coded.cell_keys
         self.keys = keys
+        self.dataset = coded.cell_dataset
         self.derived = cell_derived(frame, codes, len(keys))
         correct = as_float(frame["correct"])
-        local = resampler.local_codes(frame)
+        local = local_codes(coded, resampler)
         keep = sample_mask(frame) & ~np.isnan(correct) & (local >= 0)
-        self.frame = frame.loc[keep].reset_index(drop=True)
-        self.correct = correct[keep]
+        self.rows = np.flatnonzero(keep)
+        self.correct = correct[self.rows]
         n_max = max((len(resampler.universe(d)) for d in resampler.datasets), default=1)
         self.pair_cell, self.pair_problem, self.pair_of_row = unique_pairs(
-            codes[keep], local[keep], n_max
+            codes[self.rows], local[self.rows], n_max
         )
         self.n_pairs = len(self.pair_cell)
+        self._groups: tuple[IntArray, IntArray, IntArray] | None = None
 
+    @classmethod
+    def of(
+        cls, frame: pd.DataFrame, n_boot: int, seed: int, resampler: ProblemResampler | None
+    ) -> _Prepared:
+        require_columns(frame, [*CELL_KEYS, "problem_id", "correct"], "pass@k / maj@k")
+        coded = Coded.of(frame)
+        if resampler is None:
+            resampler = ProblemResampler.from_coded(coded, n_boot=n_boot, seed=seed)
+        return cls(coded, resampler)
 
-def _k_groups(prep: _Prepared, n: FloatArray) -> tuple[IntArray, IntArray, IntArray]:
-    """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
-    k_max = int(n.max()) if len(n) else 0
-    n_int = n.astype(np.int64)
-    reps = n_int
-    pair_idx = np.repeat(np.arange(prep.n_pairs), reps)
-    starts = np.repeat(np.cumsum(reps) - reps, reps)
-    k = np.arange(len(pair_idx)) - starts + 1
-    group_key = prep.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
-    _, group = np.unique(group_key, return_inverse=True)
-    return pair_idx, k, np.asarray(group, dtype=np.int64).reshape(-1)
+    def column(self, name: str) -> pd.Series:
+        """A column of the kept rows."""
+        return self.source[name].iloc[self.rows].reset_index(drop=True)
+
+    def groups(self) -> tuple[IntArray, IntArray, IntArray]:
+        """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
+        if self._groups is None:
+            n = np.bincount(self.pair_of_row, minlength=self.n_pairs)
+            k_max = int(n.max()) if len(n) else 0
+            pair_idx = np.repeat(np.arange(self.n_pairs), n)
+            starts = np.repeat(np.cumsum(n) - n, n)
+            k = np.arange(len(pair_idx)) - starts + 1
+            group_key = self.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
+            _, group = sorted_unique(group_key)
+            self._groups = (pair_idx, k, group)
+        return self._groups
 
 
 def _k_table(prep: _Prepared, n: FloatArray, values: FloatArray, *, ci: float) -> pd.DataFrame:
     """Average per-problem values into (cell, k) groups and bootstrap them over problems."""
-    pair_idx, k, group = _k_groups(prep, n)
+    pair_idx, k, group = prep.groups()
     if len(group) == 0:
         return pd.DataFrame(columns=K_COLUMNS)
     n_groups = int(group.max()) + 1
@@ -253,7 +300,7 @@ def _k_table(prep: _Prepared, n: FloatArray, values: FloatArray, *, ci: float) -
     first[group[::-1]] = np.arange(len(group))[::-1]  # any member of each group
     g_cell = prep.pair_cell[pair_idx[first]]
     g_k = k[first]
-    group_dataset = prep.keys["dataset"].astype(str).to_numpy(dtype=object)[g_cell]
+    group_dataset = prep.dataset[g_cell]
     result = bootstrap_groups(
         prep.resampler,
         group_dataset=group_dataset,
@@ -280,7 +327,7 @@ def _group_all(
     prep: _Prepared, n: IntArray, flags: npt.NDArray[np.bool_], table: pd.DataFrame
 ) -> npt.NDArray[np.bool_]:
     """Per (cell, k) group: whether the flag holds for every pair in it (same order as table)."""
-    pair_idx, k, group = _k_groups(prep, n.astype(np.float64))
+    pair_idx, k, group = prep.groups()
     if len(group) == 0:
         return np.zeros(0, dtype=bool)
     bad = np.bincount(group, weights=~flags[pair_idx, k - 1], minlength=len(table))
@@ -289,7 +336,9 @@ def _group_all(
 
 def _answer_codes(answers: pd.Series, normalize: Callable[[str], str]) -> IntArray:
     """Code of each row's normalized answer; -1 for no vote (None/NaN/empty)."""
-    raw_codes, uniques = pd.factorize(answers.astype(object), use_na_sentinel=True)
+    # Arrow strings factorize in C; the codes (first-appearance order) and NA are the same
+    # as for the same values as Python objects.
+    raw_codes, uniques = pd.factorize(answers, use_na_sentinel=True)
     # normalize is called once per distinct raw answer, not per row.
     normalized = [normalize(str(u)) for u in uniques]
     norm_codes, _ = pd.factorize(
