@@ -57,7 +57,16 @@ def test_list_json(shared: Path, tmp_path: Path) -> None:
 def test_list_table_says_which_need_a_mirror(shared: Path, tmp_path: Path) -> None:
     proc = run("list", data_dir=tmp_path, shared=tmp_path / "no-shared")
     assert proc.returncode == 0, proc.stderr
-    assert "mirror-needed" in proc.stdout and "needs a mirror" in proc.stdout
+    # Each dataset's own row says where it comes from, as its registry entry has it; every
+    # mirror-only dataset gets a line with its reason.
+    rows = {line.split()[1]: line for line in proc.stdout.splitlines() if line.startswith("│")}
+    assert set(rows) == set(DATASETS)
+    for name in DATASETS:
+        spec = get_dataset(name)
+        assert ("mirror-needed" in rows[name]) == spec.needs_mirror, rows[name]
+        assert ("upstream" in rows[name]) == (not spec.needs_mirror), rows[name]
+        if spec.needs_mirror:
+            assert f"{name} needs a mirror: {spec.mirror_reason}" in " ".join(proc.stdout.split())
 
 
 def test_pull_from_loopback_mirror(
@@ -86,6 +95,10 @@ def test_pull_human_output(shared: Path, tmp_path: Path) -> None:
     proc = run("pull", "math500", "--mirror", str(shared), data_dir=tmp_path, shared=shared)
     assert proc.returncode == 0, proc.stderr
     assert "math500: 1 written" in proc.stdout
+    (pinned,) = get_dataset("math500").files
+    written = tmp_path / "datasets" / pinned.path
+    assert hashlib.sha256(written.read_bytes()).hexdigest() == pinned.sha256
+    assert written.read_bytes() == (shared / pinned.path).read_bytes()
 
 
 def test_unknown_name(shared: Path, tmp_path: Path) -> None:
