@@ -20,6 +20,11 @@ def test_compute_curves_tables(make_grid) -> None:
     assert isinstance(curves, Curves)
     derived = curves.cells[curves.cells["derived"]]
     assert set(derived["budget"]) == {2048.0}
+    for model, cell in derived.set_index("model").iterrows():
+        source = frame[(frame["model"] == model) & (frame["budget"] == 4096.0)]
+        kept = source["output_tokens"] <= 2048.0  # the rest is cut: wrong
+        assert cell["accuracy"] == (source["correct"] * kept).mean()
+        assert cell["source_budget"] == 4096.0 and cell["n_samples"] == len(source)
     assert (curves.derivations["status"] == "derive").all()
     assert set(curves.pass_at_k["k"]) == {1, 2, 3}
     assert len(curves.maj_at_k) == len(curves.pass_at_k)
