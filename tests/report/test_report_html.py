@@ -164,3 +164,11 @@ def test_sweet_spot_columns_are_named_as_everywhere_else(report: str) -> None:
     assert best in header
     # The explanation above the table quotes the same name.
     assert f'("{best}")' in section
+
+
+def test_budget_section_counts_its_derived_lower_bounds(report: str) -> None:
+    # Caps 512 and 4096 for two models: 1024 and 2048 derived for each.
+    section = report[report.index("aime25 · sweep_src, 30 problems</h2>") :]
+    section = section[: section.index("<img")]
+    assert "Hollow circles (4) are" in " ".join(section.split())
+    assert "derived lower bounds" in section

@@ -138,6 +138,7 @@ def build_report(
                     "n_models": budgeted["model"].nunique(),
                     "n_problems": ds_frame.loc[ds_frame["budget"].notna(), "problem_id"].nunique(),
                     "budgets": ", ".join(str(int(b)) for b in sorted(budgeted["budget"].unique())),
+                    "n_derived": int(budgeted["derived"].fillna(False).astype(bool).sum()),
                     "curve_budget": _b64(plots.accuracy_curves(cells, dataset, title=label)),
                     "curve_tokens": _b64(
                         plots.accuracy_curves(cells, dataset, x="mean_tokens", title=label)
@@ -165,9 +166,10 @@ def build_report(
                 + ("; aggregated rows (share of runs solved per problem)" if aggregated else "")
                 + "."
             )
-            scatter = None
+            scatter: str | None = None
+            left_out: list[str] = []
             if len(points) >= 2:
-                figure, _left_out = plots.accuracy_vs_tokens_points_figure(
+                figure, left_out = plots.accuracy_vs_tokens_points_figure(
                     points, f"{label}: accuracy vs mean output tokens"
                 )
                 scatter = _b64(plots.figure_png(figure))
@@ -180,6 +182,7 @@ def build_report(
                     "points": scatter,
                     "points_table": _points_table(points) if scatter else None,
                     "n_points": len(points),
+                    "n_unlabelled": len(left_out),
                 }
             )
         if on_dataset is not None:
