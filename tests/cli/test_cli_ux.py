@@ -395,3 +395,27 @@ def test_help_has_examples(ponder: Any) -> None:
 def test_grade_broken_box_extracts_nothing(ponder: Any, response: str) -> None:
     result = ponder("grade", response, "2", "--json", check_ok=True)
     assert json.loads(result.stdout) == {"extracted": None, "match": False}
+
+
+# -- a new user's mistakes -------------------------------------------------------------------
+
+
+def test_data_pull_of_a_dataset_name_names_its_sources(ponder: Any) -> None:
+    line = _one_line_error(ponder("data", "pull", "aime24"))
+    assert "'aime24' is a dataset name, not a source" in line
+    assert "pull reasoning_budget_sweep or matharena_competitions" in line
+
+
+def test_data_pull_of_a_misspelt_source_suggests(ponder: Any) -> None:
+    line = _one_line_error(ponder("data", "pull", "routellm-gsm8k"))
+    assert "unknown source 'routellm-gsm8k' (did you mean 'routellm_gsm8k'?)" in line
+
+
+def test_export_rejects_an_unknown_format_by_name(
+    ponder: Any, toy_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    result = ponder("export", str(out), "--format", "xlsx", store=toy_store)
+    assert result.returncode == 2
+    assert "'xlsx': expected csv or parquet" in result.stderr
+    assert not out.exists()

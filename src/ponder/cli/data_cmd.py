@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ponder.cli._common import echo_json, out_console
+from ponder.errors import InputError
 
 data_app = typer.Typer(
     help=(
@@ -49,6 +50,26 @@ def provides(name: str) -> str:
     if name in PROBLEM_SETS:
         return "problem texts for " + ", ".join(PROBLEM_SETS[name])
     return "-"
+
+
+def check_source(name: str) -> None:
+    """Fail with one line when `name` is not a source: a dataset name (what `-d` takes) gets
+    the sources that provide it, a misspelling the closest source."""
+    import difflib
+
+    from ponder.datasets import DATASETS
+
+    if name in DATASETS:
+        return
+    sources = [s for s, names in {**PROVIDES, **PROBLEM_SETS}.items() if name in names]
+    if sources:
+        raise InputError(
+            f"{name!r} is a dataset name, not a source: pull {' or '.join(sources)} "
+            "(see `ponder data list`)"
+        )
+    close = difflib.get_close_matches(name, list(DATASETS), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(f"unknown source {name!r}{hint}; sources: {', '.join(DATASETS)}")
 
 
 def _human_size(n: int) -> str:
@@ -139,7 +160,7 @@ def list_cmd(
 
 
 def pull_cmd(
-    name: Annotated[str, typer.Argument(help="Dataset name, as shown by `ponder data list`.")],
+    name: Annotated[str, typer.Argument(help="Source name, as shown by `ponder data list`.")],
     mirror: Annotated[
         str | None,
         typer.Option(
@@ -161,7 +182,7 @@ def pull_cmd(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Download a dataset and verify each file's sha256 before it is put in place.
+    """Download a source (the files of one or more datasets) and verify each file's sha256 before it is put in place.
 
     Files already present with the right checksum are not fetched again. Upstream files whose
     checksum is not pinned are trusted on first use: their sha256 is recorded in
@@ -179,6 +200,7 @@ def pull_cmd(
     """
     from ponder.datasets import pull
 
+    check_source(name)
     result = pull(name, dest=dest, mirror=mirror, progress=show_progress, force=force)
     if as_json:
         echo_json(result.to_dict())

@@ -23,6 +23,8 @@ def export_command(
       ponder export outcomes.parquet
       ponder export outcomes.csv --with-text
     """
+    if fmt is not None and fmt not in ("csv", "parquet"):
+        raise typer.BadParameter(f"{fmt!r}: expected csv or parquet", param_hint="--format")
     from ponder.store import export_outcomes
 
     with open_store(store) as st:
