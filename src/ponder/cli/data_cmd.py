@@ -182,7 +182,8 @@ def pull_cmd(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Download a source (the files of one or more datasets) and verify each file's sha256 before it is put in place.
+    """Download a source (the files behind one or more datasets), verifying each file's
+    sha256 before it is put in place.
 
     Files already present with the right checksum are not fetched again. Upstream files whose
     checksum is not pinned are trusted on first use: their sha256 is recorded in
