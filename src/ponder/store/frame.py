@@ -69,25 +69,20 @@ _INT = frozenset({int})
 class _TextColumn:
     """A text column as int32 codes into the distinct values seen so far (NULL is -1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_rows: int) -> None:
         self.index: dict[object, int] = {}
-        self.chunks: list[npt.NDArray[np.int32]] = []
+        self.codes = np.empty(n_rows, dtype=np.int32)
 
-    def add(self, values: tuple[Any, ...]) -> None:
+    def add(self, start: int, values: tuple[Any, ...]) -> None:
         codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
         index = self.index
         remap = np.fromiter(
             (index.setdefault(u, len(index)) for u in uniques), dtype=np.int32, count=len(uniques)
         )
-        out = np.full(len(codes), -1, dtype=np.int32)
+        out = self.codes[start : start + len(values)]
+        out[:] = -1
         has = codes >= 0
         out[has] = remap[codes[has]]
-        self.chunks.append(out)
-
-    def codes(self) -> npt.NDArray[np.int32]:
-        if not self.chunks:
-            return np.zeros(0, dtype=np.int32)
-        return np.concatenate(self.chunks)
 
     def values(self) -> npt.NDArray[np.object_]:
         """The distinct values by code, with None appended (code -1 points at it)."""
@@ -98,29 +93,26 @@ class _TextColumn:
 
 
 class _NumberColumn:
-    """A numeric column as float64 (or int64) chunks, converted like the old reader did."""
+    """A numeric column written into its row of a preallocated block, converted like the
+    old reader did."""
 
-    def __init__(self, integer: bool) -> None:
-        self.integer = integer
-        self.chunks: list[npt.NDArray[Any]] = []
+    def __init__(self, out: npt.NDArray[Any]) -> None:
+        self.out = out
+        self.integer = out.dtype == np.int64
 
-    def add(self, values: tuple[Any, ...]) -> None:
+    def add(self, start: int, values: tuple[Any, ...]) -> None:
+        out = self.out[start : start + len(values)]
         kinds = set(map(type, values))
         if self.integer:
             if kinds <= _INT:
-                self.chunks.append(np.array(values, dtype=np.int64))
+                out[:] = values
             else:  # what from_records + astype("int64") does with odd values
                 frame = pd.DataFrame.from_records([(v,) for v in values], columns=["v"])
-                self.chunks.append(frame["v"].astype("int64").to_numpy())
+                out[:] = frame["v"].astype("int64").to_numpy()
         elif kinds <= _PLAIN_NUMBERS:
-            self.chunks.append(np.array(values, dtype=np.float64))  # None -> NaN
+            out[:] = np.array(values, dtype=np.float64)  # None -> NaN
         else:
-            self.chunks.append(to_float(np.asarray(values, dtype=object)))
-
-    def array(self) -> npt.NDArray[Any]:
-        if not self.chunks:
-            return np.zeros(0, dtype=np.int64 if self.integer else np.float64)
-        return np.concatenate(self.chunks)
+            out[:] = to_float(np.asarray(values, dtype=object))
 
 
 def to_float(values: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
@@ -171,7 +163,7 @@ def read_outcomes_frame(
     inner join with ``runs`` did. ``sqlite3.DatabaseError`` propagates to the caller.
     """
     names = list(_OUTCOME_COLUMNS) + (["response_text"] if include_text else [])
-    sql = f"SELECT {', '.join('o.' + n for n in names)} FROM outcomes o"
+    body = " FROM outcomes o"
     where: list[str] = []
     params: list[str] = []
     for column, values in (("o.dataset", datasets), ("o.model", models)):
@@ -179,12 +171,13 @@ def read_outcomes_frame(
             where.append(f"{column} IN ({', '.join('?' for _ in values)})")
             params.extend(values)
     if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY o.rowid"
+        body += " WHERE " + " AND ".join(where)
+    sql = f"SELECT {', '.join('o.' + n for n in names)}{body} ORDER BY o.rowid"
 
+    final = [*names[: len(_OUTCOME_COLUMNS)], "budget_kind", "level", "subject", *names[17:]]
     own_snapshot = not conn.in_transaction
     if own_snapshot:
-        conn.execute("BEGIN")  # one read snapshot for the three queries
+        conn.execute("BEGIN")  # one read snapshot for every query below
     try:
         runs = dict(conn.execute("SELECT run_id, budget_kind FROM runs").fetchall())
         problems = {
@@ -193,39 +186,41 @@ def read_outcomes_frame(
                 "SELECT dataset, problem_id, level, subject FROM problems"
             )
         }
-        columns: dict[str, _TextColumn | _NumberColumn] = {
-            n: (
-                _NumberColumn(n in INT_COLUMNS)
-                if n in FLOAT_COLUMNS or n in INT_COLUMNS
-                else _TextColumn()
-            )
-            for n in names
-        }
+        n_rows = int(conn.execute(f"SELECT COUNT(*){body}", params).fetchone()[0])
+        if n_rows == 0:
+            return _empty(final)
+        # Numbers go straight into the blocks the frame will hold (one row per column).
+        floats = [c for c in final if c in FLOAT_COLUMNS]
+        float_block = np.empty((len(floats), n_rows), dtype=np.float64)
+        int_block = np.empty((len(INT_COLUMNS), n_rows), dtype=np.int64)
+        columns: dict[str, _TextColumn | _NumberColumn] = {}
+        for name in names:
+            if name in FLOAT_COLUMNS:
+                columns[name] = _NumberColumn(float_block[floats.index(name)])
+            elif name in INT_COLUMNS:
+                columns[name] = _NumberColumn(int_block[INT_COLUMNS.index(name)])
+            else:
+                columns[name] = _TextColumn(n_rows)
         cursor = conn.execute(sql, params)
-        n_rows = 0
+        start = 0
         while True:
             rows = cursor.fetchmany(chunk_rows)
             if not rows:
                 break
-            n_rows += len(rows)
+            if start + len(rows) > n_rows:
+                raise sqlite3.DatabaseError("the outcomes changed while they were read")
             for name, values in zip(names, zip(*rows, strict=True), strict=True):
-                columns[name].add(values)
+                columns[name].add(start, values)
+            start += len(rows)
             del rows
+        if start != n_rows:
+            raise sqlite3.DatabaseError("the outcomes changed while they were read")
     finally:
         if own_snapshot:
             conn.execute("COMMIT")
 
-    final = [*names[: len(_OUTCOME_COLUMNS)], "budget_kind", "level", "subject", *names[17:]]
-    if n_rows == 0:
-        frame = pd.DataFrame.from_records([], columns=final)
-        for column in FLOAT_COLUMNS:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        for column in INT_COLUMNS:
-            frame[column] = frame[column].astype("int64")
-        return frame
-
     text = {n: c for n, c in columns.items() if isinstance(c, _TextColumn)}
-    codes = {n: c.codes() for n, c in text.items()}
+    codes = {n: c.codes for n, c in text.items()}
 
     # Inner join with runs: keep rows whose run is stored.
     run_values = text["run_id"].values()
@@ -235,7 +230,7 @@ def read_outcomes_frame(
     kept = None if keep.all() else np.flatnonzero(keep)
 
     def rows_of(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return array if kept is None else array[kept]
+        return array if kept is None else array[..., kept]
 
     # Left join with problems, on the distinct (dataset, problem_id) pairs.
     ds_codes, pid_codes = rows_of(codes["dataset"]), rows_of(codes["problem_id"])
@@ -249,22 +244,36 @@ def read_outcomes_frame(
         pair = (ds_values[key // n_pid - 1], pid_values[key % n_pid - 1])
         found = problems.get(pair, (None, None))
         pair_level[i], pair_subject[i] = found
+    float_block = rows_of(float_block)
+    float_block[floats.index("level")] = (
+        np.array(pair_level, dtype=np.float64)
+        if set(map(type, pair_level)) <= _PLAIN_NUMBERS
+        else to_float(pair_level)
+    )[pair_codes]
+    int_block = rows_of(int_block)
 
-    data: dict[str, Any] = {}
-    for name in names:
-        reader = columns[name]
-        if isinstance(reader, _TextColumn):
-            data[name] = decode(reader.values(), rows_of(codes[name]))
+    # The float columns as one block without a copy, the others inserted in their places.
+    frame = pd.DataFrame(float_block.T, columns=floats, copy=False)
+    for position, name in enumerate(final):
+        if name in FLOAT_COLUMNS:
+            continue
+        if name in INT_COLUMNS:
+            values: Any = int_block[INT_COLUMNS.index(name)]
+        elif name == "budget_kind":
+            values = decode(run_kind, rows_of(codes["run_id"]))
+        elif name == "subject":
+            values = decode(pair_subject, pair_codes)
         else:
-            data[name] = rows_of(reader.array())
-        if name == "n_runs":
-            data["budget_kind"] = decode(run_kind, rows_of(codes["run_id"]))
-            levels = pair_level[pair_codes]
-            kinds_present = set(map(type, pair_level))
-            data["level"] = (
-                np.array(levels, dtype=np.float64)
-                if kinds_present <= _PLAIN_NUMBERS
-                else to_float(levels)
-            )
-            data["subject"] = decode(pair_subject, pair_codes)
-    return pd.DataFrame(data, columns=final)
+            values = decode(text[name].values(), rows_of(codes[name]))
+        frame.insert(position, name, values)
+    return frame
+
+
+def _empty(final: list[str]) -> pd.DataFrame:
+    """No rows: exactly what from_records gave (object columns, then the conversions)."""
+    frame = pd.DataFrame.from_records([], columns=final)
+    for column in FLOAT_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in INT_COLUMNS:
+        frame[column] = frame[column].astype("int64")
+    return frame
