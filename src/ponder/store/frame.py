@@ -258,14 +258,14 @@ def read_outcomes_frame(
         if name in FLOAT_COLUMNS:
             continue
         if name in INT_COLUMNS:
-            values: Any = int_block[INT_COLUMNS.index(name)]
+            column: Any = int_block[INT_COLUMNS.index(name)]
         elif name == "budget_kind":
-            values = decode(run_kind, rows_of(codes["run_id"]))
+            column = decode(run_kind, rows_of(codes["run_id"]))
         elif name == "subject":
-            values = decode(pair_subject, pair_codes)
+            column = decode(pair_subject, pair_codes)
         else:
-            values = decode(text[name].values(), rows_of(codes[name]))
-        frame.insert(position, name, values)
+            column = decode(text[name].values(), rows_of(codes[name]))
+        frame.insert(position, name, column)
     return frame
 
 
