@@ -258,14 +258,14 @@ def read_outcomes_frame(
         if name in FLOAT_COLUMNS:
             continue
         if name in INT_COLUMNS:
-            column: Any = int_block[INT_COLUMNS.index(name)]
+            inserted: Any = int_block[INT_COLUMNS.index(name)]
         elif name == "budget_kind":
-            column = decode(run_kind, rows_of(codes["run_id"]))
+            inserted = decode(run_kind, rows_of(codes["run_id"]))
         elif name == "subject":
-            column = decode(pair_subject, pair_codes)
+            inserted = decode(pair_subject, pair_codes)
         else:
-            column = decode(text[name].values(), rows_of(codes[name]))
-        frame.insert(position, name, column)
+            inserted = decode(text[name].values(), rows_of(codes[name]))
+        frame.insert(position, name, inserted)
     return frame
 
 
