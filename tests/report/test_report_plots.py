@@ -128,7 +128,8 @@ def test_difficulty_panels_draw_no_stacked_bands() -> None:
                     "ci_high": acc + 0.2,
                 }
             )
-    fig = plots.difficulty_panels_figure(pd.DataFrame(rows), "ds")
+    fig = plots.difficulty_panels_figure(pd.DataFrame(rows), "ds", title="ds · src, 30 problems")
+    assert fig.get_suptitle().startswith("ds · src, 30 problems: accuracy vs budget")
     ax = fig.axes[0]
     assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
     # Three bins side by side around each budget, not on top of each other.

@@ -145,10 +145,10 @@ def build_report(
                     )
                     if has_tokens
                     else None,
-                    "difficulty": _b64(plots.difficulty_panels(diff, dataset))
+                    "difficulty": _b64(plots.difficulty_panels(diff, dataset, title=label))
                     if has_diff
                     else None,
-                    "histograms": _b64(plots.token_histograms(ds_frame, dataset))
+                    "histograms": _b64(plots.token_histograms(ds_frame, dataset, title=label))
                     if ds_frame["output_tokens"].notna().any()
                     else None,
                 }

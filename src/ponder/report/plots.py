@@ -165,13 +165,15 @@ def accuracy_curves(
     return _png(accuracy_curves_figure(cells, dataset, x=x, title=title))
 
 
-def difficulty_panels(difficulty: pd.DataFrame, dataset: str, *, max_models: int = 6) -> bytes:
+def difficulty_panels(
+    difficulty: pd.DataFrame, dataset: str, *, max_models: int = 6, title: str | None = None
+) -> bytes:
     """PNG of :func:`difficulty_panels_figure`."""
-    return _png(difficulty_panels_figure(difficulty, dataset, max_models=max_models))
+    return _png(difficulty_panels_figure(difficulty, dataset, max_models=max_models, title=title))
 
 
 def difficulty_panels_figure(
-    difficulty: pd.DataFrame, dataset: str, *, max_models: int = 6
+    difficulty: pd.DataFrame, dataset: str, *, max_models: int = 6, title: str | None = None
 ) -> Figure:
     """One panel per model: accuracy vs budget for each difficulty bin, with 95% CI bars."""
     data = difficulty[(difficulty["dataset"] == dataset) & difficulty["budget"].notna()]
@@ -219,13 +221,15 @@ def difficulty_panels_figure(
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7, title="difficulty", title_fontsize=7, frameon=False)
     source = data["difficulty_source"].iloc[0] if "difficulty_source" in data and len(data) else ""
-    fig.suptitle(f"{dataset}: accuracy vs budget by difficulty ({source})", fontsize=10)
+    fig.suptitle(f"{title or dataset}: accuracy vs budget by difficulty ({source})", fontsize=10)
     fig.supxlabel("token budget (cap)", fontsize=9)
     fig.supylabel("accuracy", fontsize=9)
     return fig
 
 
-def token_histograms(frame: pd.DataFrame, dataset: str, *, max_models: int = 6) -> bytes:
+def token_histograms(
+    frame: pd.DataFrame, dataset: str, *, max_models: int = 6, title: str | None = None
+) -> bytes:
     """Distribution of output tokens per budget: the spike at the cap is truncation."""
     data = frame[
         (frame["dataset"] == dataset) & frame["output_tokens"].notna() & frame["budget"].notna()
@@ -253,7 +257,7 @@ def token_histograms(frame: pd.DataFrame, dataset: str, *, max_models: int = 6) 
         ax.legend(fontsize=6, frameon=False)
     for ax in list(axes.flat)[len(models) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{dataset}: output tokens per response, by cap", fontsize=10)
+    fig.suptitle(f"{title or dataset}: output tokens per response, by cap", fontsize=10)
     fig.supxlabel("output tokens", fontsize=9)
     fig.supylabel("responses", fontsize=9)
     return _png(fig)
