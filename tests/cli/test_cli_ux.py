@@ -419,3 +419,16 @@ def test_export_rejects_an_unknown_format_by_name(
     assert result.returncode == 2
     assert "'xlsx': expected csv or parquet" in result.stderr
     assert not out.exists()
+
+
+def test_empty_sweet_spot_table_says_why(ponder: Any, toy_store: Path) -> None:
+    out = ponder(
+        "curves",
+        "--table",
+        "sweet-spots",
+        "-m",
+        "gamma-70b-instruct-with-a-rather-long-name",
+        store=toy_store,
+        check_ok=True,
+    ).stdout
+    assert "needs at least two recorded budgets" in out

@@ -133,7 +133,7 @@ def _unknown(kind: str, option: str, wanted: Sequence[str], known: Sequence[str]
         if name in known:
             continue
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        if not close:  # `gpt5` vs `gpt-5-mini`: also try a case-insensitive prefix match
+        if not close and len(name) >= 3:  # `gpt5` vs `gpt-5-mini`: a case-insensitive prefix
             close = [k for k in known if k.lower().startswith(name.lower()[:3])][:1]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{option} {name!r}: unknown {kind[:-1]}{hint}; {_names_line(kind, known)}"

@@ -165,11 +165,18 @@ def _labels(name: str) -> dict[str, str]:
     }[name]
 
 
+_EMPTY_BECAUSE = {
+    "sweet-spots": ": a sweet spot needs at least two recorded budgets of one model, dataset "
+    "and mode",
+}
+
+
 def print_curves_table(console: Console, frame: pd.DataFrame, name: str, *, wide: bool) -> None:
     """One curves table, readable at the console's width (see `ponder.cli._tables`)."""
     from ponder.cli._tables import print_table
 
     if frame.empty:
-        console.print(f"no rows in the {name} table for this selection")
+        why = _EMPTY_BECAUSE.get(name, "")
+        console.print(f"no rows in the {name} table for this selection{why}")
         return
     print_table(console, frame, _labels(name), title=name, wide=wide)
