@@ -157,14 +157,56 @@ def test_demo_runs_from_nothing(ponder: Any, shared_data: Path, tmp_path: Path) 
     assert "report:" in result.stdout
     assert (out / "report.html").stat().st_size > 100_000
     assert "sweet spots" in result.stdout
+    # The demo's sweet-spot table shows the same values, under the same names, as
+    # `ponder curves --table sweet-spots` on the demo's store (issue 7).
+    from ponder.curves.sweetspot import SWEET_SPOT_LABELS
+
+    header = next(line for line in result.stdout.splitlines() if "best budget" in line)
+    for column in ("sweet_spot", "sweet_spot_accuracy", "sweet_spot_share", "sweet_spot_min"):
+        assert SWEET_SPOT_LABELS[column] in header
+    sweet = json.loads(
+        ponder(
+            "curves",
+            "--table",
+            "sweet-spots",
+            "--json",
+            "--n-boot",
+            "200",
+            store=out / "demo.sqlite",
+            check_ok=True,
+        ).stdout
+    )
+    rows = {tuple(line.split()[:3]): line.split()[3:] for line in result.stdout.splitlines()}
+    assert len(sweet) >= 10
+    for record in sweet:
+        shown = rows[(record["model"], record["dataset"], record["mode"])]
+        assert shown[:4] == [
+            f"{record['sweet_spot']:.0f}",
+            f"{record['sweet_spot_accuracy']:.3f}",
+            f"{record['sweet_spot_share']:.3f}",
+            f"{record['sweet_spot_min']:.0f}",
+        ]
 
 
-def test_export_parquet(ponder: Any, imported_store: Path, tmp_path: Path) -> None:
+def test_export_parquet(
+    ponder: Any, imported_store: Path, shared_data: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "o.parquet"
-    ponder("export", str(out), store=imported_store, check_ok=True)
+    result = ponder("export", str(out), store=imported_store, check_ok=True)
     frame = pd.read_parquet(out)
+    assert result.stdout.strip() == f"wrote {len(frame)} rows to {out}"
     assert len(frame) == 53117
     assert {"model", "budget", "correct", "level"} <= set(frame.columns)
+    # The exported rows carry the recorded values: per-cell correct counts equal the raw CSV's.
+    raw = pd.read_csv(shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv")
+    expected = raw.groupby(["model", "budget"])["correct"].agg(["sum", "size"])
+    got = (
+        frame[frame["dataset"] == "math500"]
+        .groupby(["model", "budget"])["correct"]
+        .agg(["sum", "size"])
+    )
+    got.index = got.index.set_levels(got.index.levels[1].astype("int64"), level=1)
+    pd.testing.assert_frame_equal(got.astype("int64"), expected.astype("int64"), check_names=False)
 
 
 def test_grade_json(ponder: Any) -> None:
