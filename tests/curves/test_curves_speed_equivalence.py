@@ -26,6 +26,7 @@ from ponder.curves import (
     ProblemResampler,
     cell_bootstrap,
     compute_curves,
+    derivation_plan,
     difficulty_bins,
     difficulty_table,
     maj_at_k_table,
@@ -338,6 +339,8 @@ def test_compute_curves_equals_the_tables_computed_one_by_one(
     """One shared factorization gives exactly what each table gives on its own."""
     curves = compute_curves(frame, n_boot=30, seed=3, derive=derive)
     full = with_derived_caps(frame) if derive else frame
+    if derive:
+        pd.testing.assert_frame_equal(curves.derivations, derivation_plan(frame), check_exact=True)
     resampler = ProblemResampler.from_frame(full, n_boot=30, seed=3)
     pd.testing.assert_frame_equal(
         curves.cells, cell_bootstrap(full, resampler=resampler).table, check_exact=True
@@ -363,9 +366,9 @@ def test_compute_curves_factorizes_the_string_keys_once(
     for name in ("cell_codes", "problem_codes"):
         original = getattr(frame_module, name)
 
-        def counted(frame: pd.DataFrame, _f: Any = original, _n: str = name) -> Any:
+        def counted(frame: pd.DataFrame, *args: Any, _f: Any = original, _n: str = name) -> Any:
             calls[_n] += 1
-            return _f(frame)
+            return _f(frame, *args)
 
         monkeypatch.setattr(frame_module, name, counted)
     frame = make_grid(models=("a", "b"), budgets=(1024.0, 4096.0))

@@ -101,6 +101,12 @@ _CURVE_COLUMNS = frozenset(
 )
 
 
+# Columns the derivation plan reads.
+_PLAN_INPUT = frozenset(
+    [*CELL_KEYS, "problem_id", "correct", "output_tokens", "budget_kind", "n_runs", "derived"]
+)
+
+
 @dataclass(frozen=True)
 class Curves:
     """All curve tables of one outcome frame.
@@ -137,7 +143,7 @@ def compute_curves(
     # column it gets): identifiers like run_id and the token splits are left behind.
     slim = frame[[c for c in frame.columns if c in _CURVE_COLUMNS]]
     if derive:
-        plan = derivation_plan(slim)
+        plan = derivation_plan(slim[[c for c in slim.columns if c in _PLAN_INPUT]])
         full = with_derived_caps(slim)
     else:
         plan = pd.DataFrame(columns=PLAN_COLUMNS)
