@@ -79,11 +79,12 @@ def _register() -> None:
         policy_cmd,
         report_cmd,
     )
+    from ponder.cli._common import reflow
 
     _hide_flag_types()
     app.command("demo")(demo_cmd.demo_command)
     app.command("import")(import_cmd.import_command)
-    app.command("ls")(ls_cmd.ls_command)
+    app.command("ls", help=reflow(ls_cmd.ls_command.__doc__))(ls_cmd.ls_command)
     app.command("curves")(curves_cmd.curves_command)
     app.command("report")(report_cmd.report_command)
     app.command("fit")(policy_cmd.fit_command)

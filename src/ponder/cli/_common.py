@@ -40,8 +40,8 @@ WideOption = Annotated[
     bool,
     typer.Option(
         "--wide",
-        help="Every column in one flat table, even when the terminal is narrower "
-        "(by default narrow terminals get one table per model, dataset and mode).",
+        help="One flat table even when the terminal is narrower (by default a narrow "
+        "terminal gets one table per dataset or per model; numbers are never cut).",
     ),
 ]
 DatasetsOption = Annotated[
@@ -57,6 +57,17 @@ err_console = Console(stderr=True)
 def out_console() -> Console:
     """Console for results on stdout: when piped to a file, wide enough that no cell is cut."""
     return Console(width=None if sys.stdout.isatty() else 250)
+
+
+def reflow(doc: str | None) -> str:
+    """Join a docstring's wrapped lines so the terminal, not the source, decides the width
+    (typer keeps single newlines); indented blocks such as examples stay as written."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(
+        p if p.startswith(("    ", "\b")) else " ".join(p.split()) for p in paragraphs
+    )
 
 
 def store_path(option: Path | None) -> Path:

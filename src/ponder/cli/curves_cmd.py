@@ -50,12 +50,12 @@ def curves_command(
 
     \b
     Examples:
-      ponder curves                          # every cell, as a table
-      ponder curves -d aime24 -m r1-1.5b     # one model's curve
-      ponder curves --table sweet-spots      # best budget and overthinking test
-      ponder curves --json > cells.json      # records for scripts
-      ponder curves --wide                   # every column, even in a narrow terminal
-      ponder ls                              # which datasets and models -d / -m accept
+      ponder curves                        # every cell, as a table
+      ponder curves -d aime24 -m r1-1.5b   # one model's curve
+      ponder curves --table sweet-spots    # best budget, overthinking test
+      ponder curves --json > cells.json    # records for scripts
+      ponder curves --wide                 # one flat table at any width
+      ponder ls                            # the names -d and -m accept
     """
     if table not in TABLES:
         raise typer.BadParameter(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ponder.cli._common import echo_json, out_console
+from ponder.cli._common import echo_json, out_console, reflow
 from ponder.errors import InputError
 
 data_app = typer.Typer(
@@ -19,12 +18,6 @@ data_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-
-def _reflow(doc: str | None) -> str:
-    """Join the docstring's wrapped lines so the terminal, not the source, decides the width."""
-    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
-    return "\n\n".join(p if p.startswith("    ") else " ".join(p.split()) for p in paragraphs)
 
 
 # The dataset names (what `-d` takes) each source yields once imported. Sources with outcomes
@@ -122,7 +115,7 @@ def list_cmd(
     from several sources: aime25 has 30 problems from reasoning_budget_sweep and 15 from
     matharena_aime2025_I.
 
-    Source "upstream" means `ponder data pull NAME` fetches it from its public repository at a
+    From "upstream" means `ponder data pull NAME` fetches it from its public repository at a
     pinned commit; "mirror-needed" means the recorded copy is a conversion that exists only on
     a mirror (pass --mirror or set PONDER_DATA_MIRROR).
     """
@@ -214,5 +207,5 @@ def pull_cmd(
     typer.echo(f"{result.name}: {', '.join(parts)} from {result.source} into {result.folder}")
 
 
-data_app.command("list", help=_reflow(list_cmd.__doc__))(list_cmd)
-data_app.command("pull", help=_reflow(pull_cmd.__doc__))(pull_cmd)
+data_app.command("list", help=reflow(list_cmd.__doc__))(list_cmd)
+data_app.command("pull", help=reflow(pull_cmd.__doc__))(pull_cmd)

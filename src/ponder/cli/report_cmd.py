@@ -102,9 +102,9 @@ def report_command(
 
     \b
     Examples:
-      ponder report                         # ponder-report.html from the default store
+      ponder report                       # ponder-report.html, default store
       ponder report -o aime.html -d aime24 -d aime25
-      ponder report --policies              # add policies vs uniform budgets (cross-validated)
+      ponder report --policies            # add policies vs uniform budgets
     """
     with open_store(store) as st:
         check_names(st, datasets=dataset, models=model)
