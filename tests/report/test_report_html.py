@@ -172,3 +172,40 @@ def test_budget_section_counts_its_derived_lower_bounds(report: str) -> None:
     section = section[: section.index("<img")]
     assert "Hollow circles (4) are" in " ".join(section.split())
     assert "derived lower bounds" in section
+
+
+def test_policies_table_shows_the_nested_figures() -> None:
+    """With operating points chosen per fold, the table shows the evaluation's own held-out
+    figures (what `ponder evaluate` prints), with a CI only where one point won every fold."""
+    from ponder.report.html import _policy_section
+
+    summary = _summary()
+    families = summary.families.assign(
+        best_accuracy=[0.533, 0.45, 0.7],
+        best_accuracy_cost=[3900.0, 2700.0, 1500.0],
+        best_folds=[5, 3, 5],
+    )
+    nested = Summary(
+        protocol=summary.protocol,
+        unit=summary.unit,
+        n_problems=summary.n_problems,
+        baseline=summary.baseline,
+        points=summary.points,
+        families=families,
+        baseline_figures={
+            "accuracy": 0.533,
+            "accuracy_ci_low": 0.4,
+            "accuracy_ci_high": 0.65,
+            "mean_cost": 3900.0,
+            "folds": 5,
+        },
+    )
+    table = str(_policy_section("aime25", nested)["table"])
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table)]
+    by_policy = {row[0]: row for row in rows if row}
+    assert by_policy["uniform"][2] == "0.533 [0.400, 0.650]"
+    assert by_policy["uniform"][3] == "3,900"
+    assert by_policy["adaptive"][1] == "price=1 (chosen in 3 of 5 folds)"
+    assert by_policy["adaptive"][2] == "0.450"
+    assert by_policy["adaptive"][3] == "2,700"
+    assert "accuracy 0.533 at 3,900 tokens" in policy_conclusion(nested)

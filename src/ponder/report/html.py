@@ -428,10 +428,37 @@ _NOT_AS_CHEAP = "no setting of the policy is as cheap as the baseline"
 _NO_MIX = "no mix of uniform settings is comparable"
 
 
+def _best_point(
+    summary: Summary, row: Any, points: pd.DataFrame
+) -> tuple[float, float, float, float]:
+    """Held-out accuracy, its 95% CI and mean cost of a family's most accurate point.
+
+    With nested selection the point may differ between folds: the figures are then the
+    evaluation's own (`best_accuracy`, `best_accuracy_cost`), the same numbers `ponder
+    evaluate` prints, with a CI only where one candidate was chosen in every fold (the
+    baseline's from `baseline_figures`).
+    """
+    label = str(row["best_label"])
+    figures: dict[str, float] = getattr(summary, "baseline_figures", {}) or {}
+    nested = not math.isnan(_value(row, "best_accuracy"))
+    same_everywhere = _value(row, "best_folds") >= _value(figures, "folds") or not nested
+    lo = hi = float("nan")
+    if label in points.index and same_everywhere:
+        best = points.loc[label]
+        lo, hi = _value(best, "accuracy_ci_low"), _value(best, "accuracy_ci_high")
+    if row["family"] == "uniform" and "accuracy_ci_low" in figures:
+        lo, hi = _value(figures, "accuracy_ci_low"), _value(figures, "accuracy_ci_high")
+    if nested:
+        return _value(row, "best_accuracy"), lo, hi, _value(row, "best_accuracy_cost")
+    best = points.loc[label]
+    return _value(best, "accuracy"), lo, hi, _value(best, "mean_cost")
+
+
 def _families_table(summary: Summary) -> tuple[Markup, Markup]:
     """The policies table in plain-word headers, each figure with its 95% CI and undefined
     figures explained under it; and the hindsight upper bounds as a second table."""
     points = summary.points.set_index("label")
+    summary_figures: dict[str, float] = getattr(summary, "baseline_figures", {}) or {}
     notes = _Notes()
     has_change = "accuracy_change_at_iso_accuracy" in summary.families.columns
     rows, hindsight = [], []
@@ -439,19 +466,16 @@ def _families_table(summary: Summary) -> tuple[Markup, Markup]:
         family = str(row["family"])
         name = "oracle (upper bound, not servable)" if family == "oracle" else family
         label = str(row["best_label"])
-        if label in points.index:
-            best = points.loc[label]
-            acc, lo, hi = (
-                _value(best, k) for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high")
-            )
-            cost = _value(best, "mean_cost")
-        else:
-            acc, lo, hi = _value(row, "best_accuracy"), float("nan"), float("nan")
-            cost = _value(row, "best_accuracy_cost")
+        acc, lo, hi, cost = _best_point(summary, row, points)
+        setting = label.removeprefix(f"{family} ")
+        chosen, folds = _value(row, "best_folds"), _value(summary_figures, "folds")
+        if chosen < folds:
+            setting += f" (chosen in {chosen:.0f} of {folds:.0f} folds)"
+        ci = "" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]"
         record: dict[str, object] = {
             "policy": name,
-            "setting": label.removeprefix(f"{family} "),
-            "accuracy [95% CI]": f"{acc:.3f} [{lo:.3f}, {hi:.3f}]",
+            "setting": setting,
+            "accuracy [95% CI]": f"{acc:.3f}{ci}",
             "mean cost": cost,
             "cost saved at the baseline's accuracy": _with_ci(
                 row, "saved_at_iso_accuracy", notes, points=False, undefined=_NOT_AS_ACCURATE
@@ -511,7 +535,11 @@ def policy_conclusion(summary: Summary) -> str:
     points = summary.points.set_index("label")
     unit = summary.unit
     baseline = f"the best uniform setting ({summary.baseline}"
-    if summary.baseline in points.index:
+    figures: dict[str, float] = getattr(summary, "baseline_figures", {}) or {}
+    if "accuracy" in figures:
+        accuracy, cost = _value(figures, "accuracy"), _value(figures, "mean_cost")
+        baseline += f": accuracy {accuracy:.3f} at {cost:,.0f} {unit}"
+    elif summary.baseline in points.index:
         base = points.loc[summary.baseline]
         accuracy, cost = _value(base, "accuracy"), _value(base, "mean_cost")
         baseline += f": accuracy {accuracy:.3f} at {cost:,.0f} {unit}"
