@@ -55,9 +55,9 @@ def _hide_flag_types() -> None:
     value (`--json <bool>`), which reads as if they needed one."""
     from typer.core import TyperOption
 
-    original = TyperOption.display_type_rich
-    if getattr(original, "_ponder_patched", False):
-        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_ponder_patched", False):
+        return  # another typer: its help may not print `<bool>` at all
 
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
         return None if self.is_flag else original(self, ctx)
