@@ -221,3 +221,29 @@ def test_recorded_datasets_match_the_old_reader(shared_data: Path, tmp_path: Pat
             assert_same(
                 store.outcomes_frame(datasets=[name]), reference_frame(store._conn, datasets=[name])
             )
+
+
+def test_reading_holds_about_one_frame_not_a_tuple_per_row(tmp_path: Path) -> None:
+    """Peak Python memory while reading stays under twice the frame (the old reader held a
+    tuple of Python objects per row, over four times the frame)."""
+    import tracemalloc
+
+    rows = [
+        _row(i, problem_id=f"p{i % 500}", model=f"m{i % 3}", extracted_answer=str(i % 7))
+        for i in range(6_000)
+    ]
+    conn = _raw_store(tmp_path / "s.sqlite", rows)
+    read_outcomes_frame(conn, chunk_rows=1000)  # warm up caches and lazy imports
+    peaks = {}
+    for name, read in (
+        ("new", lambda: read_outcomes_frame(conn, chunk_rows=1000)),
+        ("old", lambda: reference_frame(conn)),
+    ):
+        tracemalloc.start()
+        frame = read()
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        size = int(frame.memory_usage(deep=True).sum())
+        del frame
+    assert peaks["new"] < 2 * size
+    assert peaks["old"] > 4 * size  # the measurement does see the tuple list
