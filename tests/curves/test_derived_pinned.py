@@ -23,6 +23,7 @@ from ponder.curves import (
     derive_caps,
     with_derived_caps,
 )
+from ponder.errors import InputError
 
 
 def rows(model: str, budget: float, tokens: list[float], **columns: Any) -> pd.DataFrame:
@@ -224,3 +225,61 @@ def test_with_derived_caps_and_the_derived_cell_accuracy() -> None:
     assert np.isnan(single["source_budget"]).all()
     empty = derive_caps(rows("a", 1024.0, [10.0]))
     assert empty.empty and {"derived", "source_budget"} <= set(empty.columns)
+
+
+def test_plan_details(make_outcomes) -> None:
+    # A frame without token counts cannot be planned: the error names the purpose.
+    with pytest.raises(InputError, match=r"\['output_tokens'\] needed for derived caps$"):
+        derivation_plan(rows("a", 1024.0, [10.0]).drop(columns="output_tokens"))
+    # Only derived rows: nothing recorded, an empty plan with its columns.
+    only_derived = rows("a", 4096.0, [10.0]).assign(derived=True)
+    assert list(derivation_plan(only_derived).columns) == PLAN_COLUMNS
+    # Two runs aggregated in one row are an aggregate, like more.
+    two_runs = pd.concat(
+        [rows("a", 1024.0, [10.0]), rows("a", 4096.0, [10.0, 20.0], n_runs=[1, 2])],
+        ignore_index=True,
+    )
+    plan = derivation_plan(two_runs)
+    assert plan_tuples(plan) == [("a", 2048.0, 4096.0, "skip")]
+    # One unknown token count is enough to skip.
+    one_unknown = pd.concat(
+        [rows("a", 1024.0, [10.0]), rows("a", 4096.0, [10.0, np.nan])], ignore_index=True
+    )
+    plan = derivation_plan(one_unknown)
+    assert plan_tuples(plan) == [("a", 2048.0, 4096.0, "skip")]
+    assert plan["reason"].iloc[0] == "source cap 4096 has 1 rows with unknown output_tokens"
+    # Any positive target below a cap counts, however small.
+    tiny = pd.concat([rows("a", 1.0, [1.0]), rows("a", 4.0, [3.0])], ignore_index=True)
+    assert plan_tuples(derivation_plan(tiny, budgets=[0.5, 2.0])) == [
+        ("a", 0.5, 1.0, "derive"),
+        ("a", 2.0, 4.0, "derive"),
+    ]
+
+
+def test_plan_is_sorted_and_derived_rows_keep_the_input_order() -> None:
+    frame = pd.concat(
+        [
+            rows("b", 4096.0, [3000.0, 100.0]),
+            rows("a", 4096.0, [100.0, 3000.0, 50.0]),
+            rows("b", 1024.0, [10.0]),
+            rows("a", 1024.0, [10.0]),
+        ],
+        ignore_index=True,
+    )
+    assert plan_tuples(derivation_plan(frame)) == [
+        ("a", 2048.0, 4096.0, "derive"),
+        ("b", 2048.0, 4096.0, "derive"),
+    ]
+    out = derive_caps(frame)
+    assert out["model"].tolist() == ["b", "b", "a", "a", "a"]
+    assert out["output_tokens"].tolist() == [2048.0, 100.0, 100.0, 2048.0, 50.0]
+
+
+def test_nothing_to_derive_keeps_the_columns_and_types() -> None:
+    frame = rows("a", 1024.0, [10.0, 20.0]).set_axis([7, 9])  # a non-default index
+    empty = derive_caps(frame)
+    assert list(empty.columns) == [*frame.columns, "derived", "source_budget"]
+    assert empty["derived"].dtype == bool and empty["source_budget"].dtype == np.float64
+    alone = with_derived_caps(frame)
+    assert list(alone.columns) == [*frame.columns, "derived", "source_budget"]
+    assert alone.index.tolist() == [0, 1]
