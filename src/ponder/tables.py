@@ -11,8 +11,7 @@ import gc
 import io
 import json
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -29,13 +28,35 @@ _TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 _FALSE = {"false", "0", "0.0", "no", "n", "f"}
 
 
-@dataclass
 class Table:
-    """A file's rows as strings ("" for missing), with the line where each row starts."""
+    """A file's rows as strings ("" for missing), with the line where each row starts.
 
-    path: Path
-    frame: pd.DataFrame
-    lines: np.ndarray
+    The lines may be computed on first use (`line_source`): the fast CSV reader does not track
+    them, and they are only needed to report an error.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        frame: pd.DataFrame,
+        lines: np.ndarray | None = None,
+        *,
+        line_source: Callable[[], np.ndarray] | None = None,
+    ) -> None:
+        if lines is None and line_source is None:
+            raise ValueError("a Table needs its lines or a way to compute them")
+        self.path = path
+        self.frame = frame
+        self._lines = lines
+        self._line_source = line_source
+
+    @property
+    def lines(self) -> np.ndarray:
+        if self._lines is None:
+            assert self._line_source is not None
+            self._lines = self._line_source()
+            self._line_source = None
+        return self._lines
 
     @property
     def columns(self) -> list[str]:
@@ -100,7 +121,7 @@ class Table:
         to: "9007199254740993" must not become 2**53 and pass.
         """
         raw = self.frame[column].astype(str).str.strip()
-        values = pd.to_numeric(raw.where(raw != "", None), errors="coerce").astype("float64")
+        values = _to_float(raw)
         missing = raw == ""
         bad = values.isna() & ~missing
         infinite = values.notna() & ~np.isfinite(values)
@@ -142,7 +163,7 @@ class Table:
         """A 0..1 score from booleans (true/false, yes/no) or numbers in [0, 1]."""
         raw = self.frame[column].astype(str).str.strip()
         lower = raw.str.lower()
-        values = pd.to_numeric(raw.where(raw != "", None), errors="coerce").astype("float64")
+        values = _to_float(raw)
         values[lower.isin(_TRUE - {"1", "1.0"})] = 1.0
         values[lower.isin(_FALSE - {"0", "0.0"})] = 0.0
         bad = (values.isna() | (values < 0) | (values > 1)).to_numpy()
@@ -152,6 +173,26 @@ class Table:
             reason = "missing value" if value == "" else f"{value!r} is not true/false or 0..1"
             raise self.fail(row, column, reason)
         return values
+
+
+def _to_float(raw: pd.Series) -> pd.Series:
+    """Stripped strings to float64, NaN where empty or not a number.
+
+    Arrow parses a clean column at once; a column with anything it refuses goes through
+    `pd.to_numeric(errors="coerce")`, which marks exactly the values that are not numbers.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        array = pa.array(raw.array)  # Arrow-backed strings: no copy
+        empty = pc.equal(array, "")
+        parsed = pc.cast(pc.if_else(empty, pa.scalar(None, array.type), array), pa.float64())
+        values = parsed.to_numpy(zero_copy_only=False)
+        return pd.Series(values, index=raw.index, dtype="float64")
+    except Exception:  # any value Arrow refuses: the exact, slower parse
+        values = pd.to_numeric(raw.where(raw != "", None), errors="coerce")
+        return values.astype("float64")
 
 
 def _exact_integer(text: str) -> bool:
@@ -205,10 +246,75 @@ def _check_nul(table: Table, data: bytes) -> None:
             raise table.fail(int(np.argmax(has)), str(column), "NUL character in the value")
 
 
-def read_csv(path: Path, data: bytes | None = None) -> Table:
-    """Read a CSV strictly: a row with the wrong number of fields is an error with its line."""
+def _fast_csv(path: Path, data: bytes) -> Table | None:
+    """Columnar read with pyarrow for the plain case, or None to take the strict reader.
+
+    Only files without quotes, NUL bytes or bare carriage returns take this path: there the
+    two readers cannot disagree on a value, and each record is exactly one line, so line
+    numbers are computed from the newlines when an error needs one. Anything pyarrow refuses
+    (a short row, bad UTF-8) is left to the strict reader, which reports it with its line.
+    """
+    body = data[len(_BOM) :] if data.startswith(_BOM) else data
+    if b'"' in body or b"\x00" in body or body.count(b"\r") != body.count(b"\r\n"):
+        return None
+    end = body.find(b"\n")
+    first = body if end < 0 else body[:end]
+    try:
+        header = [h.strip() for h in first.decode("utf-8").rstrip("\r").split(",")]
+    except UnicodeDecodeError:
+        return None
+    if not first.strip() or len(set(header)) != len(header) or end < 0:
+        return None
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(len(header))]
+    try:
+        arrow = pacsv.read_csv(
+            pa.BufferReader(body[end + 1 :]),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+            parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return None
+    frame = pd.DataFrame(
+        {h: pd.Series(arrow.column(i), dtype="str") for i, h in enumerate(header)},
+        index=pd.RangeIndex(arrow.num_rows),
+    )
+
+    def lines() -> np.ndarray:
+        # Record k is on the k-th non-empty line after the header (empty lines are skipped).
+        starts = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n")) + 1
+        starts = np.concatenate(([0], starts))
+        ends = np.concatenate((starts[1:] - 1, [len(body)]))
+        lengths = ends - starts
+        if len(body) and body.endswith(b"\n"):
+            starts, lengths = starts[:-1], lengths[:-1]
+        crlf_only = np.array([body[s : s + 1] == b"\r" for s in starts[lengths == 1]])
+        blank = lengths == 0
+        if crlf_only.size:
+            blank[np.flatnonzero(lengths == 1)[crlf_only]] = True
+        numbers = np.flatnonzero(~blank) + 1
+        return numbers[1:].astype(np.int64)  # drop the header
+
+    return Table(path=path, frame=frame, line_source=lines)
+
+
+def read_csv(path: Path, data: bytes | None = None, *, fast: bool = True) -> Table:
+    """Read a CSV strictly: a row with the wrong number of fields is an error with its line.
+
+    `fast=False` always takes the strict reader (the fast one is checked against it).
+    """
     if data is None:
         data = read_source(path)
+    quick = _fast_csv(path, data) if fast else None
+    if quick is not None:
+        return quick
     text = _decode(path, data)
     csv.field_size_limit(sys.maxsize)
     rows: list[list[str]] = []

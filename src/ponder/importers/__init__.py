@@ -126,7 +126,7 @@ def load_file(
             else np.arange(len(batch.outcomes)) % len(table)
         )
         _check_preset_keys(table, batch, source_rows)
-        batch.lines = table.lines[source_rows]
+        batch.line_of = _line_of(table, source_rows)
     else:
         batch = load_mapped(
             table,
@@ -138,7 +138,7 @@ def load_file(
             default_run=f"{path.stem}-{sha256[:8]}",
         )
         name = "mapped"
-        batch.lines = table.lines
+        batch.line_of = _line_of(table, None)
     notes.extend(batch.notes)
     options = import_options(
         name,
@@ -153,6 +153,14 @@ def load_file(
     return FileImport(
         path=path, preset=name, batch=batch, sha256=sha256, notes=notes, options=options
     )
+
+
+def _line_of(table: Table, source_rows: np.ndarray | None) -> Callable[[int], int]:
+    def line_of(position: int) -> int:
+        row = position if source_rows is None else int(source_rows[position])
+        return int(table.lines[row])
+
+    return line_of
 
 
 _KEY = ["run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx"]

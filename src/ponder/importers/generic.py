@@ -109,79 +109,99 @@ def load_mapped(
             path=table.path,
             line=table.header_line,
         )
-    problem_id = table.text(col("problem_id"))
-    models = table.text(col("model")) if "model" in columns else pd.Series([model] * n)
+    # Columns stay pandas Series (Arrow-backed strings, numpy numbers): converting them to
+    # Python objects row by row was most of an import's time.
+    index = pd.RangeIndex(n)
+
+    def series(values: pd.Series) -> pd.Series:
+        return values.reset_index(drop=True)
+
+    def constant(value: object) -> pd.Series:
+        return pd.Series([value] * n, index=index, dtype="str" if isinstance(value, str) else None)
+
+    problem_id = series(table.text(col("problem_id")))
+    models = series(table.text(col("model"))) if "model" in columns else constant(model)
     datasets = (
-        table.text(col("dataset"))
+        series(table.text(col("dataset")))
         if "dataset" in columns
-        else pd.Series([dataset or table.path.stem] * n)
+        else constant(dataset or table.path.stem)
     )
-    modes = table.text(col("mode")) if "mode" in columns else pd.Series(["default"] * n)
+    modes = series(table.text(col("mode"))) if "mode" in columns else constant("default")
     budget = (
-        table.number(col("budget"), allow_missing=True, integer=True, minimum=0)
+        series(table.number(col("budget"), allow_missing=True, integer=True, minimum=0))
         if "budget" in columns
-        else pd.Series(np.nan, index=range(n))
+        else pd.Series(np.nan, index=index)
     )
-    data: dict[str, object] = {
-        "dataset": datasets.to_numpy(),
-        "problem_id": problem_id.to_numpy(),
-        "model": models.to_numpy(),
-        "mode": modes.to_numpy(),
-        "budget": budget.to_numpy(),
+    data: dict[str, pd.Series] = {
+        "dataset": datasets,
+        "problem_id": problem_id,
+        "model": models,
+        "mode": modes,
+        "budget": budget,
     }
     for field in (*_TOKEN_FIELDS, "latency_s"):
         if field in columns:
-            data[field] = table.number(
-                col(field), allow_missing=True, integer=field != "latency_s", minimum=0
-            ).to_numpy()
+            data[field] = series(
+                table.number(
+                    col(field), allow_missing=True, integer=field != "latency_s", minimum=0
+                )
+            )
     for field in ("truncated", "answered"):
         if field in columns:
-            data[field] = table.boolean(col(field), allow_missing=True).to_numpy()
+            data[field] = series(table.boolean(col(field), allow_missing=True))
     for field in ("extracted_answer", "response_text"):
         if field in columns:
-            values = table.frame[col(field)].astype(str)
-            data[field] = values.where(values != "", None).to_numpy()
+            values = series(table.frame[col(field)].astype(str))
+            data[field] = values.where(values != "", None)
     if "answered" not in data and "extracted_answer" in data:
-        data["answered"] = pd.notna(pd.Series(data["extracted_answer"])).astype(float).to_numpy()
-    gold = table.frame[col("gold")].astype(str) if "gold" in columns else None
+        data["answered"] = data["extracted_answer"].notna().astype(float)
+    gold = series(table.frame[col("gold")].astype(str)) if "gold" in columns else None
     if "correct" in columns:
-        data["correct"] = table.correctness(col("correct")).to_numpy()
+        data["correct"] = series(table.correctness(col("correct")))
     else:
-        data["correct"] = _grade(table, columns, gold)
+        data["correct"] = pd.Series(_grade(table, columns, gold), index=index)
     label = run or default_run or table.path.stem
     if "run_id" in columns:
-        data["run_id"] = table.text(col("run_id")).to_numpy()
+        data["run_id"] = series(table.text(col("run_id")))
     else:
-        data["run_id"] = np.array([f"{label}/{m}" for m in models], dtype=object)
-    frame = pd.DataFrame(data)
+        data["run_id"] = (label + "/") + models.astype(str)
+    frame = pd.DataFrame(data, index=index)
     if "sample_idx" in columns:
-        frame["sample_idx"] = table.number(col("sample_idx"), integer=True, minimum=0).astype(
-            "int64"
-        )
+        frame["sample_idx"] = series(
+            table.number(col("sample_idx"), integer=True, minimum=0)
+        ).astype("int64")
     else:
         key = ["run_id", "dataset", "problem_id", "model", "mode", "budget"]
         frame["sample_idx"] = frame.groupby(key, dropna=False, sort=False).cumcount()
     _check_duplicate_keys(table, frame)
     frame["n_runs"] = (
-        table.number(col("n_runs"), integer=True, minimum=1).astype("int64")
+        series(table.number(col("n_runs"), integer=True, minimum=1)).astype("int64")
         if "n_runs" in columns
         else 1
     )
     outcomes = frame.reindex(columns=list(OUTCOME_STORE_COLUMNS))  # absent fields -> NULL
     runs = _runs(table, frame, columns, budget_kind)
+    first = ~pd.DataFrame({"d": datasets, "p": problem_id}).duplicated().to_numpy()
+
+    def firsts(values: pd.Series | None) -> object:
+        return None if values is None else values[first].to_numpy(dtype=object)
+
+    level = (
+        series(table.number(col("level"), allow_missing=True, integer=True))
+        if "level" in columns
+        else None
+    )
     problems = pd.DataFrame(
         {
-            "dataset": datasets.to_numpy(),
-            "problem_id": problem_id.to_numpy(),
-            "text": _optional_text(table, columns.get("problem_text")),
-            "gold": gold.where(gold != "", None).to_numpy() if gold is not None else None,
-            "level": table.number(col("level"), allow_missing=True, integer=True).to_numpy()
-            if "level" in columns
-            else None,
-            "subject": _optional_text(table, columns.get("subject")),
+            "dataset": firsts(datasets),
+            "problem_id": firsts(problem_id),
+            "text": firsts(_optional_text(table, columns.get("problem_text"))),
+            "gold": firsts(gold.where(gold != "", None)) if gold is not None else None,
+            "level": firsts(level),
+            "subject": firsts(_optional_text(table, columns.get("subject"))),
             "metadata_json": "{}",
         }
-    ).drop_duplicates(["dataset", "problem_id"])
+    )
     problems = problems[list(PROBLEM_STORE_COLUMNS)].astype(object)
     notes = []
     ignored = [c for c in table.columns if c not in set(columns.values())]
@@ -200,44 +220,53 @@ def _runs(
 ) -> list[Run]:
     """One Run per run id: its model and budget kind must be the same on all its rows."""
     kinds = (
-        table.text(columns["budget_kind"]).to_numpy()
+        table.text(columns["budget_kind"]).reset_index(drop=True)
         if "budget_kind" in columns
-        else np.full(len(frame), default_kind, dtype=object)
+        else pd.Series(default_kind, index=frame.index, dtype="str")
     )
     allowed = set(get_args(BudgetKind))
-    runs: dict[str, tuple[str, str]] = {}
-    for row, (run_id, model, kind) in enumerate(
-        zip(frame["run_id"], frame["model"], kinds, strict=True)
-    ):
-        if kind not in allowed:
-            raise table.fail(
-                row,
-                columns.get("budget_kind", "budget_kind"),
-                f"{kind!r} is not one of {', '.join(sorted(allowed))}",
-            )
-        seen = runs.setdefault(str(run_id), (str(model), str(kind)))
-        if seen != (str(model), str(kind)):
-            raise table.fail(
-                row,
-                columns.get("run_id", "model"),
-                f"run {run_id!r} has model/budget kind {seen}, this row {(model, kind)}",
-            )
+    bad = (~kinds.isin(allowed)).to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise table.fail(
+            row,
+            columns.get("budget_kind", "budget_kind"),
+            f"{kinds.iloc[row]!r} is not one of {', '.join(sorted(allowed))}",
+        )
+    # The distinct (run, model, kind) triples, each at the row where it first appears: a run
+    # with a second triple disagrees with itself there.
+    triples = pd.DataFrame(
+        {"run_id": frame["run_id"], "model": frame["model"], "kind": kinds}, index=frame.index
+    ).drop_duplicates()
+    clash = triples["run_id"].duplicated(keep="first").to_numpy()
+    if clash.any():
+        row = int(triples.index[clash].min())
+        run_id = frame["run_id"].iloc[row]
+        seen = triples[triples["run_id"] == run_id].iloc[0]
+        raise table.fail(
+            row,
+            columns.get("run_id", "model"),
+            f"run {run_id!r} has model/budget kind {(seen['model'], seen['kind'])}, this row "
+            f"{(frame['model'].iloc[row], kinds.iloc[row])}",
+        )
     return [
         Run(
-            run_id=run_id,
-            model=model,
+            run_id=str(run_id),
+            model=str(model),
             source=f"import:{table.path.name}",
-            budget_kind=kind,  # type: ignore[arg-type]
+            budget_kind=kind,
         )
-        for run_id, (model, kind) in sorted(runs.items())
+        for run_id, model, kind in sorted(
+            zip(triples["run_id"], triples["model"], triples["kind"], strict=True)
+        )
     ]
 
 
-def _optional_text(table: Table, column: str | None) -> object:
+def _optional_text(table: Table, column: str | None) -> pd.Series | None:
     if column is None:
         return None
-    values = table.frame[column].astype(str)
-    return values.where(values != "", None).to_numpy()
+    values = table.frame[column].astype(str).reset_index(drop=True)
+    return values.where(values != "", None)
 
 
 def _grade(table: Table, columns: Mapping[str, str], gold: pd.Series | None) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +26,9 @@ class ImportBatch:
         default_factory=lambda: pd.DataFrame(columns=list(PROBLEM_STORE_COLUMNS))
     )
     notes: list[str] = field(default_factory=list)
-    # The file line of each outcome row, when known, so a conflict found while writing can
-    # still name its line.
-    lines: np.ndarray | None = None
+    # The file line of an outcome row (by position), when known, so a conflict found while
+    # writing can still name its line; computed only then.
+    line_of: Callable[[int], int] | None = None
     # The table row of each outcome row when it is not simply its position (a wide file
     # becomes several outcome rows per table row).
     source_rows: np.ndarray | None = None

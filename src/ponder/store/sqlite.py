@@ -120,6 +120,19 @@ def check_can_write(path: Path) -> None:
         )
 
 
+# Columns that may be left out of an INSERT when a batch has no value in them (they are NULL
+# anyway); key and NOT NULL columns are always written.
+_OPTIONAL_COLUMNS = frozenset(_VALUE_COLUMNS) - {"correct", "n_runs"}
+
+
+def _present_columns(frame: pd.DataFrame) -> list[str]:
+    """The outcome columns worth binding: an all-NULL optional column costs a bind per row
+    for nothing (a third of a typical import's write time)."""
+    return [
+        c for c in OUTCOME_STORE_COLUMNS if c not in _OPTIONAL_COLUMNS or not frame[c].isna().all()
+    ]
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -439,17 +452,18 @@ class Store:
         )
         problems_added = self._count(conn, "problems") - n_before
 
-        placeholders = ", ".join("?" for _ in OUTCOME_STORE_COLUMNS)
+        columns = _present_columns(batch.outcomes)
+        placeholders = ", ".join("?" for _ in columns)
         before = conn.total_changes
         conn.executemany(
             # Not OR IGNORE: that would also drop rows failing CHECK / NOT NULL.
-            f"INSERT INTO outcomes ({', '.join(OUTCOME_STORE_COLUMNS)}) "
+            f"INSERT INTO outcomes ({', '.join(columns)}) "
             f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
-            _rows(batch.outcomes, OUTCOME_STORE_COLUMNS),
+            _rows(batch.outcomes, columns),
         )
         outcomes_added = conn.total_changes - before
         if outcomes_added < len(batch.outcomes):
-            self._check_same_values(conn, batch, where)
+            self._check_same_values(conn, batch, where, columns)
         if source is not None:
             conn.execute(
                 "INSERT INTO imports (path, sha256, preset, rows_read, rows_added, "
@@ -473,7 +487,9 @@ class Store:
         )
 
     @staticmethod
-    def _check_same_values(conn: sqlite3.Connection, batch: ImportBatch, where: str) -> None:
+    def _check_same_values(
+        conn: sqlite3.Connection, batch: ImportBatch, where: str, present: Sequence[str]
+    ) -> None:
         """Rows skipped as already stored must be equal to the stored ones, not corrections.
 
         Only runs when some rows were skipped (a re-import), so a first import pays nothing.
@@ -484,10 +500,10 @@ class Store:
             "WHERE 0"
         )
         conn.execute("DELETE FROM temp.incoming")
-        placeholders = ", ".join("?" for _ in OUTCOME_STORE_COLUMNS)
+        placeholders = ", ".join("?" for _ in present)
         conn.executemany(
-            f"INSERT INTO temp.incoming ({columns}) VALUES ({placeholders})",
-            _rows(batch.outcomes, OUTCOME_STORE_COLUMNS),
+            f"INSERT INTO temp.incoming ({', '.join(present)}) VALUES ({placeholders})",
+            _rows(batch.outcomes, present),
         )
         differs = " OR ".join(f"o.{c} IS NOT i.{c}" for c in _VALUE_COLUMNS)
         row = conn.execute(
@@ -502,8 +518,8 @@ class Store:
         if row is None:
             return
         index = int(row[0]) - 1
-        if batch.lines is not None and 0 <= index < len(batch.lines):
-            where = f"{where.rstrip(': ')}:{int(batch.lines[index])}: "
+        if batch.line_of is not None and 0 <= index < len(batch.outcomes):
+            where = f"{where.rstrip(': ')}:{batch.line_of(index)}: "
         pairs = row[6:]
         field_name, stored, new = next(
             (c, pairs[2 * k], pairs[2 * k + 1])
