@@ -144,7 +144,7 @@ def compute_curves(
     slim = frame[[c for c in frame.columns if c in _CURVE_COLUMNS]]
     if derive:
         plan = derivation_plan(slim[[c for c in slim.columns if c in _PLAN_INPUT]])
-        full = with_derived_caps(slim)
+        full = with_derived_caps(slim, plan=plan)
     else:
         plan = pd.DataFrame(columns=PLAN_COLUMNS)
         full = slim

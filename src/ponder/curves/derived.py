@@ -127,7 +127,9 @@ def derivation_plan(frame: pd.DataFrame, budgets: list[float] | None = None) -> 
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
-def derive_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.DataFrame:
+def derive_caps(
+    frame: pd.DataFrame, budgets: list[float] | None = None, *, plan: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The derived rows (``derived`` True, ``source_budget`` set) for every planned target.
 
     Same columns as the input plus ``derived`` and ``source_budget``; a row that needed more
@@ -137,7 +139,8 @@ def derive_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.D
     accuracy never exceeds its answer rate or one minus its truncation rate. ``answered`` is
     unknown for the whole cell when the source cell does not record it for every row.
     """
-    plan = derivation_plan(frame, budgets)
+    if plan is None:  # (compute_curves passes the plan it reports, not to build it twice)
+        plan = derivation_plan(frame, budgets)
     plan = plan.loc[plan["status"] == "derive", [*GROUP_KEYS, "budget", "source_budget"]]
     columns = [*frame.columns.drop(["derived", "source_budget"], errors="ignore")]
     if plan.empty:
@@ -178,13 +181,15 @@ def derive_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.D
     return out[[*columns, "derived", "source_budget"]].reset_index(drop=True)
 
 
-def with_derived_caps(frame: pd.DataFrame, budgets: list[float] | None = None) -> pd.DataFrame:
+def with_derived_caps(
+    frame: pd.DataFrame, budgets: list[float] | None = None, *, plan: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Recorded rows (derived=False) followed by the derived rows."""
     recorded = frame.loc[~derived_mask(frame)].copy()
     recorded["derived"] = False
     if "source_budget" not in recorded.columns:
         recorded["source_budget"] = np.nan
-    derived = derive_caps(frame, budgets)
+    derived = derive_caps(frame, budgets, plan=plan)
     if derived.empty:
         return recorded.reset_index(drop=True)
     return pd.concat([recorded, derived[recorded.columns]], ignore_index=True)
