@@ -50,6 +50,22 @@ class Table:
         self._lines = lines
         self._line_source = line_source
 
+    def line_finder(self) -> Callable[[], np.ndarray]:
+        """The lines, later, without keeping the parsed rows alive (only what computes them)."""
+        if self._lines is not None:
+            known = self._lines
+            return lambda: known
+        source = self._line_source
+        assert source is not None
+        cache: list[np.ndarray] = []
+
+        def lines() -> np.ndarray:
+            if not cache:
+                cache.append(source())
+            return cache[0]
+
+        return lines
+
     @property
     def lines(self) -> np.ndarray:
         if self._lines is None:

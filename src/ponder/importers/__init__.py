@@ -156,9 +156,12 @@ def load_file(
 
 
 def _line_of(table: Table, source_rows: np.ndarray | None) -> Callable[[int], int]:
+    """The file line of an outcome row, computed on demand (the table itself is let go)."""
+    lines = table.line_finder()
+
     def line_of(position: int) -> int:
         row = position if source_rows is None else int(source_rows[position])
-        return int(table.lines[row])
+        return int(lines()[row])
 
     return line_of
 
@@ -236,7 +239,9 @@ def plan_imports(
         else:
             files.append((path, None, None, None))
     plan = ImportPlan(items=[])
-    for path, table, data, item in files:
+    files.reverse()
+    while files:  # each file's bytes and parsed rows are let go once it is loaded
+        path, table, data, item = files.pop()
         if data is None:
             check_suffix(path)
             data = read_source(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ponder.errors import StoreError
@@ -144,20 +145,35 @@ def _now() -> str:
 
 def _column_values(column: pd.Series) -> list[Any]:
     """One column as plain Python values (int, float, str) with NaN / NA as None."""
+    if column.dtype == np.float64 or column.dtype == np.int64:
+        array = column.to_numpy()
+        out: list[Any] = array.tolist()  # numpy converts numbers far faster than object casts
+        if array.dtype == np.float64:
+            for i in np.flatnonzero(np.isnan(array)).tolist():
+                out[i] = None
+        return out
     values = column.to_numpy(dtype=object, copy=True)
     missing = column.isna().to_numpy()
     if missing.any():
         values[missing] = None
-    out: list[Any] = values.tolist()
+    out = values.tolist()
     return out
+
+
+# Rows are converted to Python objects this many at a time: one chunk of objects is alive at
+# once (all of them made a million-row import peak above a gigabyte).
+_CHUNK = 50_000
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
     """Rows as plain Python tuples with NaN/NA as None, which sqlite3 stores as NULL.
 
-    Converted column by column (not value by value): this is most of an import's Python time.
+    Converted column by column (not value by value) and chunk by chunk: this is most of an
+    import's Python time and, done all at once, most of its memory.
     """
-    return zip(*(_column_values(frame[c]) for c in columns), strict=True)
+    for start in range(0, len(frame), _CHUNK):
+        chunk = frame.iloc[start : start + _CHUNK]
+        yield from zip(*(_column_values(chunk[c]) for c in columns), strict=True)
 
 
 class Store:
