@@ -206,3 +206,13 @@ def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path: Path) -> Non
         assert store.schema_version == SCHEMA_VERSION
         assert store.counts()["outcomes"] == 1
         assert store.counts()["imports"] == 1
+
+
+def test_query_on_a_damaged_store_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    _big_store(path)
+    with Store(path, readonly=True) as store:
+        assert store.query("SELECT COUNT(*) FROM runs") == [(1,)]
+    _corrupt_middle(path)
+    with Store(path, readonly=True) as store, pytest.raises(StoreError, match="damaged"):
+        store.query("SELECT SUM(LENGTH(response_text)) FROM outcomes")

@@ -617,6 +617,10 @@ class Store:
         rows = self._read("SELECT problem_id FROM problems WHERE dataset = ?", [dataset])
         return {str(r[0]) for r in rows}
 
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query; a damaged file gives a one-line StoreError."""
+        return [tuple(r) for r in self._read(sql, params)]
+
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Run a query; a damaged file gives a one-line StoreError, not a traceback."""
         try:
