@@ -282,7 +282,7 @@ def _shortcut(
             continue
         if len(store.stored_runs(past.runs)) != len(set(past.runs)):
             continue
-        same = "" if past.path == str(path) else f" (as {past.path})"
+        same = "" if past.path in _path_names(path) else f" (as {past.path})"
         return FileImport(
             path=path,
             preset=past.preset,
@@ -304,9 +304,9 @@ def _shortcut(
 def _describe(options: Mapping[str, object]) -> str:
     if options.get("preset") != "mapped":
         return f"preset {options.get('preset')}"
-    shown = {k: v for k, v in options.items() if v not in (None, {}, "unspecified")}
-    shown.pop("preset", None)
-    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "no mapping"
+    order = ("mapping", "dataset", "model", "run", "budget_kind")
+    shown = [(k, options.get(k)) for k in order if options.get(k) not in (None, {}, "unspecified")]
+    return ", ".join(f"{k}={v}" for k, v in shown) or "no mapping"
 
 
 def _check_past_imports(store: Store, item: FileImport, replace: bool) -> set[str]:
