@@ -115,3 +115,56 @@ def test_too_little_training_data_is_refused() -> None:
     no_cost = OutcomeMatrix(m.problems, m.configs, m.correct, cost, cost, m.answer)
     with pytest.raises(PolicyError, match="cost in tokens is unknown"):
         CorrectnessPredictor().fit(no_cost)
+
+
+def test_per_config_cache_gives_exactly_the_fresh_fit() -> None:
+    """Fits shared across config sets (families) equal fits made from scratch."""
+    from ponder.policies import predictor as module
+
+    m = _matrix(60, seed=3)
+    rng = np.random.default_rng(1)
+    noisy = m.correct.copy()
+    noisy[rng.uniform(size=noisy.shape) < 0.2] = 0.0  # both classes in both configs
+    m = OutcomeMatrix(m.problems, m.configs, noisy, m.cost, m.tokens, m.answer)
+    module.clear_caches()
+    both = CorrectnessPredictor().fit(m, [CHEAP, DEAR])
+    assert len(module._LOSSES) == 2  # one inner CV per configuration
+    alone = CorrectnessPredictor().fit(m, [DEAR])  # reuses DEAR's inner CV
+    assert len(module._LOSSES) == 2
+    module.clear_caches()
+    fresh = CorrectnessPredictor().fit(m, [DEAR])
+    np.testing.assert_array_equal(alone.coef_, fresh.coef_)
+    np.testing.assert_array_equal(alone.intercept_, fresh.intercept_)
+    np.testing.assert_array_equal(alone.c_, fresh.c_)
+    module.clear_caches()
+    again = CorrectnessPredictor().fit(m, [CHEAP, DEAR])
+    np.testing.assert_array_equal(both.coef_, again.coef_)
+    np.testing.assert_array_equal(both.predict_proba(m.problems), again.predict_proba(m.problems))
+
+
+def test_inner_cv_uses_a_seeded_subsample_on_large_data() -> None:
+    """C is chosen on at most max_cv_problems problems; below the cap nothing changes."""
+    from ponder.policies import predictor as module
+    from ponder.policies.features import ProblemFeaturizer
+
+    m = _matrix(60, seed=3)
+    rng = np.random.default_rng(2)
+    noisy = m.correct.copy()
+    noisy[rng.uniform(size=noisy.shape) < 0.25] = 0.0
+    m = OutcomeMatrix(m.problems, m.configs, noisy, m.cost, m.tokens, m.answer)
+    module.clear_caches()
+    capped = CorrectnessPredictor(max_cv_problems=30).fit(m, [DEAR])
+    (losses,) = module._LOSSES.values()
+    # By hand: the first 30 problems of the seeded shuffle, in their usual inner folds.
+    order = np.random.default_rng(0).permutation(60)
+    keep = np.flatnonzero(order < 30)
+    features = ProblemFeaturizer(2**12).fit(m.problems).transform(m.problems)
+    hits = (noisy[:, 1] == 1).sum(axis=1)
+    by_hand = CorrectnessPredictor()._cv_losses(features, hits, 3 - hits, keep, order[keep] % 3)
+    np.testing.assert_allclose(losses, by_hand)
+    assert capped.c_[0] == CorrectnessPredictor().c_grid[int(np.argmin(by_hand))]
+    module.clear_caches()
+    uncapped = CorrectnessPredictor(max_cv_problems=60).fit(m, [DEAR])
+    module.clear_caches()
+    default = CorrectnessPredictor().fit(m, [DEAR])
+    np.testing.assert_array_equal(uncapped.coef_, default.coef_)

@@ -44,21 +44,45 @@ class ReplayResult:
         return float(self.cost.mean())
 
 
-def _votes(codes: np.ndarray, upto: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Leader answer, its votes and the runner-up's votes among the first `upto` samples.
+def _prefix_votes(
+    codes: np.ndarray, every: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Votes among the first t samples, for every t at once: [row, t-1] arrays of the leader
+    answer (-1: none), its votes, the runner-up's votes and the leader's first slot.
 
-    Ties go to the answer seen first (recorded order), so the replay is deterministic.
+    Ties go to the answer seen first (recorded order), so the replay is deterministic. Samples
+    are added one at a time, updating every earlier sample's vote count, with whole-column
+    operations over all rows (samples per step are few; rows are many). With `every=False`
+    only the vote over all samples (the last column) is filled in.
     """
-    window = codes[:, :upto]
-    valid = window >= 0
-    same = (window[:, :, None] == window[:, None, :]) & valid[:, :, None] & valid[:, None, :]
-    counts = same.sum(axis=2)  # votes of each sample's answer
-    leader_slot = counts.argmax(axis=1)  # first slot with the top count
-    rows = np.arange(len(window))
-    leader = np.where(counts[rows, leader_slot] > 0, window[rows, leader_slot], -1)
-    top = counts[rows, leader_slot]
-    others = np.where(window != leader[:, None], counts, 0)
-    return leader, top, others.max(axis=1) if upto else np.zeros(len(window), dtype=np.int64)
+    n_rows, n = codes.shape
+    by_sample = np.ascontiguousarray(codes.T)  # [sample, row]
+    valid = by_sample >= 0
+    count = np.zeros((n, n_rows), dtype=np.int32)  # votes for each sample's answer so far
+    leader = np.empty((n, n_rows), dtype=codes.dtype)
+    top = np.empty((n, n_rows), dtype=np.int32)
+    second = np.empty((n, n_rows), dtype=np.int32)
+    slot = np.empty((n, n_rows), dtype=np.int64)
+    columns = np.arange(n_rows)
+    for t in range(n):
+        answer, ok = by_sample[t], valid[t]
+        if t:
+            agree = (by_sample[:t] == answer) & ok
+            count[:t] += agree
+            count[t] = np.where(ok, 1 + agree.sum(axis=0), 0)
+        else:
+            count[0] = ok
+        if not every and t < n - 1:
+            continue
+        window = count[: t + 1]
+        best = window.max(axis=0)
+        first = np.zeros(n_rows, dtype=np.int64)
+        for i in range(t, -1, -1):  # the last assignment wins: the first slot with top votes
+            first = np.where(window[i] == best, i, first)
+        lead = np.where(best > 0, by_sample[first, columns], -1)
+        leader[t], top[t], slot[t] = lead, best, first
+        second[t] = np.where(by_sample[: t + 1] != lead, window, 0).max(axis=0)
+    return leader.T, top.T, second.T, slot.T
 
 
 def _run_step(
@@ -74,23 +98,33 @@ def _run_step(
     n_slots = matrix.correct.shape[2]
     slot = start[:, None] + np.arange(n)[None, :]
     inside = slot < n_slots
-    safe = np.minimum(slot, n_slots - 1)
-    pick = (rows[:, None], c, safe)
-    recorded = inside & ~np.isnan(matrix.correct[pick])
-    codes = np.where(recorded, matrix.answer[pick], NO_ANSWER)
+    # Each problem's samples of this configuration are contiguous: gather those rows once,
+    # then take the step's window (a plain slice when every problem starts at sample 0).
+    if n <= n_slots and not start.any():
+        window = slice(0, n)
+        correct_w = matrix.correct[rows, c, window]
+        cost_w = matrix.cost[rows, c, window]
+        answer_w = matrix.answer[rows, c, window]
+    else:
+        safe = np.minimum(slot, n_slots - 1)
+        correct_w = np.take_along_axis(matrix.correct[rows, c], safe, axis=1)
+        cost_w = np.take_along_axis(matrix.cost[rows, c], safe, axis=1)
+        answer_w = np.take_along_axis(matrix.answer[rows, c], safe, axis=1)
+    recorded = inside & ~np.isnan(correct_w)
+    codes = np.where(recorded, answer_w, NO_ANSWER)
     unknown = codes == UNKNOWN_ANSWER
     # How many samples are drawn: all n, or fewer when the stop rule is met.
+    votes = None  # prefix votes, computed at most once
     if step.stop is None:
         drawn = np.full(len(rows), n, dtype=np.int64)
     else:
-        _need_answers(unknown, step, "stopping when samples agree")
-        drawn = np.full(len(rows), n, dtype=np.int64)
-        settled = np.zeros(len(rows), dtype=bool)
-        for t in range(1, n + 1):
-            _, top, second = _votes(codes, t)
-            now = ~settled & (top >= step.stop.votes) & (top - second >= step.stop.margin)
-            drawn[now] = t
-            settled |= now
+        votes = _prefix_votes(codes)
+        _, top, second, _ = votes
+        stop = (top >= step.stop.votes) & (top - second >= step.stop.margin)  # [row, t-1]
+        drawn = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, n).astype(np.int64)
+        # Only samples actually drawn must say what they answered.
+        drawn_mask = np.arange(n)[None, :] < drawn[:, None]
+        _need_answers(unknown & drawn_mask, step, "stopping when samples agree")
     needed = np.arange(n)[None, :] < drawn[:, None]
     missing = needed & ~recorded
     if missing.any():
@@ -102,7 +136,7 @@ def _run_step(
             f"{problem['dataset']}/{problem['problem_id']}, the decision needs "
             f"{int(start[bad] + drawn[bad])}"
         )
-    costs = np.where(needed, matrix.cost[pick], 0.0)
+    costs = np.where(needed, cost_w, 0.0)
     if np.isnan(costs).any():
         raise ReplayError(
             f"cost in {matrix.unit} is unknown for configuration {step.config.label} "
@@ -115,10 +149,14 @@ def _run_step(
         leader_slot = np.zeros(len(rows), dtype=np.int64)
     else:
         _need_answers(unknown & (drawn > 1)[:, None], step, "a majority vote")
-        leader, _, _ = _votes(codes, n)
-        leader_slot = np.argmax((codes == leader[:, None]) & (leader[:, None] >= 0), axis=1)
+        # The vote over the first `drawn` samples only sees samples that were drawn, so the
+        # prefix votes of the stop rule (before masking) serve here too.
+        leaders, _, _, slots = votes if votes is not None else _prefix_votes(codes, every=False)
+        at = (drawn - 1)[:, None]  # the vote over the samples actually drawn
+        leader = np.take_along_axis(leaders, at, axis=1)[:, 0]
+        leader_slot = np.take_along_axis(slots, at, axis=1)[:, 0]
     answered = np.where(leader == UNKNOWN_ANSWER, np.nan, (leader >= 0).astype(float))
-    correct_samples = np.where(needed, matrix.correct[pick], 0.0)
+    correct_samples = np.where(needed, correct_w, 0.0)
     correct = correct_samples[np.arange(len(rows)), leader_slot]
     used[c][rows] = start + drawn
     if step.escalate == "never":

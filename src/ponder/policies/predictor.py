@@ -2,7 +2,9 @@
 
 One L2 logistic regression per configuration, trained on the recorded samples of the training
 problems (a problem with k correct out of n samples is two weighted rows, which is the same
-likelihood as n sample rows), with C chosen by cross-validation over training problems only.
+likelihood as n sample rows), with C chosen by cross-validation over training problems only
+(over a seeded subsample of at most `max_cv_problems` of them on large data: choosing one
+regularization value needs far fewer problems than the final fit, which uses all).
 A configuration whose training samples are all right or all wrong has nothing to learn and
 predicts its base rate. The state is plain JSON: coefficients, intercepts, featurizer state.
 """
@@ -94,6 +96,7 @@ class CorrectnessPredictor:
         n_features: int = 2**12,
         shared_c: bool = True,
         seed: int = 0,
+        max_cv_problems: int = 2000,
     ) -> None:
         if not c_grid or any(c <= 0 for c in c_grid):
             raise PolicyError("c_grid needs at least one positive regularization value")
@@ -106,6 +109,9 @@ class CorrectnessPredictor:
         self.n_features = n_features
         self.shared_c = shared_c
         self.seed = seed
+        if max_cv_problems < 2 * n_folds:
+            raise PolicyError(f"max_cv_problems must be at least {2 * n_folds}")
+        self.max_cv_problems = max_cv_problems
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class CorrectnessPredictor:
             "n_features": self.n_features,
             "shared_c": self.shared_c,
             "seed": self.seed,
+            "max_cv_problems": self.max_cv_problems,
         }
 
     # -- fitting -----------------------------------------------------------------------------
@@ -148,10 +155,13 @@ class CorrectnessPredictor:
                 )
 
         self.configs_ = configs
-        self.featurizer_ = ProblemFeaturizer(self.n_features).fit(outcomes.problems)
-        features = self.featurizer_.transform(outcomes.problems)
+        problems_key = (_problems_digest(outcomes.problems), self.n_features)
+        self.featurizer_, features = _featurize(outcomes.problems, problems_key)
         n_problems, n_columns = features.shape
-        folds = np.random.default_rng(self.seed).permutation(n_problems) % self.n_folds
+        order = np.random.default_rng(self.seed).permutation(n_problems)
+        folds = order % self.n_folds
+        # Problems beyond the first max_cv_problems of the shuffled order sit out the inner CV.
+        folds[order >= self.max_cv_problems] = -1
         coef = np.zeros((len(configs), n_columns))
         intercept = np.zeros(len(configs))
         constant = np.full(len(configs), np.nan)
@@ -160,16 +170,38 @@ class CorrectnessPredictor:
         learn = (hits.sum(axis=0) > 0) & (misses.sum(axis=0) > 0)
         constant[~learn] = self.base_rate_[~learn]  # a single class: nothing to learn
         losses = np.full((len(configs), len(self.c_grid)), np.nan)
-        for k in np.flatnonzero(learn).tolist():
-            rows = np.flatnonzero(n_rec[:, k] > 0)
-            losses[k] = self._cv_losses(features, hits[:, k], misses[:, k], rows, folds[rows])
+        # Each configuration's inner-CV losses and final model depend only on the problems'
+        # features and that configuration's hits and misses, so they are cached per
+        # configuration and shared by every policy (family, price) fitted on the same data.
+        keys = {
+            k: (
+                *problems_key,
+                self.seed,
+                self.n_folds,
+                self.c_grid,
+                self.max_cv_problems,
+                hashlib.sha256(hits[:, k].tobytes() + misses[:, k].tobytes()).hexdigest(),
+            )
+            for k in np.flatnonzero(learn).tolist()
+        }
+        for k, key in keys.items():
+            if key not in _LOSSES:
+                rows = np.flatnonzero(n_rec[:, k] > 0)
+                _remember(
+                    _LOSSES,
+                    key,
+                    self._cv_losses(features, hits[:, k], misses[:, k], rows, folds[rows]),
+                )
+            losses[k] = _LOSSES[key]
         chosen_c[learn] = self._choose_c(losses[learn])
-        for k in np.flatnonzero(learn).tolist():
-            rows = np.flatnonzero(n_rec[:, k] > 0)
-            x, y, w = _rows(features, hits[:, k], misses[:, k], rows)
-            model = _logistic(chosen_c[k]).fit(x, y, sample_weight=w)
-            coef[k] = model.coef_[0]
-            intercept[k] = model.intercept_[0]
+        for k, key in keys.items():
+            model_key = (*key, float(chosen_c[k]))
+            if model_key not in _MODELS:
+                rows = np.flatnonzero(n_rec[:, k] > 0)
+                x, y, w = _rows(features, hits[:, k], misses[:, k], rows)
+                model = _logistic(chosen_c[k]).fit(x, y, sample_weight=w)
+                _remember(_MODELS, model_key, (model.coef_[0].copy(), float(model.intercept_[0])))
+            coef[k], intercept[k] = _MODELS[model_key]
         self.coef_, self.intercept_ = coef, intercept
         self.constant_, self.c_ = constant, chosen_c
         self._fit_costs(outcomes, cost, recorded)
@@ -187,6 +219,7 @@ class CorrectnessPredictor:
         loss = np.zeros(len(self.c_grid))
         scored = False
         if len(self.c_grid) > 1:
+            rows, folds = rows[folds >= 0], folds[folds >= 0]
             for f in np.unique(folds):
                 train, test = rows[folds != f], rows[folds == f]
                 if hits[train].sum() == 0 or misses[train].sum() == 0 or len(test) == 0:
@@ -307,10 +340,40 @@ class CorrectnessPredictor:
         return predictor
 
 
-# -- a small cache: a price sweep refits the same predictor on the same fold many times -------
+# -- caches: a price sweep refits the same predictor on the same fold many times, and the
+# families of one evaluation fit predictors over overlapping configurations on the same folds.
 
 _CACHE: OrderedDict[tuple[str, ...], CorrectnessPredictor] = OrderedDict()
 _CACHE_SIZE = 8
+_LOSSES: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+_MODELS: OrderedDict[tuple[Any, ...], tuple[np.ndarray, float]] = OrderedDict()
+_FEATURES: OrderedDict[tuple[Any, ...], tuple[ProblemFeaturizer, sp.csr_matrix]] = OrderedDict()
+_PER_CONFIG_SIZE = 1024  # entries: a few MB of coefficients at most
+_FEATURES_SIZE = 8
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, size: int = 0) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > (size or _PER_CONFIG_SIZE):
+        cache.popitem(last=False)
+
+
+def _featurize(
+    problems: pd.DataFrame, key: tuple[Any, ...]
+) -> tuple[ProblemFeaturizer, sp.csr_matrix]:
+    """The featurizer fitted on these problems and their features (deterministic, cached)."""
+    if key not in _FEATURES:
+        featurizer = ProblemFeaturizer(int(key[1])).fit(problems)
+        _remember(_FEATURES, key, (featurizer, featurizer.transform(problems)), _FEATURES_SIZE)
+    _FEATURES.move_to_end(key)
+    return _FEATURES[key]
+
+
+def clear_caches() -> None:
+    """Forget every cached fit (tests compare cached and fresh fits)."""
+    for cache in (_CACHE, _LOSSES, _MODELS, _FEATURES):
+        cache.clear()
 
 
 def _problems_digest(problems: pd.DataFrame) -> str:
