@@ -127,9 +127,9 @@ def progress(*, transient: bool = True, enabled: bool | None = None) -> Progress
 
 
 def store_query(store: Store, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-    """Rows of a read-only SQL query on the store: the inventory and name checks need small
-    GROUP BY answers, not the whole outcome frame."""
-    return list(store._conn.execute(sql, tuple(params)).fetchall())
+    """Rows of a read-only SQL query on the store (`Store.query`): the inventory and name
+    checks need small GROUP BY answers, not the whole outcome frame."""
+    return store.query(sql, params)
 
 
 def _names_line(kind: str, names: Sequence[str], limit: int = 30) -> str:
