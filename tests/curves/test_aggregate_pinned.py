@@ -98,3 +98,24 @@ def test_paired_difference_interval_level() -> None:
     # Resamples where either side is undefined are left out.
     a[:50] = np.nan
     assert paired_difference_interval(a, b, ci=0.5) == pytest.approx((0.625, 0.875), abs=1e-12)
+
+
+def test_rows_outside_a_given_resampler_are_left_out(make_outcomes) -> None:
+    """A resampler built on other problems: rows of unknown problems or datasets never count."""
+    ids = [f"p{i}" for i in range(8)]
+    known = make_outcomes(problem_id=ids, correct=[1.0, 0.0] * 4)
+    resampler = ProblemResampler.from_frame(known, n_boot=200, seed=5)
+    extra = pd.concat(
+        [
+            known,
+            make_outcomes(problem_id=["p8", "p9"], correct=[1.0, 1.0]),  # not in the universe
+            make_outcomes(problem_id=["p0"], correct=[1.0], dataset="other", model="m"),
+        ],
+        ignore_index=True,
+    )
+    with_extra = cell_bootstrap(extra, resampler=resampler)
+    alone = cell_bootstrap(known, resampler=resampler)
+    row = with_extra.table.set_index("dataset").loc["ds"]
+    assert row["accuracy"] == 0.6  # the estimate uses every row: 6 of 10
+    np.testing.assert_array_equal(with_extra.replicates[:, 0], alone.replicates[:, 0])
+    assert np.isnan(with_extra.replicates[:, 1]).all()  # a dataset the resampler lacks

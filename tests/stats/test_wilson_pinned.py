@@ -73,6 +73,9 @@ def test_fractional_counts_and_no_data() -> None:
     assert low[0] == pytest.approx((-b - disc) / (2.0 * a), abs=1e-12)
     assert high[0] == pytest.approx((-b + disc) / (2.0 * a), abs=1e-12)
     assert np.isnan(low[1]) and np.isnan(high[1])  # n == 0: undefined, not [0, 1]
+    # Also at the edges, where the exact endpoints 0 and 1 would otherwise be filled in.
+    low, high = wilson_interval(np.array([0.0, 1.0]), np.array([0.0, 0.0]))
+    assert np.isnan(low).all() and np.isnan(high).all()
 
 
 def _exact_coverage(p: float, n: int, ci: float) -> float:
