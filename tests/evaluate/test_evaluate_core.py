@@ -305,7 +305,7 @@ def test_resampled_calibration_matches_the_plain_ece() -> None:
 def _nested_case() -> Evaluation:
     """Two folds where training figures and held-out outcomes disagree on every choice.
 
-    Each of 4 problem patterns is repeated 10 times; fold 0 holds patterns 0-1, fold 1
+    Each of 4 problem patterns is repeated 40 times; fold 0 holds patterns 0-1, fold 1
     patterns 2-3. Candidates: uniform a, uniform b, family x (lo, hi), oracle.
     """
     held_correct = np.array(
@@ -321,7 +321,7 @@ def _nested_case() -> Evaluation:
     held_cost = np.array([[1.0] * 4, [2.0] * 4, [1.0] * 4, [1.5] * 4, [1.8] * 4])
     train_correct = np.array([[0.9, 0.8, 0.95, 0.9, 1.0], [0.6, 0.8, 0.7, 0.85, 1.0]])
     train_cost = np.array([[1.0, 2.0, 1.0, 1.5, 1.8], [1.0, 2.0, 1.0, 1.5, 1.8]])
-    r = 10
+    r = 40
     n = 4 * r
     return Evaluation(
         protocol="hand-made",
@@ -490,3 +490,22 @@ def test_undefined_figures_print_as_undefined_with_the_reason(
         "baseline's training accuracy in 1 of 2 folds)" in out
     )
     assert "nan" not in out.lower()
+
+
+def test_gap_recovered_is_undefined_when_the_oracle_lead_is_too_uncertain() -> None:
+    """A ratio over a denominator whose CI nearly reaches zero is reported as undefined."""
+    ev = _nested_case()
+    # The oracle now equals the nested baseline (a on fold 0, b on fold 1) except on 6 of the
+    # 160 problems: a lead of 6/160 = 3.75 points (printed +3.7%) whose CI (about +/- 3
+    # points) nearly reaches zero.
+    baseline = np.where(ev.fold == 0, ev.correct[0], ev.correct[1])
+    oracle = baseline.copy()
+    oracle[np.flatnonzero(baseline == 0)[:6]] = 1.0
+    ev.correct[4] = oracle
+    summary = summarize(ev, n_boot=500, seed=0)
+    x = summary.families.set_index("family").loc["x"]
+    assert np.isnan(x["gap_recovered"])
+    assert x["gap_recovered_note"].startswith(
+        "the oracle's lead over the baseline is too uncertain for a ratio (+3.7%, CI "
+    )
+    assert x["gain_at_iso_cost"] == pytest.approx(0.25)  # the gain itself stays defined

@@ -270,11 +270,19 @@ def _undefined(record: dict[str, object], name: str, note: str) -> None:
     record[f"{name}_note"] = note
 
 
-def _store(record: dict[str, object], name: str, values: np.ndarray, ci: float) -> None:
+def _store(
+    record: dict[str, object],
+    name: str,
+    values: np.ndarray,
+    ci: float,
+    note: str = "not defined on these problems",
+) -> None:
+    """Observed value (row 0) and its CI from the resamples; NaN observed -> undefined."""
+    if not np.isfinite(values[0]):
+        _undefined(record, name, note)
+        return
     record[name] = float(values[0])
     record[f"{name}_ci_low"], record[f"{name}_ci_high"] = _interval(values[1:], ci)
-    if not np.isfinite(values[0]):
-        record[f"{name}_note"] = "not defined on these problems"
 
 
 def summarize(
@@ -354,12 +362,18 @@ def summarize(
     h_base_acc, h_base_cost = u_acc[rows, best_u], u_cost[rows, best_u]
     with np.errstate(invalid="ignore"):
         oracle_gap = oracle_acc - base_acc
-    gap_lo, _ = _interval(oracle_gap[1:], ci)
+    gap_lo, gap_hi = _interval(oracle_gap[1:], ci)
     gap_note = ""
     if not len(oracle):
         gap_note = "no oracle in this evaluation"
     elif not (oracle_gap[0] > 0.005 and gap_lo > 0):
         gap_note = "the oracle is not clearly more accurate than the baseline"
+    elif gap_lo < oracle_gap[0] / 2:
+        # A ratio over a denominator this uncertain swings by hundreds of percent.
+        gap_note = (
+            f"the oracle's lead over the baseline is too uncertain for a ratio "
+            f"({oracle_gap[0]:+.1%}, CI {gap_lo:+.1%} to {gap_hi:+.1%})"
+        )
 
     fam_rows = []
     for family in dict.fromkeys(ev.families):
@@ -443,14 +457,26 @@ def summarize(
         with np.errstate(invalid="ignore", divide="ignore"):
             over_frontier = _max_finite(f_acc - frontier_acc)
             cheaper = _max_finite(1.0 - f_cost / frontier_cost)
-        for name, values in (
-            ("hindsight_saved_at_iso_accuracy", h_saved),
-            ("hindsight_gain_at_iso_cost", h_at_cost - h_base_acc),
-            ("hindsight_gap_recovered", h_gap),
-            ("frontier_gain", over_frontier),
-            ("frontier_saving", cheaper),
+        for name, values, note in (
+            (
+                "hindsight_saved_at_iso_accuracy",
+                h_saved,
+                "no point reached the baseline's held-out accuracy",
+            ),
+            (
+                "hindsight_gain_at_iso_cost",
+                h_at_cost - h_base_acc,
+                "no point was as cheap as the baseline",
+            ),
+            ("hindsight_gap_recovered", h_gap, "the oracle is not more accurate than the baseline"),
+            ("frontier_gain", over_frontier, "no point within the uniform configurations' costs"),
+            (
+                "frontier_saving",
+                cheaper,
+                "no point within the uniform configurations' accuracies",
+            ),
         ):
-            _store(record, name, values, ci)
+            _store(record, name, values, ci, note)
         calibration = [t for t in table.loc[members, "calibration_error"] if not np.isnan(t)]
         record["calibration_error"] = float(np.mean(calibration)) if calibration else np.nan
         fam_rows.append(record)
