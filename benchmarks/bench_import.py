@@ -6,7 +6,8 @@ named like the mapped-import fields (so no ``--map`` is needed), then timed, in 
 - import   ``import_paths(store, [csv])`` into a fresh store: read + parse + validate
            (``load_file``) then one transaction (``Store.write``); split by ``on_file``;
 - parse    ``read_table(csv)`` alone, the CSV-parsing part of the read stage (re-measured);
-- reimport the same file again: idempotent, must add 0 rows;
+- reimport the same file again: idempotent, must add 0 rows (an unchanged file is recognised by
+           its sha256 in the store's import records and not parsed again);
 - load     ``store.outcomes_frame()``, the frame every analysis starts from;
 - to_sql   baseline: pandas ``DataFrame.to_sql`` of the same frame into a plain SQLite table
            (no validation, no idempotency key, no indexes), and ``pd.read_csv`` + ``to_sql``;
