@@ -301,12 +301,17 @@ class _Notes:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
+    def undefined(self, what: str, reason: str) -> str:
+        """`undefined [k]`, k numbering the reason (one note per distinct reason)."""
+        line = f"{what}: undefined ({reason})"
+        if line not in self.lines:
+            self.lines.append(line)
+        return f"undefined [{self.lines.index(line) + 1}]"
+
     def cell(self, row: Any, key: str, what: str, digits: int = 1) -> str:
         value = row.get(key)
         if not _finite(value):
-            reason = row.get(f"{key}_note") or "not defined on these problems"
-            self.lines.append(f"{row['family']}, {what}: undefined ({reason})")
-            return f"undefined [{len(self.lines)}]"
+            return self.undefined(what, row.get(f"{key}_note") or "not defined on these problems")
         return _pct_ci(value, row[f"{key}_ci_low"], row[f"{key}_ci_high"], digits)
 
 
@@ -402,9 +407,7 @@ def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False
 def _reach(row: dict[str, Any], key: str, fmt: Callable[[float], str], notes: _Notes) -> str:
     value: Any = row.get(key)
     if not _finite(value):
-        reason = row.get(f"{key}_note") or "not reached"
-        notes.lines.append(f"{row['family']}, cost to reach 95%: undefined ({reason})")
-        return f"undefined [{len(notes.lines)}]"
+        return notes.undefined("cost to reach 95%", row.get(f"{key}_note") or "not reached")
     return fmt(float(value))
 
 

@@ -168,8 +168,17 @@ def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
 # -- nested selection ---------------------------------------------------------------------------
 
 
+def _selectable(acc: np.ndarray, cost: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Members with training figures (an inner split too small to fit leaves NaN)."""
+    kept: np.ndarray = members[np.isfinite(acc[members]) & np.isfinite(cost[members])]
+    return kept
+
+
 def _best(acc: np.ndarray, cost: np.ndarray, members: np.ndarray) -> int:
-    """Most accurate member (cheaper on ties)."""
+    """Most accurate member (cheaper on ties; -1: none selectable)."""
+    members = _selectable(acc, cost, members)
+    if not len(members):
+        return -1
     a, c = acc[members], cost[members]
     top = a >= a.max() - 1e-12
     return int(members[np.where(top, c, np.inf).argmin()])
@@ -177,6 +186,7 @@ def _best(acc: np.ndarray, cost: np.ndarray, members: np.ndarray) -> int:
 
 def _iso_accuracy(acc: np.ndarray, cost: np.ndarray, members: np.ndarray, target: float) -> int:
     """Cheapest member at least as accurate as `target` (-1: none)."""
+    members = _selectable(acc, cost, members)
     ok = acc[members] >= target - 1e-12
     if not ok.any():
         return -1
@@ -185,6 +195,7 @@ def _iso_accuracy(acc: np.ndarray, cost: np.ndarray, members: np.ndarray, target
 
 def _iso_cost(acc: np.ndarray, cost: np.ndarray, members: np.ndarray, budget: float) -> int:
     """Most accurate member no dearer than `budget` (cheaper on ties; -1: none)."""
+    members = _selectable(acc, cost, members)
     ok = cost[members] <= budget * (1 + 1e-12) + 1e-12
     if not ok.any():
         return -1
@@ -199,6 +210,9 @@ def mix_to_reach(
     The mix lies on the members' concave hull: one vertex, or two neighbouring vertices in
     the proportion that lands on the target (None when even the most accurate misses it).
     """
+    members = _selectable(acc, cost, members)
+    if not len(members):
+        return None
     hx, hy = _hull(cost[members], acc[members])
     order = np.lexsort((-acc[members], cost[members]))
     # Map hull vertices back to candidates (vertex values are unique per hull position).

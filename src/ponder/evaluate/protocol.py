@@ -18,7 +18,7 @@ import pandas as pd
 
 from ponder.errors import PonderError
 from ponder.outcomes.matrix import OutcomeMatrix
-from ponder.outcomes.replay import replay
+from ponder.outcomes.replay import ReplayResult, replay
 from ponder.policies.base import Policy, PolicyError
 
 
@@ -108,54 +108,70 @@ def fold_assignment(problems: pd.DataFrame, folds: int, seed: int) -> np.ndarray
     return fold
 
 
-Run = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]
-
-
-def _run(train: OutcomeMatrix, test: OutcomeMatrix, candidate: Candidate) -> Run:
-    """Held-out correct, cost, samples, prediction; then training accuracy and cost."""
-    policy = candidate.make(train)
-    if policy.servable:
-        policy.fit(train)
-        seen = replay(train, policy.decide_batch(train.problems))
-        held_out = replay(test, policy.decide_batch(test.problems))
-        predicted = _predict(policy, test.problems)
-    else:  # the oracle: fitted on whatever it is judged on, training problems included
-        seen = replay(train, policy.fit(train).decide_batch(train.problems))
-        held_out = replay(test, policy.fit(test).decide_batch(test.problems))
-        predicted = np.full(test.n_problems, np.nan)
-    return (
-        held_out.correct,
-        held_out.cost,
-        held_out.samples.astype(float),
-        predicted,
-        seen.accuracy,
-        seen.mean_cost,
-    )
-
-
 class _Runs:
-    """Collects per-fold runs; a candidate that fails in any fold is dropped with its reason."""
+    """Held-out results per candidate, plus each outer fold's training figures for choosing
+    operating points; a candidate that fails anywhere is dropped with its reason.
+
+    Training figures of a servable policy come from an inner cross-validation over the outer
+    fold's training problems (never its held-out ones): replaying a fitted policy on the
+    problems it was fitted on would flatter it (a text model memorizes its training problems).
+    The oracle's training figure is in-sample by definition.
+    """
 
     def __init__(self, candidates: Sequence[Candidate], n: int, folds: int) -> None:
         k = len(candidates)
         self.candidates = candidates
         self.correct, self.cost = np.zeros((k, n)), np.zeros((k, n))
         self.samples, self.predicted = np.zeros((k, n)), np.full((k, n), np.nan)
-        self.train_correct, self.train_cost = np.zeros((folds, k)), np.zeros((folds, k))
+        # Sums over the training problems scored so far, per outer fold and candidate.
+        self.seen_correct, self.seen_cost = np.zeros((folds, k)), np.zeros((folds, k))
+        self.seen_count = np.zeros((folds, k))
         self.failed: dict[int, str] = {}
 
-    def run(self, f: int, train: OutcomeMatrix, test: OutcomeMatrix, rows: np.ndarray) -> None:
-        for i, candidate in enumerate(self.candidates):
-            if i in self.failed:
-                continue
+    def _each(self) -> list[tuple[int, Candidate]]:
+        return [(i, c) for i, c in enumerate(self.candidates) if i not in self.failed]
+
+    def outer(self, f: int, train: OutcomeMatrix, test: OutcomeMatrix, rows: np.ndarray) -> None:
+        """Fit on the outer training folds, replay on the held-out fold."""
+        for i, candidate in self._each():
             try:
-                c, co, s, p, tc, tco = _run(train, test, candidate)
+                policy = candidate.make(train)
+                if policy.servable:
+                    held_out = replay(test, policy.fit(train).decide_batch(test.problems))
+                    self.predicted[i, rows] = _predict(policy, test.problems)
+                else:  # the oracle: fitted on what it is judged on, in both roles
+                    self._seen(f, i, replay(train, policy.fit(train).decide_batch(train.problems)))
+                    held_out = replay(test, policy.fit(test).decide_batch(test.problems))
             except PonderError as exc:
                 self.failed[i] = str(exc)
                 continue
-            self.correct[i, rows], self.cost[i, rows] = c, co
-            self.samples[i, rows], self.predicted[i, rows] = s, p
-            self.train_correct[f, i], self.train_cost[f, i] = tc, tco
+            self.correct[i, rows], self.cost[i, rows] = held_out.correct, held_out.cost
+            self.samples[i, rows] = held_out.samples
+
+    def inner(self, train: OutcomeMatrix, parts: Sequence[tuple[int, OutcomeMatrix]]) -> None:
+        """Fit servable candidates on `train`; score each part for the outer fold it serves."""
+        for i, candidate in self._each():
+            try:
+                policy = candidate.make(train)
+                if not policy.servable:
+                    continue
+                policy.fit(train)
+                results = [
+                    (f, replay(part, policy.decide_batch(part.problems))) for f, part in parts
+                ]
+            except PonderError:
+                # Too little data in an inner split (say): the candidate is still reported
+                # held out, but the folds concerned cannot choose it as an operating point.
+                for f, _ in parts:
+                    self.seen_count[f, i] = np.nan
+                continue
+            for f, result in results:
+                self._seen(f, i, result)
+
+    def _seen(self, f: int, i: int, result: ReplayResult) -> None:
+        self.seen_correct[f, i] += result.correct.sum()
+        self.seen_cost[f, i] += result.cost.sum()
+        self.seen_count[f, i] += len(result.correct)
 
     def evaluation(
         self, protocol: str, unit: str, problems: pd.DataFrame, fold: np.ndarray
@@ -171,6 +187,7 @@ class _Runs:
                 skipped.setdefault(family, reason)
             else:
                 skipped.setdefault(self.candidates[i].label, reason)
+        count = np.maximum(self.seen_count[:, keep], 1)  # NaN stays NaN: not selectable
         return Evaluation(
             protocol=protocol,
             unit=unit,
@@ -182,8 +199,8 @@ class _Runs:
             samples=self.samples[keep],
             predicted=self.predicted[keep],
             fold=fold,
-            train_correct=self.train_correct[:, keep],
-            train_cost=self.train_cost[:, keep],
+            train_correct=self.seen_correct[:, keep] / count,
+            train_cost=self.seen_cost[:, keep] / count,
             skipped=tuple(skipped.items()),
         )
 
@@ -198,22 +215,42 @@ def cross_validate(
 ) -> Evaluation:
     """k-fold cross-validation by problem: fit on k-1 folds, replay on the held-out fold.
 
+    Operating points for held-out fold f are chosen from figures that never touch fold f:
+    for every pair of folds (f, g), each candidate is fitted on the other k-2 folds and
+    replayed on g (scoring it for outer fold f) and on f (for outer fold g): an inner
+    (k-1)-fold cross-validation inside each outer training set, at one fit per pair. With 2
+    folds there is no inner split and the training figures are in-sample replays.
     A candidate that cannot run (e.g. a vote on data without extracted answers) is left out
     and listed in `Evaluation.skipped` with the reason.
     """
     matrix = complete(matrix)
     fold = fold_assignment(matrix.problems, folds, seed)
     runs = _Runs(candidates, matrix.n_problems, folds)
+    parts = [matrix.subset(np.flatnonzero(fold == f)) for f in range(folds)]
     for f in range(folds):
         test_rows = np.flatnonzero(fold == f)
         train = matrix.subset(np.flatnonzero(fold != f))
-        runs.run(f, train, matrix.subset(test_rows), test_rows)
+        runs.outer(f, train, parts[f], test_rows)
+        if folds == 2:
+            runs.inner(train, [(f, train)])
         if on_step is not None:
             on_step(f"fold {f + 1}/{folds}")
+    if folds > 2:
+        for f in range(folds):
+            for g in range(f + 1, folds):
+                inner_train = matrix.subset(np.flatnonzero((fold != f) & (fold != g)))
+                runs.inner(inner_train, [(f, parts[g]), (g, parts[f])])
+            if on_step is not None:
+                on_step(f"inner folds {f + 1}/{folds}")
+    selection = (
+        "operating points chosen by inner cross-validation on the training folds"
+        if folds > 2
+        else "operating points chosen on the training fold (in-sample replay)"
+    )
     return runs.evaluation(
         f"{folds}-fold cross-validation by problem (seed {seed}) over the "
-        f"{len(matrix.configs)} configurations recorded for every problem; operating points "
-        "chosen on the training folds; oracle fitted on the held-out fold itself (upper bound)",
+        f"{len(matrix.configs)} configurations recorded for every problem; {selection}; "
+        "oracle fitted on the held-out fold itself (upper bound)",
         matrix.unit,
         matrix.problems,
         fold,
@@ -242,14 +279,21 @@ def transfer(
     train, test = align(train, test)
     common = train.configs
     runs = _Runs(candidates, test.n_problems, 1)
-    runs.run(0, train, test, np.arange(test.n_problems))
+    runs.outer(0, train, test, np.arange(test.n_problems))
+    # Operating points: inner cross-validation over the training problems.
+    inner_folds = min(5, train.n_problems)
+    inner = fold_assignment(train.problems.assign(dataset="train"), inner_folds, 0)
+    for g in range(inner_folds):
+        rest = train.subset(np.flatnonzero(inner != g))
+        runs.inner(rest, [(0, train.subset(np.flatnonzero(inner == g)))])
     if on_step is not None:
         on_step("transfer")
     train_sets, test_sets = _describe(train), _describe(test)
     return runs.evaluation(
         f"fit on {train_sets}, evaluated on {test_sets}, over the {len(common)} "
-        "configurations recorded for every problem of both; operating points chosen on the "
-        "training problems; oracle fitted on the evaluation problems (upper bound)",
+        "configurations recorded for every problem of both; operating points chosen by "
+        f"{inner_folds}-fold cross-validation on the training problems; oracle fitted on the "
+        "evaluation problems (upper bound)",
         test.unit,
         test.problems,
         np.zeros(test.n_problems, dtype=np.int64),
