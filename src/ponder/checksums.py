@@ -1,4 +1,5 @@
-"""File checksums, shared by the downloader (verification) and the importers (run labels)."""
+"""File checksums for the downloader (verification); the importers hash the bytes they parse,
+so a file is read once."""
 
 from __future__ import annotations
 

@@ -31,19 +31,6 @@ from ponder.store.schema import (
     SCHEMA_VERSION,
 )
 
-_FLOAT_COLUMNS = (
-    "budget",
-    "prompt_tokens",
-    "reasoning_tokens",
-    "answer_tokens",
-    "output_tokens",
-    "latency_s",
-    "truncated",
-    "answered",
-    "correct",
-    "level",
-)
-
 
 @dataclass(frozen=True)
 class WriteResult:
