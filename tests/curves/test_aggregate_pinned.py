@@ -28,6 +28,11 @@ def test_a_given_resampler_is_used(make_grid) -> None:
     pd.testing.assert_frame_equal(boot.table, cell_table(frame, resampler=mine))
     pd.testing.assert_frame_equal(boot.table, cell_table(frame, n_boot=300, seed=42))
     assert not boot.table.equals(cell_table(frame, n_boot=300, seed=0))
+    # The level is passed through: an 80% interval is the 10% / 90% quantiles.
+    narrow = cell_table(frame, resampler=mine, ci=0.8)
+    reps = boot.replicates
+    np.testing.assert_allclose(narrow["ci_low"], np.quantile(reps, 0.1, axis=0), atol=1e-12)
+    np.testing.assert_allclose(narrow["ci_high"], np.quantile(reps, 0.9, axis=0), atol=1e-12)
 
 
 def test_column_types_and_budget_kinds(make_outcomes) -> None:
