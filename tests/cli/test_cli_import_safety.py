@@ -176,3 +176,21 @@ def test_header_only_preset_files(ponder: Any, tmp_path: Path, preset_file: str)
     result = ponder("import", str(path), store=tmp_path / "s.sqlite")
     assert result.returncode == 1
     assert "no data rows" in _one_error_line(result.stderr)
+
+
+def test_private_files_of_killed_imports_are_cleaned_up(tmp_path: Path) -> None:
+    from ponder.importers import import_into
+
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    stale = tmp_path / f".s.sqlite.{dead_pid.pid}.abc"
+    stale_wal = tmp_path / f".s.sqlite.{dead_pid.pid}.abc-wal"
+    live = tmp_path / f".s.sqlite.{os.getpid()}.def"
+    for f in (stale, stale_wal, live):
+        f.write_bytes(b"x")
+    good = tmp_path / "good.csv"
+    good.write_text("problem_id,model,correct\np1,m,1\n")
+    _, counts = import_into(tmp_path / "s.sqlite", [good], dataset="t")
+    assert counts["outcomes"] == 1
+    assert not stale.exists() and not stale_wal.exists()
+    assert live.read_bytes() == b"x"  # a process that is still running keeps its file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import uuid
@@ -450,6 +451,30 @@ def import_paths(
     return plan.items
 
 
+def _remove_stale_private_files(store_path: Path) -> None:
+    """Private files left by an import that was killed while creating this store.
+
+    Only files whose process is gone are removed: the name carries the creator's pid, so a
+    file another import is still writing is never touched.
+    """
+    prefix = f".{store_path.name}."
+    for candidate in store_path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        candidate.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
+
+
 def import_into(
     store_path: Path,
     paths: list[Path],
@@ -470,6 +495,7 @@ def import_into(
         check_can_write(store_path)
         plan = plan_imports(None, paths, on_file=on_file, replace=replace, **options)
         store_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_private_files(store_path)
         private = store_path.with_name(f".{store_path.name}.{os.getpid()}.{uuid.uuid4().hex}")
         try:
             with Store(private) as store:
