@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ponder.curves._frame import CELL_KEYS, Coded, derived_mask, require_columns
+from ponder.curves._frame import CELL_KEYS, Coded, require_columns
 from ponder.curves.aggregate import (
     CELL_COLUMNS,
     CellBootstrap,
@@ -103,9 +101,6 @@ _CURVE_COLUMNS = frozenset(
 )
 
 
-# Repeated string columns stacked as categoricals (see _with_derived).
-_STACKED_AS_CATEGORIES = ("model", "dataset", "mode", "problem_id", "extracted_answer")
-
 # Columns the derivation plan reads.
 _PLAN_INPUT = frozenset(
     [*CELL_KEYS, "problem_id", "correct", "output_tokens", "budget_kind", "n_runs", "derived"]
@@ -147,20 +142,15 @@ def compute_curves(
     # Only the columns some table reads go through the derivation (which copies every
     # column it gets): identifiers like run_id and the token splits are left behind.
     slim = frame[[c for c in frame.columns if c in _CURVE_COLUMNS]]
-    key_dtypes: dict[str, Any] = {}
     if derive:
-        # The derivation copies the rows it reads: give it the repeated strings as
-        # categoricals (a small integer a row instead of ~20 bytes).
-        compact, key_dtypes = _compact(slim)
-        plan = derivation_plan(compact[[c for c in compact.columns if c in _PLAN_INPUT]])
-        derived = derive_caps(compact, plan=plan)
-        full = _with_derived(compact, derived, key_dtypes)
+        plan = derivation_plan(slim[[c for c in slim.columns if c in _PLAN_INPUT]])
+        full = with_derived_caps(slim, plan=plan)
     else:
         plan = pd.DataFrame(columns=PLAN_COLUMNS)
         full = slim
     require_columns(full, [*CELL_KEYS, "problem_id", "correct"], "the cell table")
     # One factorization of the string keys, shared by every table.
-    coded = Coded.of(full, key_dtypes)
+    coded = Coded.of(full)
     resampler = ProblemResampler.from_coded(coded, n_boot=n_boot, seed=seed)
     cells = coded_cell_bootstrap(coded, ci=ci, resampler=resampler)
     prepared = _Prepared(coded, resampler)
@@ -179,57 +169,3 @@ def compute_curves(
         ),
         derivations=plan,
     )
-
-
-def _compact(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The repeated Arrow-string columns as categoricals, and the dtypes they had.
-
-    :class:`Coded` gives the cell keys back in their original dtype, and no table reports
-    the other converted columns, so every table comes out as it would on the strings.
-    """
-    dtypes = {
-        name: frame[name].dtype
-        for name in _STACKED_AS_CATEGORIES
-        if name in frame.columns and isinstance(frame[name].dtype, pd.StringDtype)
-    }
-    converted = {name: _as_category(frame[name], _categories(frame[name])) for name in dtypes}
-    return frame.assign(**converted), dtypes
-
-
-def _with_derived(
-    frame: pd.DataFrame, derived: pd.DataFrame, dtypes: dict[str, Any]
-) -> pd.DataFrame:
-    """``with_derived_caps`` (recorded rows, then derived rows) for a frame whose ``dtypes``
-    columns are categoricals: the derived rows join the same categories, so the stacked
-    frame (a copy of every row, the largest allocation of the curves) stays compact."""
-    mask = derived_mask(frame)
-    recorded = frame.loc[~mask] if mask.any() else frame
-    recorded = recorded.assign(derived=False)
-    if "source_budget" not in recorded.columns:
-        recorded = recorded.assign(source_budget=np.nan)
-    if derived.empty:
-        return recorded.reset_index(drop=True)
-    derived = derived[recorded.columns]
-    categories = {name: _categories(recorded[name], derived[name]) for name in dtypes}
-    parts = [
-        part.assign(**{name: _as_category(part[name], categories[name]) for name in dtypes})
-        for part in (recorded, derived)
-    ]
-    return pd.concat(parts, ignore_index=True)
-
-
-def _categories(*columns: pd.Series) -> pd.Index:
-    """Every distinct value of a column over all parts, sorted as the strings sort."""
-    values: set[str] = set()
-    for column in columns:
-        values.update(str(v) for v in pd.unique(column.dropna()))
-    return pd.Index(sorted(values))
-
-
-def _as_category(column: pd.Series, categories: pd.Index) -> pd.Categorical:
-    """A column as codes into ``categories``, factorized once (no Python string per row)."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    position = categories.get_indexer(pd.Index([str(u) for u in uniques], dtype=object))
-    position = np.append(position, -1)  # code -1 (missing) stays -1
-    mapped = position[np.where(codes >= 0, codes, len(position) - 1)]
-    return pd.Categorical.from_codes(mapped, categories=categories)

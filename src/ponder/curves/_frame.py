@@ -9,9 +9,8 @@ reuses them instead of factorizing the same strings again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -113,39 +112,22 @@ def _group_codes(
     return inverse, first
 
 
-def cell_codes(
-    frame: pd.DataFrame, dtypes: Mapping[str, Any] | None = None
-) -> tuple[IntArray, pd.DataFrame]:
-    """Code of each row's cell and the sorted cell keys (NaN budget kept as its own cell).
-
-    ``dtypes``: the dtypes key columns had before they were made categorical; the key table
-    is then what the groupby gives on the original columns.
-    """
+def cell_codes(frame: pd.DataFrame) -> tuple[IntArray, pd.DataFrame]:
+    """Code of each row's cell and the sorted cell keys (NaN budget kept as its own cell)."""
     found = _group_codes(frame, CELL_KEYS, dropna=False)
     if found is None:
-        rows = _restored(frame[CELL_KEYS], dtypes)
-        grouped = rows.groupby(CELL_KEYS, dropna=False, sort=True, observed=True)
+        grouped = frame.groupby(CELL_KEYS, dropna=False, sort=True, observed=True)
         codes = np.asarray(grouped.ngroup().to_numpy(dtype=np.int64), dtype=np.int64)
     else:
         codes, first = found
         # The key table is what the groupby gives (same order, same index dtypes), built on
         # one row per cell.
-        rows = _restored(frame[CELL_KEYS].iloc[first], dtypes)
-        grouped = rows.groupby(CELL_KEYS, dropna=False, sort=True, observed=True)
+        grouped = (
+            frame[CELL_KEYS].iloc[first].groupby(CELL_KEYS, dropna=False, sort=True, observed=True)
+        )
     keys = grouped.size().index.to_frame(index=False)
     keys["budget"] = keys["budget"].astype("float64")
     return codes, keys
-
-
-def _restored(rows: pd.DataFrame, dtypes: Mapping[str, Any] | None) -> pd.DataFrame:
-    """Key columns back in the dtypes they had before they were made categorical."""
-    if not dtypes:
-        return rows
-    out = rows.copy()
-    for name, dtype in dtypes.items():
-        if name in out.columns:
-            out[name] = pd.array(out[name].to_numpy(dtype=object), dtype=dtype)
-    return out
 
 
 def problem_codes(frame: pd.DataFrame) -> tuple[IntArray, pd.DataFrame]:
@@ -196,16 +178,14 @@ class Coded:
     cell_keys: pd.DataFrame
     problem: IntArray
     problem_keys: pd.DataFrame
-    key_dtypes: dict[str, Any] = field(default_factory=dict)
     _local: dict[int, tuple[object, IntArray]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, key_dtypes: Mapping[str, Any] | None = None) -> Coded:
-        """Codes of a frame; ``key_dtypes`` as :func:`cell_codes` takes them."""
+    def of(cls, frame: pd.DataFrame) -> Coded:
         frame = frame.reset_index(drop=True)
-        cell, cell_keys = cell_codes(frame, key_dtypes) if key_dtypes else cell_codes(frame)
+        cell, cell_keys = cell_codes(frame)
         problem, problem_keys = problem_codes(frame)
-        return cls(frame, cell, cell_keys, problem, problem_keys, dict(key_dtypes or {}))
+        return cls(frame, cell, cell_keys, problem, problem_keys)
 
     @property
     def cell_dataset(self) -> npt.NDArray[np.object_]:

@@ -120,7 +120,7 @@ def with_problem(coded: Coded) -> Coded:
     missing = coded.problem < 0
     if not missing.any():
         return coded
-    return Coded.of(coded.frame.loc[~missing], coded.key_dtypes)
+    return Coded.of(coded.frame.loc[~missing])
 
 
 def coded_difficulty_table(coded: Coded, *, ci: float, resampler: ProblemResampler) -> pd.DataFrame:
