@@ -52,3 +52,39 @@ def test_errors_from_the_fast_path_name_the_right_line(tmp_path: Path, store: St
     with pytest.raises(InputError, match="expected 3 fields, found 2") as info:
         import_paths(store, [short], dataset="t")
     assert info.value.line == 4
+
+
+def test_recorded_files_import_the_same_through_either_reader(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded files without quotes take the columnar reader: same stored rows."""
+    import sqlite3
+
+    import ponder.tables as tables
+
+    files = [
+        shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_aime.csv",
+        shared_data / "mmlu_pro_math/mmlu_pro_math_per_model.csv",
+        shared_data / "matharena_aime2025_I/per_problem_accuracy.csv",
+    ]
+
+    def dump(path: Path) -> dict[str, list[str]]:
+        conn = sqlite3.connect(path)
+        out = {
+            t: sorted(map(repr, conn.execute(f"SELECT * FROM {t}")))
+            for t in ("outcomes", "problems")
+        }
+        out["runs"] = sorted(
+            map(repr, conn.execute("SELECT run_id, model, backend, source, budget_kind FROM runs"))
+        )
+        conn.close()
+        return out
+
+    with Store(tmp_path / "fast.sqlite") as store:
+        import_paths(store, files)
+    monkeypatch.setattr(tables, "_fast_csv", lambda path, data: None)
+    with Store(tmp_path / "strict.sqlite") as store:
+        import_paths(store, files)
+    fast, strict = dump(tmp_path / "fast.sqlite"), dump(tmp_path / "strict.sqlite")
+    assert len(fast["outcomes"]) > 40_000
+    assert fast == strict
