@@ -232,7 +232,7 @@ def evaluate_command(
     # same in every fold; their parameter scales come from each fold's training problems.
     cands = candidates(train if train is not None else test, policy or FAMILIES, skipped=skipped)
     with progress() as bar:
-        total = 1 if train is not None else folds
+        total = 1 if train is not None else (2 * folds if folds > 2 else folds)
         task = bar.add_task("evaluating", total=total)
 
         def step(what: str) -> None:

@@ -563,8 +563,8 @@ def conclusion(
             wins.append(
                 (
                     saved / 10,
-                    f"{row['family']} needs {saved:.0%} fewer {unit} for the same "
-                    f"accuracy (95% CI {slo:.0%} to {shi:.0%})",
+                    f"{row['family']} needs {saved:.1%} fewer {unit} for the same "
+                    f"accuracy (95% CI {slo:.1%} to {shi:.1%})",
                 )
             )
         elif _finite(gain) and (best_try is None or gain > best_try[0]):
