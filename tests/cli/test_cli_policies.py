@@ -350,7 +350,7 @@ def test_own_csv_without_answers_same_accuracy_in_curves_and_evaluate(
     text = ponder("evaluate", "-d", "mine", "--n-boot", "100", store=store, check_ok=True).stdout
     lines = text.rstrip("\n").splitlines()
     start = next(i for i, x in enumerate(lines) if x.lstrip().startswith("family"))
-    end = next(i for i in range(start + 2, len(lines)) if not lines[i].strip())
+    end = next(i for i in range(start + 2, len(lines)) if lines[i].startswith("acc, cost:"))
     assert all(len(x.rstrip()) <= 80 for x in lines[start - 1 : end]), text
     assert "not run: cascade (escalates when samples disagree" in text
     assert lines[-1].startswith("Conclusion: ") and evaluation["conclusion"] in lines[-1]

@@ -292,7 +292,7 @@ def _pct_ci(value: float, low: float, high: float, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}% [{low * 100:+.{digits}f}, {high * 100:+.{digits}f}]"
 
 
-SHORT_NAMES = {"adaptive_consistency": "adapt. consist."}
+SHORT_NAMES = {"adaptive_consistency": "adapt_consist"}
 
 
 class _Notes:
@@ -346,6 +346,8 @@ def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False
         title="policy families vs the baseline, held out (95% CI)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
     )
     columns = ["family", "acc", "cost", "gain @cost", "saved @acc", "cost→95%"]
     if wide:
@@ -400,7 +402,7 @@ def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False
     for family, reason in summary.skipped:
         console.print(f"not run: {family} ({reason})", highlight=False)
     if show_points:
-        _print_points(console, summary, fmt_cost)
+        _print_points(console, summary, fmt_cost, wide)
     console.print(f"Conclusion: {summary.conclusion}", highlight=False)
 
 
@@ -411,11 +413,21 @@ def _reach(row: dict[str, Any], key: str, fmt: Callable[[float], str], notes: _N
     return fmt(float(value))
 
 
-def _print_points(console: Console, summary: Any, fmt_cost: Callable[[float], str]) -> None:
+def _print_points(
+    console: Console, summary: Any, fmt_cost: Callable[[float], str], wide: bool
+) -> None:
+    """Every candidate held out; calibration only with --wide (80 columns otherwise)."""
     from rich import box
 
-    detail = Table(title="every evaluated point, held out", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("label", "acc", "95% CI", "cost", "samples", "calib. err"):
+    detail = Table(
+        title="every evaluated point, held out",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    columns = ["label", "acc", "95% CI", "cost"] + (["samples", "calib. err"] if wide else [])
+    for column in columns:
         detail.add_column(column, justify="left" if column == "label" else "right")
     for _, row in summary.points.iterrows():
         calibration = (
@@ -424,12 +436,11 @@ def _print_points(console: Console, summary: Any, fmt_cost: Callable[[float], st
             else f"{row['calibration_error']:.3f} [{row['calibration_ci_low']:.3f}, "
             f"{row['calibration_ci_high']:.3f}]"
         )
-        detail.add_row(
+        cells = [
             str(row["label"]),
             f"{row['accuracy']:.3f}",
             f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}]",
             fmt_cost(row["mean_cost"]),
-            f"{row['mean_samples']:.2f}",
-            calibration,
-        )
+        ]
+        detail.add_row(*cells, *([f"{row['mean_samples']:.2f}", calibration] if wide else []))
     console.print(detail)
