@@ -103,8 +103,9 @@ def test_pull_human_output(shared: Path, tmp_path: Path) -> None:
 
 def test_unknown_name(shared: Path, tmp_path: Path) -> None:
     line = one_line_error(run("pull", "nope", data_dir=tmp_path, shared=shared))
-    assert "unknown dataset 'nope'" in line
-    assert all(name in line for name in DATASETS)
+    assert line == f"error: unknown source 'nope'; sources: {', '.join(DATASETS)}"
+    typo = one_line_error(run("pull", "routelm_gsm8k", data_dir=tmp_path, shared=shared))
+    assert "unknown source 'routelm_gsm8k' (did you mean 'routellm_gsm8k'?)" in typo
 
 
 def test_needs_mirror(shared: Path, tmp_path: Path) -> None:
