@@ -118,7 +118,12 @@ def test_cell_and_problem_codes_equal_groupby_ngroup(frame: pd.DataFrame) -> Non
 
 
 @SETTINGS
-@given(st.lists(st.integers(-(2**40), 2**40), max_size=200))
+@given(
+    st.one_of(
+        st.lists(st.integers(-(2**40), 2**40), max_size=200),
+        st.lists(st.integers(0, 300), max_size=200),  # the presence-table path
+    )
+)
 def test_sorted_unique_equals_np_unique(values: list[int]) -> None:
     key = np.asarray(values, dtype=np.int64)
     uniq, inverse = sorted_unique(key)

@@ -63,7 +63,17 @@ def sample_mask(frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
 
 
 def sorted_unique(key: IntArray) -> tuple[IntArray, IntArray]:
-    """``np.unique(key, return_inverse=True)`` by hashing instead of sorting every row."""
+    """``np.unique(key, return_inverse=True)`` without sorting every row.
+
+    Keys in a small non-negative range (codes combined from a few small codes, the usual
+    case) are ranked through a presence table; others are hashed (``pd.factorize``).
+    """
+    key = np.asarray(key, dtype=np.int64)
+    if len(key) and key.min() >= 0 and key.max() < 4 * len(key) + 4096:
+        present = np.zeros(int(key.max()) + 1, dtype=bool)
+        present[key] = True
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return np.flatnonzero(present).astype(np.int64), rank[key]
     codes, uniques = pd.factorize(key)
     uniques = np.asarray(uniques, dtype=np.int64)
     order = np.argsort(uniques, kind="stable")
