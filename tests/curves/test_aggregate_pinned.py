@@ -13,11 +13,18 @@ from ponder.errors import InputError
 
 def test_defaults_are_1000_resamples_and_seed_0(make_grid) -> None:
     frame = make_grid(n_problems=30)
+    # Fractional scores make every resample's value distinct, so the interval moves with the
+    # number of resamples and the seed (0/1 scores give ties that hide both).
+    frame["correct"] = np.random.default_rng(1).random(len(frame))
     default = cell_table(frame)
-    pd.testing.assert_frame_equal(default, cell_table(frame, n_boot=1000, seed=0))
+    pd.testing.assert_frame_equal(default, cell_table(frame, n_boot=1000, seed=0), check_exact=True)
+    for other in ({"n_boot": 1001, "seed": 0}, {"n_boot": 1000, "seed": 1}):
+        assert not default["ci_low"].equals(cell_table(frame, **other)["ci_low"])
     boot = cell_bootstrap(frame)
     assert boot.replicates.shape == (1000, 2)
     assert boot.bootstrap.n_resamples.tolist() == [1000, 1000]
+    resampler = ProblemResampler.from_frame(frame)
+    assert (resampler.n_boot, resampler.seed) == (1000, 0)
 
 
 def test_a_given_resampler_is_used(make_grid) -> None:
@@ -124,3 +131,11 @@ def test_rows_outside_a_given_resampler_are_left_out(make_outcomes) -> None:
     assert row["accuracy"] == 0.6  # the estimate uses every row: 6 of 10
     np.testing.assert_array_equal(with_extra.replicates[:, 0], alone.replicates[:, 0])
     assert np.isnan(with_extra.replicates[:, 1]).all()  # a dataset the resampler lacks
+
+
+def test_local_codes_are_positions_in_the_sorted_universe(make_outcomes) -> None:
+    frame = make_outcomes(problem_id=["b", "a", "c", "a"], correct=[1.0, 0.0, 1.0, 1.0])
+    resampler = ProblemResampler.from_frame(frame.iloc[:3], n_boot=10)
+    assert list(resampler.universe("ds")) == ["a", "b", "c"]
+    other = pd.concat([frame, make_outcomes(problem_id=["z", "a"], dataset="elsewhere")])
+    assert resampler.local_codes(other).tolist() == [1, 0, 2, 0, -1, -1]

@@ -58,6 +58,7 @@ def test_default_grid_edges() -> None:
     assert default_grid([5000.0, 5000.0]) == [5000.0]
     assert default_grid([1024.0, 8192.0]) == [1024.0, 2048.0, 4096.0, 8192.0]
     assert default_grid([1023.0, 1025.0]) == [1023.0, 1024.0, 1025.0]
+    assert default_grid([0.5, 3.0]) == [0.5, 1.0, 2.0, 3.0]  # 2**0 counts too
 
 
 def test_source_is_the_smallest_recorded_cap_above_the_target() -> None:
