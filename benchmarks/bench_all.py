@@ -16,8 +16,10 @@ same synthetic sweep (``benchmarks/synthetic.py``):
 - memory   peak resident memory of the read + curves subprocess above what it had after its
            imports (``resource.getrusage`` maxrss), also per million rows.
 
-The read + curves and policies stages are repeated (``--repeat``, default 3) and the median
-is printed, with the range. Run: ``.venv/bin/python benchmarks/bench_all.py [--sizes ...]``.
+CPU seconds (``time.process_time``) of read, curves and the policy benchmark are printed
+too: on a shared machine they move less than wall-clock time. The read + curves and
+policies stages are repeated (``--repeat``, default 3) and the median is printed, with the
+range. Run: ``.venv/bin/python benchmarks/bench_all.py [--sizes ...]``.
 """
 
 from __future__ import annotations
@@ -84,13 +86,13 @@ def stage_curves(rows: int, folder: Path) -> dict[str, Any]:
     before = _rss_mb()
     store_path = folder / f"store_{rows}.sqlite"
     with Store(store_path, readonly=True) as store:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         frame = store.outcomes_frame()
-        read_s = time.perf_counter() - start
+        read_s, read_cpu = time.perf_counter() - start, time.process_time() - cpu
     assert len(frame) == rows
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     curves = compute_curves(frame, n_boot=1000, normalize=normalize_answer)
-    curves_s = time.perf_counter() - start
+    curves_s, curves_cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = _rss_mb() - before
     n_cells = len(curves.cells)
     del curves
@@ -106,6 +108,8 @@ def stage_curves(rows: int, folder: Path) -> dict[str, Any]:
     assert len(back) == rows
     return {
         "read_s": read_s,
+        "read_cpu": read_cpu,
+        "curves_cpu": curves_cpu,
         "read_base_s": read_base_s,
         "curves_s": curves_s,
         "curves_base_s": curves_base_s,
@@ -121,15 +125,16 @@ def stage_policies(rows: int, folder: Path) -> dict[str, Any]:
     from ponder.evaluate.catalog import FAMILIES
 
     bench(2000, list(FAMILIES))  # warm up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = bench(rows, list(FAMILIES))
-    seconds = time.perf_counter() - start
+    seconds, bench_cpu = time.perf_counter() - start, time.process_time() - cpu
     fit = sum(float(r["fit_s"]) + float(r["decide_s"]) for r in results)
     replay = sum(float(r["replay_s"]) for r in results)
     reference = sum(float(r["reference_s"]) for r in results)
     return {
         "policies_s": fit + replay,
         "bench_s": seconds,
+        "bench_cpu": bench_cpu,
         "fit_decide_s": fit,
         "replay_s": replay,
         "replay_ref_s": reference,
@@ -219,6 +224,9 @@ def main() -> None:
             ("curves", curves, "curves_s"),
             ("policies", policies, "policies_s"),
             ("peak MB", curves, "peak_mb"),
+            ("read cpu", curves, "read_cpu"),
+            ("curves cpu", curves, "curves_cpu"),
+            ("policy bench cpu (incl. reference replay)", policies, "bench_cpu"),
         ):
             _, low, high = _median(runs, key)
             parts.append(f"{name} {low:.2f}-{high:.2f}")
