@@ -2,11 +2,13 @@
 
 ``DataFrame.from_records(cursor.fetchall())`` held every row as a Python tuple of Python
 objects (about 1 KB per row at 20 columns) next to the frame being built: 1.2 GB at a million
-rows. Here rows arrive in chunks, each chunk is split into columns at once, numbers go into
-numpy arrays and strings into integer codes against one dictionary per column (the keys
-repeat: a few models, datasets, modes and runs), so only one chunk of Python objects is
-alive at a time. The joins with ``runs`` and ``problems`` (small tables) are done on the
-distinct keys in Python instead of one index lookup per row in SQLite.
+rows. Here rows arrive in chunks, each chunk is split into columns at once, numbers are
+written straight into the float and integer blocks the frame keeps (counted first, so
+nothing is concatenated or consolidated afterwards) and strings become int32 codes against
+one dictionary per column (the keys repeat: a few models, datasets, modes and runs), turned
+into Arrow strings by one ``take`` at the end. Only one chunk of Python objects is alive at
+a time. The joins with ``runs`` and ``problems`` (small tables) are done on the distinct
+keys in Python instead of one index lookup per row in SQLite.
 
 The result is the frame the join query gave through ``from_records`` (same columns, dtypes,
 values and row order): numbers are converted by the same rules (``pd.to_numeric`` with
