@@ -21,6 +21,7 @@ def test_defaults_are_1000_resamples_and_seed_0(make_grid) -> None:
     for other in ({"n_boot": 1001, "seed": 0}, {"n_boot": 1000, "seed": 1}):
         assert not default["ci_low"].equals(cell_table(frame, **other)["ci_low"])
     boot = cell_bootstrap(frame)
+    pd.testing.assert_frame_equal(boot.table, default, check_exact=True)
     assert boot.replicates.shape == (1000, 2)
     assert boot.bootstrap.n_resamples.tolist() == [1000, 1000]
     resampler = ProblemResampler.from_frame(frame)
