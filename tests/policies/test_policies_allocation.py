@@ -170,6 +170,17 @@ def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 
 
+def _direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
+    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
+    over its recorded samples of the configuration it was given (no replay code involved)."""
+    acc, cost = [], []
+    for i, config in enumerate(configs):
+        c = list(test.configs).index(config)
+        acc.append(np.nanmean(test.correct[i, c]))
+        cost.append(np.nanmean(test.cost[i, c]))
+    return float(np.mean(acc)), float(np.mean(cost))
+
+
 def test_real_data_budget_is_respected(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
     train, test = halves
     accuracies = []
@@ -178,8 +189,16 @@ def test_real_data_budget_is_respected(halves: tuple[OutcomeMatrix, OutcomeMatri
         allocation = policy.allocate(test.problems)
         budget = per_request * test.n_problems
         assert allocation.total <= budget
-        result = replay(test, policy.decide_batch(test.problems))
-        assert np.isfinite(result.accuracy)
+        allocated = [policy.configs_[c] for c in allocation.choice.tolist()]
+        # Reserved tokens are the allocated configurations' caps, looked up directly.
+        caps = [float(c.budget or 0) for c in allocated]
+        np.testing.assert_array_equal(allocation.reserved, caps)
+        batch = policy.decide_batch(test.problems)
+        assert [batch[i].steps[0].config for i in range(len(batch))] == allocated
+        result = replay(test, batch)
+        accuracy, mean_cost = _direct(test, allocated)
+        assert result.accuracy == pytest.approx(accuracy, abs=1e-12)
+        assert result.mean_cost == pytest.approx(mean_cost, rel=1e-12)
         assert result.cost.sum() <= budget  # realized output tokens, not just reserved
         accuracies.append(result.accuracy)
     assert accuracies[-1] > accuracies[0]
@@ -188,4 +207,6 @@ def test_real_data_budget_is_respected(halves: tuple[OutcomeMatrix, OutcomeMatri
     expected = BudgetAllocator(budget_per_request=2000.0, cost_basis="expected").fit(train)
     allocation = expected.allocate(test.problems)
     assert allocation.total <= 2000.0 * test.n_problems
-    assert np.isfinite(replay(test, expected.decide_batch(test.problems)).mean_cost)
+    spent = replay(test, expected.decide_batch(test.problems))
+    direct = _direct(test, [expected.configs_[c] for c in allocation.choice.tolist()])
+    assert (spent.accuracy, spent.mean_cost) == pytest.approx(direct, rel=1e-12)

@@ -250,12 +250,48 @@ def _halves(matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
     return matrix.subset(np.sort(order[:half])), matrix.subset(np.sort(order[half:]))
 
 
+def _leader(answers: list[int]) -> tuple[int, int]:
+    """Majority answer of a list of codes (ties: seen first) and its first slot; (-1, 0) if
+    no sample answered."""
+    valid = [a for a in answers if a >= 0]
+    if not valid:
+        return -1, 0
+    leader = max(dict.fromkeys(valid), key=valid.count)  # max keeps the first of equal counts
+    return leader, answers.index(leader)
+
+
+def _brute_cascade(m: OutcomeMatrix, i: int, steps: tuple[Step, ...]) -> tuple[float, float]:
+    """Problem i under a cascade, one sample at a time in recorded order, in plain Python."""
+    used: dict[int, int] = {}
+    cost = 0.0
+    correct = 0.0
+    for k, step in enumerate(steps):
+        c = list(m.configs).index(step.config)
+        slots = range(used.get(c, 0), used.get(c, 0) + step.samples)
+        used[c] = slots.stop
+        answers = [int(m.answer[i, c, s]) for s in slots]
+        cost += sum(float(m.cost[i, c, s]) for s in slots)
+        leader, slot = _leader(answers)
+        correct = float(m.correct[i, c, slots[slot]])
+        if k == len(steps) - 1 or step.escalate == "never":
+            break
+        if step.escalate == "no_answer":
+            go_on = leader < 0
+        else:  # disagree
+            go_on = leader < 0 or any(a != leader for a in answers)
+        if not go_on:
+            break
+    return correct, cost
+
+
 @pytest.mark.parametrize("price", [0.0, 1e-5, 1e-4])
 def test_math500_held_out_half(math500: OutcomeMatrix, price: float) -> None:
     train, test = _halves(math500)
     policy = TierCascade(price).fit(train)
     result = replay(test, policy.decide_batch(test.problems))
-    assert np.isfinite(result.accuracy) and np.isfinite(result.mean_cost)
+    brute = np.array([_brute_cascade(test, i, policy.steps_) for i in range(test.n_problems)])
+    assert result.correct.tolist() == brute[:, 0].tolist()
+    assert result.cost == pytest.approx(brute[:, 1], rel=1e-12)
     assert 0.5 < result.accuracy <= 1.0
     assert 2 <= len(policy.steps_) <= 3
     if price >= 1e-4:  # a price that makes cost matter: far cheaper than its last tier

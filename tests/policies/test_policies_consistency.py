@@ -9,7 +9,7 @@ import pytest
 from _matrices import answer_matrix
 
 from ponder.evaluate import OutcomeMatrix, ReplayResult, replay
-from ponder.policies import Config, NotFittedError, Policy, PolicyError, StopRule, Uniform
+from ponder.policies import Config, NotFittedError, Policy, PolicyError, Step, StopRule, Uniform
 from ponder.policies.consistency import AdaptiveConsistency
 from ponder.policies.serialization import load_policy, save_policy
 
@@ -178,6 +178,23 @@ def _halves(matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]:
     return matrix.subset(np.sort(order[:half])), matrix.subset(np.sort(order[half:]))
 
 
+def _brute_vote(m: OutcomeMatrix, i: int, step: Step) -> tuple[float, float, int]:
+    """Problem i under one stop-rule step, drawn one sample at a time in plain Python:
+    correctness of the majority answer (ties: seen first), summed cost, samples drawn."""
+    c = list(m.configs).index(step.config)
+    answers: list[int] = []
+    for s in range(step.samples):
+        answers.append(int(m.answer[i, c, s]))
+        counts = sorted((answers.count(a) for a in set(answers) if a >= 0), reverse=True)
+        top, second = [*counts, 0, 0][:2]
+        if step.stop is not None and top >= step.stop.votes and top - second >= step.stop.margin:
+            break
+    valid = [a for a in answers if a >= 0]
+    slot = answers.index(max(dict.fromkeys(valid), key=valid.count)) if valid else 0
+    drawn = len(answers)
+    return float(m.correct[i, c, slot]), float(np.sum(m.cost[i, c, :drawn])), drawn
+
+
 @pytest.mark.parametrize("config", [None, Config("deepscaler-1.5b", "think", 8192)])
 def test_math500_fewer_samples_than_majority_of_three(
     math500: OutcomeMatrix, config: Config | None
@@ -189,7 +206,12 @@ def test_math500_fewer_samples_than_majority_of_three(
     # Measured on this held-out half: auto picks qwen25math no-think, 2.28 samples vs 3,
     # 1641 vs 1995 tokens, 0.66 accuracy for both; deepscaler 8192: 2.16 samples, 7316 vs
     # 9192 tokens, 0.94 for both.
-    assert np.isfinite(adaptive.accuracy) and np.isfinite(adaptive.mean_cost)
+    (step,) = policy.decide_batch(test.problems).decisions[0].steps
+    assert step.stop == StopRule(policy.votes_, 1) and step.samples == 3
+    brute = np.array([_brute_vote(test, i, step) for i in range(test.n_problems)])
+    assert adaptive.correct.tolist() == brute[:, 0].tolist()
+    assert adaptive.cost == pytest.approx(brute[:, 1], rel=1e-12)
+    assert adaptive.samples.tolist() == brute[:, 2].tolist()
     assert adaptive.samples.mean() < 2.6
     assert adaptive.mean_cost < 0.9 * fixed.mean_cost
     assert abs(adaptive.accuracy - fixed.accuracy) <= 0.02

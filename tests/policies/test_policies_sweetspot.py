@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ponder.evaluate import OutcomeMatrix, replay
-from ponder.policies import Config, PolicyError, Uniform, load_policy, save_policy
+from ponder.policies import Config, PolicyError, Step, Uniform, load_policy, save_policy
 from ponder.policies.sweetspot import SweetSpotCap
 
 A1, A2, A4 = (Config("a", "think", b) for b in (1024, 2048, 4096))
@@ -81,6 +81,17 @@ def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 
 
+def _direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
+    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
+    over its recorded samples of the configuration it was given (no replay code involved)."""
+    acc, cost = [], []
+    for i, config in enumerate(configs):
+        c = list(test.configs).index(config)
+        acc.append(np.nanmean(test.correct[i, c]))
+        cost.append(np.nanmean(test.cost[i, c]))
+    return float(np.mean(acc)), float(np.mean(cost))
+
+
 def test_real_data_sweet_spot(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
     train, test = halves
     best = SweetSpotCap("best").fit(train)
@@ -89,8 +100,13 @@ def test_real_data_sweet_spot(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> No
     assert noise.config_.budget is not None and best.config_.budget is not None
     assert noise.config_.budget <= best.config_.budget
     for policy in (best, noise):
-        result = replay(test, policy.decide_batch(test.problems))
-        assert np.isfinite(result.accuracy) and np.isfinite(result.mean_cost)
+        batch = policy.decide_batch(test.problems)
+        assert {d.steps[0] for d in batch.decisions} == {Step(policy.config_)}
+        result = replay(test, batch)
+        # Every problem gets the chosen cap: the column means of that configuration.
+        accuracy, mean_cost = _direct(test, [policy.config_] * test.n_problems)
+        assert result.accuracy == pytest.approx(accuracy, abs=1e-12)
+        assert result.mean_cost == pytest.approx(mean_cost, rel=1e-12)
     r1 = SweetSpotCap("best", model="r1-1.5b").fit(train)
     assert r1.config_.model == "r1-1.5b"
     assert {r["model"] for r in r1.table_} == {"r1-1.5b"}
