@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 
@@ -123,8 +124,14 @@ def test_reading_a_missing_store_does_not_create_it(ponder: Any, tmp_path: Path)
 def test_usage_errors_exit_2(ponder: Any, small_store: Path) -> None:
     result = ponder("curves", "--table", "everything", store=small_store)
     assert result.returncode == 2
+    assert "Invalid value for --table: 'everything'" in result.stderr
+    assert "expected one of cells, sweet-spots, pass-at-k, maj-at-k, difficulty" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
     result = ponder("curves", "--n-boot", "5", store=small_store)
     assert result.returncode == 2
+    assert "Invalid value for '--n-boot'" in result.stderr
+    assert "greater than or equal to 100" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_filter_matching_nothing(ponder: Any, small_store: Path) -> None:
@@ -146,10 +153,25 @@ def test_failed_first_import_leaves_no_store(ponder: Any, tmp_path: Path) -> Non
     bad.write_text("problem_id,model,correct\na,m,maybe\n")
     store = tmp_path / "new.sqlite"
     result = ponder("import", str(bad), "--dataset", "x", store=store)
-    assert "field 'correct'" in _one_error_line(result.stderr)
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "bad.csv:2" in line and "field 'correct'" in line
     assert not store.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("new.sqlite")] == []
 
 
-def test_piped_tables_are_not_cut(ponder: Any, small_store: Path) -> None:
+def test_piped_tables_are_not_cut(ponder: Any, small_store: Path, shared_data: Path) -> None:
     result = ponder("curves", "--n-boot", "200", store=small_store)
-    assert "DeepSeek-R1-Distill-Qwen-14B" in result.stdout  # the longest model name, whole
+    assert result.returncode == 0, result.stderr
+    # The longest model name and its accuracy, whole, on one row; the accuracy is the mean
+    # of the recorded per-problem percentages, read straight from the source CSV.
+    source = pd.read_csv(shared_data / "matharena_aime2025_I/per_problem_accuracy.csv")
+    model = "DeepSeek-R1-Distill-Qwen-14B"
+    rows = source[source["model"] == model]
+    assert len(rows) == 15
+    expected = f"{rows['accuracy_pct_over_4_runs'].mean() / 100:.3f}"
+    (line,) = [row for row in result.stdout.splitlines() if row.startswith(model + " ")]
+    fields = line.split()
+    assert fields[:5] == [model, "aime25", "default", "none", "no"]
+    assert fields[5:8] == ["15", "15", expected]
+    assert "…" not in result.stdout
