@@ -80,7 +80,7 @@ def test_curves_json_equals_plain_groupby(
     assert (cells.loc[cells["derived"], "budget"] >= 512).all()
 
 
-def test_curves_tables_and_filters(ponder: Any, imported_store: Path) -> None:
+def test_curves_tables_and_filters(ponder: Any, imported_store: Path, shared_data: Path) -> None:
     sweet = json.loads(
         ponder(
             "curves",
@@ -106,7 +106,31 @@ def test_curves_tables_and_filters(ponder: Any, imported_store: Path) -> None:
         store=imported_store,
         check_ok=True,
     ).stdout
-    assert "r1-1.5b" in one and "16384" in one and "deepscaler" not in one
+    assert "deepscaler" not in one
+    # Every printed row equals a groupby of the raw CSV, figure by figure, as printed.
+    raw = pd.read_csv(shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_aime.csv")
+    raw = raw[(raw["benchmark"] == "aime24") & (raw["model"] == "r1-1.5b")]
+    expected = [
+        [
+            "r1-1.5b",
+            "aime24",
+            "think",
+            str(budget),
+            "no",
+            str(group["item_id"].nunique()),
+            str(len(group)),
+            f"{group['correct'].mean():.3f}",
+            f"{group['n_new_tokens'].mean():.0f}",
+            f"{group['reached_cap'].mean():.3f}",
+        ]
+        for budget, group in raw.groupby("budget")
+    ]
+    assert len(expected) == 6 and expected[-1][3] == "16384"
+    printed = [line.split() for line in one.splitlines() if line.startswith("r1-1.5b ")]
+    # columns: model dataset mode budget derived problems samples accuracy low high tokens trunc
+    assert [row[:8] + row[10:] for row in printed] == expected
+    for row in printed:
+        assert float(row[8]) <= float(row[7]) <= float(row[9])
     passk = json.loads(
         ponder(
             "curves",
@@ -154,9 +178,27 @@ def test_demo_runs_from_nothing(ponder: Any, shared_data: Path, tmp_path: Path) 
         "--no-policies",
         check_ok=True,
     )
-    assert "report:" in result.stdout
+    assert f"report: {out / 'report.html'}" in result.stdout
     assert (out / "report.html").stat().st_size > 100_000
     assert "sweet spots" in result.stdout
+    # The demo's figures against a plain groupby of the raw sweep: for every model and
+    # benchmark, the best recorded budget and its accuracy as printed.
+    raw = pd.concat(
+        pd.read_csv(shared_data / f"reasoning_budget_sweep/reasoning_budget_sweep_{name}.csv")
+        for name in ("aime", "math500")
+    )
+    by_cell = raw.groupby(["model", "benchmark", "budget"])["correct"].mean()
+    printed = {
+        (f[0], f[1]): f[3:5]
+        for f in (line.split() for line in result.stdout.splitlines())
+        if len(f) == 8 and f[2] == "think"
+    }
+    budgets = by_cell.groupby(level=["model", "benchmark"]).size()
+    pairs = budgets[budgets >= 2].index  # a sweet spot needs two recorded budgets
+    assert len(pairs) == 19 and set(printed) == set(pairs)
+    for (model, benchmark), (budget, accuracy) in printed.items():
+        curve = by_cell.loc[(model, benchmark)]
+        assert (int(budget), accuracy) == (int(curve.idxmax()), f"{curve.max():.3f}")
     # The demo's sweet-spot table shows the same values, under the same names, as
     # `ponder curves --table sweet-spots` on the demo's store (issue 7).
     from ponder.curves.sweetspot import SWEET_SPOT_LABELS
