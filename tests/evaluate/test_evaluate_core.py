@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ponder.curves.bootstrap import dataset_rng, resample_counts
 from ponder.errors import InputError
 from ponder.evaluate import CostModel, OutcomeMatrix, Price, ReplayError, replay, replay_decision
 from ponder.evaluate.metrics import summarize
@@ -232,16 +233,37 @@ def test_summary_metrics_against_hand_computation() -> None:
     assert points.loc["uniform dear", "mean_cost"] == 3000
     assert summary.baseline == "uniform dear"
     oracle = summary.families.set_index("family").loc["oracle"]
-    expected_cost = points.loc["oracle", "mean_cost"]
-    assert oracle["saved_at_iso_accuracy"] == pytest.approx(1 - expected_cost / 3000)
+    # The oracle by hand: per problem the configuration with the higher mean over its three
+    # samples, the cheap one on ties; its cost is that configuration's (300 or 3000).
+    per_config = m.correct.mean(axis=2)
+    dear = per_config[:, 1] > per_config[:, 0]
+    oracle_correct = np.where(dear, per_config[:, 1], per_config[:, 0])
+    oracle_cost = np.where(dear, 3000.0, 300.0)
+    assert 0 < dear.sum() < m.n_problems  # both choices occur
+    assert points.loc["oracle", "accuracy"] == pytest.approx(oracle_correct.mean(), abs=1e-12)
+    assert points.loc["oracle", "mean_cost"] == pytest.approx(oracle_cost.mean(), rel=1e-12)
+    assert oracle["saved_at_iso_accuracy"] == pytest.approx(1 - oracle_cost.mean() / 3000)
     # Here the dear configuration is never less accurate than the cheap one, so the oracle is
     # only as accurate as the baseline: the gap it bounds is zero and the share undefined.
     assert points.loc["oracle", "accuracy"] == pytest.approx(m.correct[:, 1, :].mean())
     assert np.isnan(oracle["gap_recovered"])
     assert "not clearly more accurate" in oracle["gap_recovered_note"]
-    assert oracle["saved_at_iso_accuracy_ci_low"] <= oracle["saved_at_iso_accuracy"]
-    assert oracle["saved_at_iso_accuracy"] <= oracle["saved_at_iso_accuracy_ci_high"]
+    # The intervals from an independent paired bootstrap over the same resamples: problems
+    # drawn with replacement within each dataset, one row of weights per resample, the
+    # percentile interval of each statistic.
+    counts = np.zeros((300, m.n_problems))
+    for dataset, rows in m.problems.groupby("dataset", sort=True).indices.items():
+        counts[:, rows] = resample_counts(len(rows), 300, dataset_rng(0, str(dataset)))
+    assert (counts.sum(axis=1) == m.n_problems).all()
+    weights = counts / m.n_problems
+    saved = 1 - (weights @ oracle_cost) / (weights @ np.full(m.n_problems, 3000.0))
+    expected = np.quantile(saved, [0.025, 0.975])
+    got = [oracle["saved_at_iso_accuracy_ci_low"], oracle["saved_at_iso_accuracy_ci_high"]]
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert expected[0] < oracle["saved_at_iso_accuracy"] < expected[1]
+    dear_accuracy = weights @ m.correct[:, 1, :].mean(axis=1)
     lo, hi = points.loc["uniform dear", ["accuracy_ci_low", "accuracy_ci_high"]]
+    assert [lo, hi] == pytest.approx(np.quantile(dear_accuracy, [0.025, 0.975]), abs=1e-12)
     assert lo < points.loc["uniform dear", "accuracy"] < hi
 
 
