@@ -123,6 +123,7 @@ def test_rows_outside_a_given_resampler_are_left_out(make_outcomes) -> None:
             known,
             make_outcomes(problem_id=["p8", "p9"], correct=[1.0, 1.0]),  # not in the universe
             make_outcomes(problem_id=["p0"], correct=[1.0], dataset="other", model="m"),
+            make_outcomes(problem_id=["p0"], correct=[1.0], dataset="a-first", model="m"),
         ],
         ignore_index=True,
     )
@@ -130,8 +131,11 @@ def test_rows_outside_a_given_resampler_are_left_out(make_outcomes) -> None:
     alone = cell_bootstrap(known, resampler=resampler)
     row = with_extra.table.set_index("dataset").loc["ds"]
     assert row["accuracy"] == 0.6  # the estimate uses every row: 6 of 10
-    np.testing.assert_array_equal(with_extra.replicates[:, 0], alone.replicates[:, 0])
-    assert np.isnan(with_extra.replicates[:, 1]).all()  # a dataset the resampler lacks
+    # Cells sort by dataset: a-first (unknown), ds, other (unknown). An unknown dataset
+    # sorting first must not stop the others from getting their interval.
+    np.testing.assert_array_equal(with_extra.replicates[:, 1], alone.replicates[:, 0])
+    assert np.isnan(with_extra.replicates[:, [0, 2]]).all()
+    assert np.isfinite(row["ci_low"]) and row["ci_low"] == alone.table["ci_low"].iloc[0]
 
 
 def test_local_codes_are_positions_in_the_sorted_universe(make_outcomes) -> None:

@@ -193,6 +193,17 @@ def test_sparse_signal_widens_to_the_wilson_interval(
     n = solved + missed
     low, high = quantile(reps, 0.025), quantile(reps, 0.975)
     w_low, w_high = wilson(solved / n, n)  # n = problems (40), not samples (120)
+    _check_widening(row, low, high, w_low, w_high, widened)
+    # At another level both parts of the union move with it.
+    boot = cell_bootstrap(frame_of(per_problem), n_boot=4000, seed=0, ci=0.8)
+    row80, reps80 = boot.table.iloc[0], boot.replicates[:, 0]
+    w80 = wilson(solved / n, n, z=1.2815515655446004)  # normal 0.9 quantile
+    _check_widening(row80, quantile(reps80, 0.1), quantile(reps80, 0.9), *w80, widened)
+
+
+def _check_widening(
+    row: pd.Series, low: float, high: float, w_low: float, w_high: float, widened: bool
+) -> None:
     if widened:
         assert row["ci_method"] == "percentile+wilson"
         assert row["ci_low"] == pytest.approx(min(low, w_low), abs=1e-12)
@@ -225,6 +236,9 @@ def test_degenerate_intervals_fall_back_to_wilson_over_problems() -> None:
     assert zero["ci_method"] == "wilson"
     assert (zero["ci_low"], zero["ci_high"]) == pytest.approx((0.0, wilson(0.0, 25)[1]))
     assert zero["ci_high"] == pytest.approx(Z95**2 / (25 + Z95**2), abs=1e-12)  # at phat = 0
+    z80 = 1.2815515655446004
+    at80 = cell_table(frame_of([[0.0, 0.0, 0.0]] * 25), n_boot=500, ci=0.8).iloc[0]
+    assert at80["ci_high"] == pytest.approx(z80**2 / (25 + z80**2), abs=1e-12)
     # All right.
     one, _ = _one_cell([[1.0]] * 25)
     assert one["ci_method"] == "wilson"
