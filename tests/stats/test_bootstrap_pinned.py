@@ -342,3 +342,16 @@ def test_sparse_cell_interval_still_covers(
         truth=0.1,
     )
     assert coverage > 0.95 - 3 * math.sqrt(0.95 * 0.05 / 2000)
+
+
+def test_quantiles_of_few_defined_resamples() -> None:
+    """Few defined values (a domain estimate on a rarely drawn problem): still numpy's rule."""
+    from ponder.curves import percentile_interval
+
+    reps = np.full((30, 2), np.nan)
+    reps[:10, 0] = np.arange(10.0)[::-1]
+    reps[:3, 1] = [2.0, 0.0, 1.0]
+    low, high = percentile_interval(reps, 0.95)
+    assert low.tolist() == pytest.approx([0.225, 0.05], abs=1e-12)
+    assert high.tolist() == pytest.approx([8.775, 1.95], abs=1e-12)
+    assert high[0] == pytest.approx(np.quantile(np.arange(10.0), 0.975), abs=1e-12)
