@@ -42,3 +42,14 @@ def answer_matrix(
         tokens=cost.copy(),
         answer=codes,
     )
+
+
+def held_out_direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
+    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
+    over its recorded samples of the configuration it was given (no replay code involved)."""
+    acc, cost = [], []
+    for i, config in enumerate(configs):
+        c = list(test.configs).index(config)
+        acc.append(np.nanmean(test.correct[i, c]))
+        cost.append(np.nanmean(test.cost[i, c]))
+    return float(np.mean(acc)), float(np.mean(cost))

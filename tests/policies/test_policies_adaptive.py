@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _matrices import held_out_direct
 
 from ponder.errors import InputError
 from ponder.evaluate import OutcomeMatrix, replay
@@ -135,17 +136,6 @@ def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]
     return m.subset(np.sort(order[: m.n_problems // 2])), m.subset(np.sort(order[50:]))
 
 
-def _direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
-    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
-    over its recorded samples of the configuration it was given (no replay code involved)."""
-    acc, cost = [], []
-    for i, config in enumerate(configs):
-        c = list(test.configs).index(config)
-        acc.append(np.nanmean(test.correct[i, c]))
-        cost.append(np.nanmean(test.cost[i, c]))
-    return float(np.mean(acc)), float(np.mean(cost))
-
-
 def test_real_data_held_out_curve(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
     train, test = halves
     best = max(
@@ -167,7 +157,7 @@ def test_real_data_held_out_curve(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -
         chosen = [batch[i].steps[0].config for i in range(len(batch))]
         assert chosen == [policy.configs_[c] for c in choice.tolist()]
         assert all(len(batch[i].steps) == 1 for i in range(len(batch)))
-        accuracy, mean_cost = _direct(test, chosen)
+        accuracy, mean_cost = held_out_direct(test, chosen)
         assert result.accuracy == pytest.approx(accuracy, abs=1e-12)
         assert result.mean_cost == pytest.approx(mean_cost, rel=1e-12)
         assert np.all((p >= 0) & (p <= 1))

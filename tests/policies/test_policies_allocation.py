@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _matrices import held_out_direct
 
 from ponder.errors import InputError
 from ponder.evaluate import OutcomeMatrix, replay
@@ -170,17 +171,6 @@ def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 
 
-def _direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
-    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
-    over its recorded samples of the configuration it was given (no replay code involved)."""
-    acc, cost = [], []
-    for i, config in enumerate(configs):
-        c = list(test.configs).index(config)
-        acc.append(np.nanmean(test.correct[i, c]))
-        cost.append(np.nanmean(test.cost[i, c]))
-    return float(np.mean(acc)), float(np.mean(cost))
-
-
 def test_real_data_budget_is_respected(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
     train, test = halves
     accuracies = []
@@ -196,7 +186,7 @@ def test_real_data_budget_is_respected(halves: tuple[OutcomeMatrix, OutcomeMatri
         batch = policy.decide_batch(test.problems)
         assert [batch[i].steps[0].config for i in range(len(batch))] == allocated
         result = replay(test, batch)
-        accuracy, mean_cost = _direct(test, allocated)
+        accuracy, mean_cost = held_out_direct(test, allocated)
         assert result.accuracy == pytest.approx(accuracy, abs=1e-12)
         assert result.mean_cost == pytest.approx(mean_cost, rel=1e-12)
         assert result.cost.sum() <= budget  # realized output tokens, not just reserved
@@ -208,5 +198,5 @@ def test_real_data_budget_is_respected(halves: tuple[OutcomeMatrix, OutcomeMatri
     allocation = expected.allocate(test.problems)
     assert allocation.total <= 2000.0 * test.n_problems
     spent = replay(test, expected.decide_batch(test.problems))
-    direct = _direct(test, [expected.configs_[c] for c in allocation.choice.tolist()])
+    direct = held_out_direct(test, [expected.configs_[c] for c in allocation.choice.tolist()])
     assert (spent.accuracy, spent.mean_cost) == pytest.approx(direct, rel=1e-12)

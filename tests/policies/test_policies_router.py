@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _matrices import held_out_direct
 
 from ponder.errors import InputError
 from ponder.evaluate import OutcomeMatrix, replay
@@ -98,17 +99,6 @@ def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 
 
-def _direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
-    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
-    over its recorded samples of the configuration it was given (no replay code involved)."""
-    acc, cost = [], []
-    for i, config in enumerate(configs):
-        c = list(test.configs).index(config)
-        acc.append(np.nanmean(test.correct[i, c]))
-        cost.append(np.nanmean(test.cost[i, c]))
-    return float(np.mean(acc)), float(np.mean(cost))
-
-
 def test_real_data_router(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
     train, test = halves
     shares = []
@@ -120,7 +110,7 @@ def test_real_data_router(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
         choice, _ = router.predict(test.problems)
         routed = [router.configs_[c] for c in choice.tolist()]
         assert [batch[i].steps[0].config for i in range(len(batch))] == routed
-        accuracy, mean_cost = _direct(test, routed)
+        accuracy, mean_cost = held_out_direct(test, routed)
         assert result.accuracy == pytest.approx(accuracy, abs=1e-12)
         assert result.mean_cost == pytest.approx(mean_cost, rel=1e-12)
         shares.append(float(np.mean(choice == 1)))  # configs_ is (no_think, think)

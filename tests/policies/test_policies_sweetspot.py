@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _matrices import held_out_direct
 
 from ponder.evaluate import OutcomeMatrix, replay
 from ponder.policies import Config, PolicyError, Step, Uniform, load_policy, save_policy
@@ -81,17 +82,6 @@ def halves(math500_matrix: OutcomeMatrix) -> tuple[OutcomeMatrix, OutcomeMatrix]
     return m.subset(np.sort(order[:50])), m.subset(np.sort(order[50:]))
 
 
-def _direct(test: OutcomeMatrix, configs: list[Config]) -> tuple[float, float]:
-    """Held-out accuracy and cost read straight off the arrays: for each problem, the mean
-    over its recorded samples of the configuration it was given (no replay code involved)."""
-    acc, cost = [], []
-    for i, config in enumerate(configs):
-        c = list(test.configs).index(config)
-        acc.append(np.nanmean(test.correct[i, c]))
-        cost.append(np.nanmean(test.cost[i, c]))
-    return float(np.mean(acc)), float(np.mean(cost))
-
-
 def test_real_data_sweet_spot(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> None:
     train, test = halves
     best = SweetSpotCap("best").fit(train)
@@ -104,7 +94,7 @@ def test_real_data_sweet_spot(halves: tuple[OutcomeMatrix, OutcomeMatrix]) -> No
         assert {d.steps[0] for d in batch.decisions} == {Step(policy.config_)}
         result = replay(test, batch)
         # Every problem gets the chosen cap: the column means of that configuration.
-        accuracy, mean_cost = _direct(test, [policy.config_] * test.n_problems)
+        accuracy, mean_cost = held_out_direct(test, [policy.config_] * test.n_problems)
         assert result.accuracy == pytest.approx(accuracy, abs=1e-12)
         assert result.mean_cost == pytest.approx(mean_cost, rel=1e-12)
     r1 = SweetSpotCap("best", model="r1-1.5b").fit(train)

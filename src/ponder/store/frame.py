@@ -26,25 +26,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-# Columns of the frame, in order, and how each is converted.
-_OUTCOME_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "dataset",
-    "problem_id",
-    "model",
-    "mode",
-    "budget",
-    "sample_idx",
-    "prompt_tokens",
-    "reasoning_tokens",
-    "answer_tokens",
-    "output_tokens",
-    "latency_s",
-    "truncated",
-    "answered",
-    "extracted_answer",
-    "correct",
-    "n_runs",
+from ponder.store.schema import OUTCOME_STORE_COLUMNS
+
+# Columns of the frame read from `outcomes`, in order: the stored ones but the free text and
+# extra JSON (text is added on request).
+_OUTCOME_COLUMNS: tuple[str, ...] = tuple(
+    c for c in OUTCOME_STORE_COLUMNS if c not in ("response_text", "extra_json")
 )
 FLOAT_COLUMNS: tuple[str, ...] = (
     "budget",
@@ -176,7 +163,13 @@ def read_outcomes_frame(
         body += " WHERE " + " AND ".join(where)
     sql = f"SELECT {', '.join('o.' + n for n in names)}{body} ORDER BY o.rowid"
 
-    final = [*names[: len(_OUTCOME_COLUMNS)], "budget_kind", "level", "subject", *names[17:]]
+    final = [
+        *names[: len(_OUTCOME_COLUMNS)],
+        "budget_kind",
+        "level",
+        "subject",
+        *names[len(_OUTCOME_COLUMNS) :],
+    ]
     own_snapshot = not conn.in_transaction
     if own_snapshot:
         conn.execute("BEGIN")  # one read snapshot for every query below
