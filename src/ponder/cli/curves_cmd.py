@@ -98,20 +98,21 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
-_CELL_LABELS = {
-    "model": "model",
-    "dataset": "dataset",
-    "mode": "mode",
-    "budget": "budget",
-    "derived": "derived",
-    "n_problems": "problems",
-    "n_samples": "samples",
-    "accuracy": "accuracy",
-    "ci_low": "95% low",
-    "ci_high": "95% high",
-    "mean_tokens": "mean tokens",
-    "truncation_rate": "truncated",
-}
+# The cell columns the terminal table shows (names: CELL_LABELS).
+_CELL_COLUMNS: tuple[str, ...] = (
+    "model",
+    "dataset",
+    "mode",
+    "budget",
+    "derived",
+    "n_problems",
+    "n_samples",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "mean_tokens",
+    "truncation_rate",
+)
 _K_LABELS = {
     "model": "model",
     "dataset": "dataset",
@@ -137,6 +138,7 @@ _DIFFICULTY_LABELS = {
 
 
 def _labels(name: str) -> dict[str, str]:
+    from ponder.curves.aggregate import CELL_LABELS
     from ponder.curves.sweetspot import SWEET_SPOT_LABELS
 
     sweet = {
@@ -157,7 +159,7 @@ def _labels(name: str) -> dict[str, str]:
         )
     }
     return {
-        "cells": _CELL_LABELS,
+        "cells": {c: CELL_LABELS[c] for c in _CELL_COLUMNS},
         "sweet-spots": sweet,
         "pass-at-k": _K_LABELS,
         "maj-at-k": _K_LABELS,

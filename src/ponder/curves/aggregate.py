@@ -44,6 +44,25 @@ CELL_COLUMNS: list[str] = [
 
 _REQUIRED = [*CELL_KEYS, "problem_id", "correct"]
 
+# Display names of the cell table's columns, shared by `ponder curves` and the report so a
+# number has one name everywhere.
+CELL_LABELS: dict[str, str] = {
+    "model": "model",
+    "dataset": "dataset",
+    "mode": "mode",
+    "budget": "budget",
+    "derived": "derived",
+    "n_problems": "problems",
+    "n_samples": "samples",
+    "accuracy": "accuracy",
+    "ci_low": "95% low",
+    "ci_high": "95% high",
+    "mean_tokens": "mean tokens",
+    "p90_tokens": "p90 tokens",
+    "truncation_rate": "truncated",
+    "answer_rate": "answered",
+}
+
 
 @dataclass(frozen=True)
 class CellBootstrap:

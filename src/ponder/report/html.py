@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 
 from ponder import __version__
 from ponder.curves import Curves
+from ponder.curves.aggregate import CELL_LABELS
 from ponder.report import plots
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ def build_report(
     )
     passk_table, n_passk = _passk_table(curves, sources)
     cells_table = html_table(
-        _add_source(cells, sources), _with_source_column(_present(cells, _CELL_COLUMNS))
+        _add_source(cells, sources), _with_source_column(_present(cells, CELL_LABELS))
     )
     policy_sections = [
         _policy_section(name, summary, _policy_label(framed, name)) for name, summary in evaluations
@@ -234,47 +235,29 @@ def build_report(
     return out
 
 
-_CELL_COLUMNS = {
-    "model": "model",
-    "dataset": "dataset",
-    "mode": "mode",
-    "budget": "budget",
-    "derived": "derived",
-    "n_problems": "problems",
-    "n_samples": "samples",
-    "accuracy": "accuracy",
-    "ci_low": "95% low",
-    "ci_high": "95% high",
-    "mean_tokens": "mean tokens",
-    "p90_tokens": "p90 tokens",
-    "truncation_rate": "truncated",
-    "answer_rate": "answered",
-}
-
-_SWEET_COLUMNS = {
-    "model": "model",
-    "dataset": "dataset",
-    "mode": "mode",
-    "n_budgets": "budgets",
-    "sweet_spot": "sweet spot",
-    "sweet_spot_accuracy": "accuracy",
-    "sweet_spot_share": "share",
-    "sweet_spot_min": "smallest within noise",
-    "largest_budget": "largest budget",
-    "drop": "drop to largest",
-    "drop_ci_low": "drop 95% low",
-    "drop_ci_high": "drop 95% high",
-    "overthinking": "overthinking",
-}
+# The sweet-spot columns the report shows, named as everywhere else (SWEET_SPOT_LABELS).
+_SWEET_COLUMNS: tuple[str, ...] = (
+    "model",
+    "dataset",
+    "mode",
+    "n_budgets",
+    "sweet_spot",
+    "sweet_spot_accuracy",
+    "sweet_spot_share",
+    "sweet_spot_min",
+    "largest_budget",
+    "drop",
+    "drop_ci_low",
+    "drop_ci_high",
+    "overthinking",
+)
 
 
 def _sweet_labels() -> dict[str, str]:
-    """The report's sweet-spot columns, named as the curves package names them for every view
-    (``SWEET_SPOT_LABELS``) when it does, so the table, the CLI and the demo agree."""
-    from ponder.curves import sweetspot
+    """The report's sweet-spot columns under the names the CLI and the demo use."""
+    from ponder.curves.sweetspot import SWEET_SPOT_LABELS
 
-    labels: dict[str, str] = getattr(sweetspot, "SWEET_SPOT_LABELS", {})
-    return {c: labels.get(c, h) for c, h in _SWEET_COLUMNS.items()}
+    return {c: SWEET_SPOT_LABELS[c] for c in _SWEET_COLUMNS}
 
 
 def _present(frame: pd.DataFrame, columns: dict[str, str]) -> dict[str, str]:
