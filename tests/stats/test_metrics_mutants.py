@@ -286,3 +286,197 @@ def test_conclusion_sentences() -> None:
     assert bare == (
         "No policy beats the best uniform configuration (1024, accuracy nan) on held-out problems."
     )
+
+
+def test_defaults_are_1000_resamples_and_seed_0() -> None:
+    ev = _case(2)
+    s = summarize(ev)
+    w = problem_weights(ev.problems, 1000, 0)
+    lo, hi = _q([float(row @ ev.correct[1]) for row in w])
+    assert s.baseline_figures["accuracy_ci_low"] == pytest.approx(lo, abs=1e-12)
+    assert s.baseline_figures["accuracy_ci_high"] == pytest.approx(hi, abs=1e-12)
+    # The one-line conclusion speaks in the evaluation's unit.
+    assert " tokens" in s.conclusion
+
+
+def test_without_an_oracle_the_ratios_are_undefined_with_a_reason() -> None:
+    ev = _case(0)
+    keep = [0, 1, 2, 3]
+    ev = Evaluation(
+        **{
+            **ev.__dict__,
+            "labels": LABELS[:4],
+            "families": ev.families[:4],
+            "correct": ev.correct[keep],
+            "cost": ev.cost[keep],
+            "samples": ev.samples[keep],
+            "predicted": ev.predicted[keep],
+            "train_correct": ev.train_correct[:, keep],  # type: ignore[index]
+            "train_cost": ev.train_cost[:, keep],  # type: ignore[index]
+        }
+    )
+    x = summarize(ev, n_boot=50).families.set_index("family").loc["x"]
+    assert np.isnan(x["gap_recovered"])
+    assert x["gap_recovered_note"] == "no oracle in this evaluation"
+    assert np.isnan(x["hindsight_gap_recovered"])
+    assert x["hindsight_gap_recovered_note"] == "the oracle is not more accurate than the baseline"
+
+
+def _oracle_note(ev: Evaluation, w: np.ndarray, base: np.ndarray) -> str:
+    """The documented rule for the gap ratio, from plain per-resample means."""
+    observed = ev.correct[4].mean() - base.mean()
+    lo, hi = _q([float(row @ ev.correct[4] - row @ base) for row in w])
+    if not (observed > 0.005 and lo > 0):
+        return "the oracle is not clearly more accurate than the baseline"
+    if lo < observed / 2:
+        return (
+            f"the oracle's lead over the baseline is too uncertain for a ratio "
+            f"({observed:+.1%}, CI {lo:+.1%} to {hi:+.1%})"
+        )
+    return ""
+
+
+@pytest.mark.parametrize("extra", [0, 4, 5, 6, 9, 12])
+def test_gap_recovered_needs_a_clear_oracle_lead(extra: int) -> None:
+    """Oracle = the baseline plus `extra` more solved problems: from no lead to a clear one.
+
+    With 1-3 extra problems the lower quantile of the lead is exactly 0 (no extra problem
+    drawn in over 2.5% of resamples) and `gap_lo > 0` is decided by rounding: left out.
+    """
+    ev = _case(4, n=40)
+    base = np.where(ev.fold == 0, ev.correct[1], ev.correct[1])  # b in both folds
+    oracle = base.copy()
+    unsolved = np.flatnonzero(base == 0)[:extra]
+    oracle[unsolved] = 1.0
+    ev.correct[4] = oracle
+    w = problem_weights(ev.problems, 300, 0)
+    x = summarize(ev, n_boot=300).families.set_index("family").loc["x"]
+    note = _oracle_note(ev, w, base)
+    lo = _q([float(row @ ev.correct[4] - row @ base) for row in w])[0]
+    assert extra == 0 or abs(lo) > 1e-9
+    if note:
+        assert np.isnan(x["gap_recovered"]) and x["gap_recovered_note"] == note
+    else:
+        assert np.isfinite(x["gap_recovered"])
+        assert not isinstance(x.get("gap_recovered_note"), str)
+
+
+def test_notes_name_the_folds_that_lack_a_point() -> None:
+    ev = _case(0)
+    assert ev.train_cost is not None and ev.train_correct is not None
+    # Fold 1: every x point dearer than the baseline (2): no iso-cost point there.
+    ev.train_cost[1, [2, 3]] = [2.5, 3.0]
+    x = summarize(ev, n_boot=50).families.set_index("family").loc["x"]
+    note = "no point was as cheap as the baseline on training problems in 1 of 2 folds"
+    for name in ("gain_at_iso_cost", "gap_recovered"):
+        assert np.isnan(x[name]) and np.isnan(x[f"{name}_ci_low"])
+        assert x[f"{name}_note"] == note
+    # Fold 1: the baseline's 95% (0.76) is out of reach of x mixed with uniform a.
+    assert np.isnan(x["cost_to_95pct"])
+    assert (
+        x["cost_to_95pct_note"] == "no mix reached 95% of the baseline's accuracy in 1 of 2 folds"
+    )
+    assert np.isfinite(x["uniform_cost_to_95pct"])
+
+
+def test_notes_count_every_fold_and_say_training_data_for_one() -> None:
+    ev = _case(0, n=30)
+    three = Evaluation(
+        **{
+            **ev.__dict__,
+            "fold": np.repeat([0, 1, 2], 10),
+            "train_correct": np.array(
+                [[0.5, 0.8, 0.7, 0.9, 1.0], [0.5, 0.8, 0.6, 0.7, 1.0], [0.5, 0.8, 0.6, 0.7, 1.0]]
+            ),
+            "train_cost": np.tile([1.0, 2.0, 1.2, 1.6, 1.5], (3, 1)),
+        }
+    )
+    x = summarize(three, n_boot=20).families.set_index("family").loc["x"]
+    assert x["saved_at_iso_accuracy_note"] == (
+        "no point reached the baseline's training accuracy in 2 of 3 folds"
+    )
+    one = Evaluation(
+        **{
+            **ev.__dict__,
+            "fold": np.zeros(30, dtype=np.int64),
+            "train_correct": np.array([[0.5, 0.8, 0.6, 0.7, 1.0]]),
+            "train_cost": np.array([[1.0, 2.0, 1.2, 1.6, 1.5]]),
+        }
+    )
+    x = summarize(one, n_boot=20).families.set_index("family").loc["x"]
+    assert x["saved_at_iso_accuracy_note"] == (
+        "no point reached the baseline's training accuracy in the training data"
+    )
+
+
+@pytest.mark.parametrize("drop", ["fold", "train_correct", "train_cost"])
+def test_missing_training_figures_fall_back_to_held_out_choices(drop: str) -> None:
+    ev = _case(1)
+    s = summarize(Evaluation(**{**ev.__dict__, drop: None}), n_boot=20)
+    means = ev.correct.mean(axis=1)
+    assert s.baseline == LABELS[int(np.argmax(means[:2]))]
+    assert s.baseline_figures["folds"] == 1
+
+
+def test_selection_helpers_on_hand_picked_points() -> None:
+    from ponder.evaluate.metrics import _best, _frontier_at, _hull_accuracy_at, _iso_cost
+
+    acc = np.array([0.5, 0.9, 0.8, 0.95])
+    cost = np.array([2000.0, 3000.0, 2000.0, 2000.5])
+    # Exactly the baseline's cost counts as no dearer, even in thousands of tokens.
+    assert _iso_cost(acc, cost, np.array([1, 2, 3]), 2000.0) == 2
+    assert _iso_cost(acc, cost, np.array([1, 3]), 2000.0) == -1
+    # Untrainable points (NaN figures) are never chosen; none left: -1.
+    assert _best(np.array([np.nan, 0.5]), np.array([1.0, 1.0]), np.array([0, 1])) == 1
+    assert _best(np.array([np.nan, 0.5]), np.array([1.0, 1.0]), np.array([0])) == -1
+    # The frontier at exactly a point's cost includes that point.
+    got = _frontier_at(np.array([[1.0, 2000.0]]), np.array([[0.5, 0.7]]), np.array([2000.0]))
+    assert got[0] == 0.7
+    hull = _hull_accuracy_at(
+        np.array([[1000.0, 2000.0]]), np.array([[0.5, 0.7]]), np.array([1000.0])
+    )
+    assert hull[0] == 0.5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_uniform_hull_is_the_best_two_point_mix(seed: int) -> None:
+    from ponder.evaluate.metrics import _hull_accuracy_at, _hull_cost_for
+
+    rng = np.random.default_rng(seed)
+    k = 7
+    cost, acc = rng.uniform(1, 10, k), rng.uniform(0, 1, k)
+    at = rng.uniform(0, 11, 25)
+    got = _hull_accuracy_at(np.tile(cost, (25, 1)), np.tile(acc, (25, 1)), at)
+    want = [_lp_accuracy_at(list(cost), list(acc), a) for a in at]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    targets = rng.uniform(0, 1.05, 25)
+    got = _hull_cost_for(np.tile(cost, (25, 1)), np.tile(acc, (25, 1)), targets)
+    want = [_lp_cost_for(list(cost), list(acc), t) for t in targets]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_resampled_calibration_drops_unknown_rows_and_bins_p_equal_1() -> None:
+    from ponder.evaluate.metrics import _resampled_calibration
+
+    p = np.array([1.0, 0.05, np.nan, 0.55, 0.99, np.nan, 0.3])
+    y = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    w = problem_weights(pd.DataFrame({"dataset": ["d"] * 7}), 40, 1)
+    got = _resampled_calibration(p, y, w)
+    want = [_ece(p, y, row) for row in w]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_a_saving_counts_a_tenth_of_a_gain_in_the_ranking() -> None:
+    gain = {
+        "gain_at_iso_cost": 0.1,
+        "gain_at_iso_cost_ci_low": 0.02,
+        "gain_at_iso_cost_ci_high": 0.2,
+    }
+    save = {
+        "saved_at_iso_accuracy": 1.05,
+        "saved_at_iso_accuracy_ci_low": 0.5,
+        "saved_at_iso_accuracy_ci_high": 1.5,
+        "accuracy_change_at_iso_accuracy_ci_high": 0.0,
+    }
+    text = conclusion(_families([{"family": "a", **gain}, {"family": "s", **save}]), "u", FIG, "t")
+    assert text.startswith("On held-out problems, s needs 105.0% fewer t")
