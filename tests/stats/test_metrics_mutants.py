@@ -480,3 +480,76 @@ def test_a_saving_counts_a_tenth_of_a_gain_in_the_ranking() -> None:
     }
     text = conclusion(_families([{"family": "a", **gain}, {"family": "s", **save}]), "u", FIG, "t")
     assert text.startswith("On held-out problems, s needs 105.0% fewer t")
+
+
+@pytest.mark.parametrize(
+    ("x_correct", "x_cost", "undefined"),
+    [
+        # Worse than every uniform point and cheaper than all of them.
+        (
+            0.0,
+            0.1,
+            {
+                "hindsight_saved_at_iso_accuracy": "no point reached the baseline's "
+                "held-out accuracy",
+                "frontier_gain": "no point within the uniform configurations' costs",
+            },
+        ),
+        # Better than every uniform point and dearer than all of them.
+        (
+            1.0,
+            100.0,
+            {
+                "hindsight_gain_at_iso_cost": "no point was as cheap as the baseline",
+                "frontier_saving": "no point within the uniform configurations' accuracies",
+            },
+        ),
+    ],
+)
+def test_hindsight_figures_out_of_reach_are_undefined_with_a_reason(
+    x_correct: float, x_cost: float, undefined: dict[str, str]
+) -> None:
+    ev = _case(0)
+    ev.correct[2:4] = x_correct
+    ev.cost[2:4] = x_cost
+    x = summarize(ev, n_boot=30).families.set_index("family").loc["x"]
+    for name, note in undefined.items():
+        assert np.isnan(x[name]) and np.isnan(x[f"{name}_ci_low"])
+        assert x[f"{name}_note"] == note
+
+
+def test_a_saving_over_a_free_baseline_is_undefined() -> None:
+    """Cost 0 everywhere: 1 - 0/0 is no saving at all, so it is undefined, not 0 or 100%."""
+    ev = _case(0)
+    ev.cost[:] = 0.0
+    assert ev.train_correct is not None
+    ev.train_correct[1, 3] = 0.85  # x hi reaches the baseline's 0.8 in fold 1 too
+    x = summarize(ev, n_boot=30).families.set_index("family").loc["x"]
+    assert np.isnan(x["saved_at_iso_accuracy"])
+    assert x["saved_at_iso_accuracy_note"] == "not defined on these problems"
+
+
+def test_an_oracle_that_also_loses_problems_is_not_clearly_better() -> None:
+    ev = _case(4, n=40)
+    base = ev.correct[1].copy()
+    oracle = base.copy()
+    oracle[np.flatnonzero(base == 0)[:3]] = 1.0
+    oracle[np.flatnonzero(base == 1)[:2]] = 0.0
+    ev.correct[4] = oracle
+    w = problem_weights(ev.problems, 300, 0)
+    lo = _q([float(row @ oracle - row @ base) for row in w])[0]
+    assert oracle.mean() - base.mean() == pytest.approx(0.025) and lo < -0.01
+    x = summarize(ev, n_boot=300).families.set_index("family").loc["x"]
+    assert x["gap_recovered_note"] == "the oracle is not clearly more accurate than the baseline"
+
+
+def test_ties_on_the_hull_and_costs_below_one() -> None:
+    from ponder.evaluate.metrics import _hull_cost_for, _iso_cost
+
+    # Equal accuracy at a higher cost is dominated: reaching 0.8 costs 2, not 3.
+    cost, acc = np.array([[1.0, 2.0, 3.0]]), np.array([[0.5, 0.8, 0.8]])
+    assert _hull_cost_for(cost, acc, np.array([0.8]))[0] == 2.0
+    assert _hull_cost_for(cost, acc, np.array([0.65]))[0] == pytest.approx(1.5)
+    # Costs in dollars: exactly the baseline's cost is still no dearer.
+    acc1 = np.array([0.5, 0.9])
+    assert _iso_cost(acc1, np.array([0.002, 0.002]), np.array([1]), 0.002) == 1
