@@ -553,3 +553,26 @@ def test_ties_on_the_hull_and_costs_below_one() -> None:
     # Costs in dollars: exactly the baseline's cost is still no dearer.
     acc1 = np.array([0.5, 0.9])
     assert _iso_cost(acc1, np.array([0.002, 0.002]), np.array([1]), 0.002) == 1
+
+
+def test_cost_to_reach_mixes_in_the_cheapest_uniform_point_wherever_it_is_listed() -> None:
+    ev = _case(0)
+    order = [1, 0, 2, 3, 4]  # the dearer uniform point first
+    assert ev.train_correct is not None and ev.train_cost is not None
+    swapped = Evaluation(
+        **{
+            **ev.__dict__,
+            "labels": tuple(LABELS[i] for i in order),
+            "correct": ev.correct[order],
+            "cost": ev.cost[order],
+            "samples": ev.samples[order],
+            "predicted": ev.predicted[order],
+            "train_correct": ev.train_correct[:, order],
+            "train_cost": ev.train_cost[:, order],
+        }
+    )
+    # Half the baseline's training accuracy (0.4) is below every x point's: uniform a alone
+    # (training accuracy 0.5, cost 1) reaches it more cheaply than any x point.
+    x = summarize(swapped, n_boot=20, reach=(0.5,)).families.set_index("family").loc["x"]
+    assert x["cost_to_50pct"] == pytest.approx(ev.cost[0].mean(), abs=1e-12)
+    assert x["cost_to_50pct_accuracy"] == pytest.approx(ev.correct[0].mean(), abs=1e-12)
