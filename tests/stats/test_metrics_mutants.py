@@ -576,3 +576,21 @@ def test_cost_to_reach_mixes_in_the_cheapest_uniform_point_wherever_it_is_listed
     x = summarize(swapped, n_boot=20, reach=(0.5,)).families.set_index("family").loc["x"]
     assert x["cost_to_50pct"] == pytest.approx(ev.cost[0].mean(), abs=1e-12)
     assert x["cost_to_50pct_accuracy"] == pytest.approx(ev.correct[0].mean(), abs=1e-12)
+
+
+def test_a_figure_undefined_in_the_first_resample_is_still_reported() -> None:
+    """Seed 7 of the pinned case: the observed hindsight saving is defined, the first resample's
+    is not (no point reaches that resample's baseline). The figure is the observed value; only
+    the interval leaves the undefined resample out."""
+    from test_metrics_pinned import _case as pinned_case
+    from test_metrics_pinned import _hindsight
+
+    ev = pinned_case(7)
+    n = ev.correct.shape[1]
+    w = problem_weights(ev.problems, 5, 7)
+    full = np.vstack([np.full((1, n), 1 / n), w])
+    acc, cost = full @ ev.correct.T, full @ ev.cost.T
+    observed, first = _hindsight(acc[0], cost[0]), _hindsight(acc[1], cost[1])
+    assert np.isfinite(observed[0]) and np.isnan(first[0])
+    x = summarize(ev, n_boot=5, seed=7).families.set_index("family").loc["x"]
+    assert x["hindsight_saved_at_iso_accuracy"] == pytest.approx(observed[0], abs=1e-12)
