@@ -594,3 +594,43 @@ def test_a_figure_undefined_in_the_first_resample_is_still_reported() -> None:
     assert np.isfinite(observed[0]) and np.isnan(first[0])
     x = summarize(ev, n_boot=5, seed=7).families.set_index("family").loc["x"]
     assert x["hindsight_saved_at_iso_accuracy"] == pytest.approx(observed[0], abs=1e-12)
+
+
+def test_a_family_without_a_trainable_point_in_a_fold_is_undefined_not_the_first_candidate() -> (
+    None
+):
+    """Fold 1 cannot fit family x (NaN training figures): its best point must be undefined
+    with the reason, and no fold may be attributed to another family's candidate."""
+    ev = _case(0)
+    assert ev.train_cost is not None and ev.train_correct is not None
+    ev.train_correct[1, [2, 3]] = np.nan
+    ev.train_cost[1, [2, 3]] = np.nan
+    x = summarize(ev, n_boot=50).families.set_index("family").loc["x"]
+    assert np.isnan(x["best_accuracy"]) and np.isnan(x["best_accuracy_cost"])
+    assert (
+        x["best_accuracy_note"]
+        == "no point could be chosen on the training problems in 1 of 2 folds"
+    )
+    assert not any(label.startswith("uniform") for label in x["best_labels"])
+    assert x["best_labels"][0] == "x hi" and x["best_label"] == "x hi"
+
+
+def test_an_undefined_best_point_prints_as_undefined_in_the_cli_and_the_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ponder.cli.policy_cmd import print_summary
+    from ponder.report.html import _families_table
+
+    ev = _case(0)
+    assert ev.train_cost is not None and ev.train_correct is not None
+    ev.train_correct[1, [2, 3]] = np.nan
+    ev.train_cost[1, [2, 3]] = np.nan
+    summary = summarize(ev, n_boot=50)
+    print_summary(summary)
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("x "))
+    assert "undefined [1]" in row and "0." not in row
+    assert "most accurate point: undefined (no point could be chosen" in out
+    main, _ = _families_table(summary)
+    assert "undefined (no point could be chosen on the training problems in 1 of 2 folds)" in main
+    assert ">nan<" not in main.lower()

@@ -366,8 +366,11 @@ def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False
         row = record.to_dict()
         cells = [
             str(row["family"]) if wide else SHORT_NAMES.get(row["family"], row["family"]),
-            f"{row['best_accuracy']:.3f}",
-            fmt_cost(row["best_accuracy_cost"]),
+            *(
+                (f"{row['best_accuracy']:.3f}", fmt_cost(row["best_accuracy_cost"]))
+                if _finite(row["best_accuracy"])
+                else (notes.cell(row, "best_accuracy", "most accurate point"), "")
+            ),
             notes.cell(row, "gain_at_iso_cost", "accuracy gain at the baseline's cost"),
             notes.cell(row, "saved_at_iso_accuracy", "cost saved at the baseline's accuracy", 0),
             _reach(row, "cost_to_95pct", fmt_cost, notes),

@@ -245,8 +245,8 @@ class _Role:
         return (w * ev.correct.T).sum(axis=1), (w * ev.cost.T).sum(axis=1)
 
     def labels(self, ev: Evaluation) -> list[str]:
-        """Per fold, the chosen candidate (the heaviest one of a mix)."""
-        return [ev.labels[int(row.argmax())] for row in self.weights]
+        """Per fold, the chosen candidate (the heaviest one of a mix; "" where none was)."""
+        return [ev.labels[int(row.argmax())] if row.any() else "" for row in self.weights]
 
 
 def _choose(
@@ -405,13 +405,19 @@ def summarize(
         def pick_iso_cost(f: int, m: np.ndarray = members) -> int:
             return _iso_cost(t_acc[f], t_cost[f], m, t_cost[f][_base_of(base, f)])
 
-        best = _choose(ev, pick_best, "no point")
-        best_correct, best_cost = best.held_out(ev)
+        best = _choose(ev, pick_best, "no point could be chosen on the training problems")
         labels = best.labels(ev)
-        record["best_label"], record["best_folds"] = _most_common(labels)
+        record["best_label"], record["best_folds"] = _most_common(
+            [label for label in labels if label] or [""]
+        )
         record["best_labels"] = labels
-        record["best_accuracy"] = float(best_correct.mean())
-        record["best_accuracy_cost"] = float(best_cost.mean())
+        if best.note:  # a fold without a choice would count its problems as wrong
+            record["best_accuracy"] = record["best_accuracy_cost"] = float("nan")
+            record["best_accuracy_note"] = best.note
+        else:
+            best_correct, best_cost = best.held_out(ev)
+            record["best_accuracy"] = float(best_correct.mean())
+            record["best_accuracy_cost"] = float(best_cost.mean())
         # Nested iso-accuracy and iso-cost points.
         iso_a = _choose(ev, pick_iso_accuracy, "no point reached the baseline's training accuracy")
         iso_c = _choose(

@@ -423,6 +423,9 @@ def _best_point(
     """
     label = str(row["best_label"])
     figures: dict[str, float] = getattr(summary, "baseline_figures", {}) or {}
+    if isinstance(row.get("best_accuracy_note"), str) and row["best_accuracy_note"]:
+        nan = float("nan")  # no choice in some fold: undefined, never the hindsight point
+        return nan, nan, nan, nan
     nested = not math.isnan(_value(row, "best_accuracy"))
     same_everywhere = _value(row, "best_folds") >= _value(figures, "folds") or not nested
     lo = hi = float("nan")
@@ -458,7 +461,9 @@ def _families_table(summary: Summary) -> tuple[Markup, Markup]:
         record: dict[str, object] = {
             "policy": name,
             "setting": setting,
-            "accuracy [95% CI]": f"{acc:.3f}{ci}",
+            "accuracy [95% CI]": f"{acc:.3f}{ci}"
+            if math.isfinite(acc)
+            else f"undefined ({row.get('best_accuracy_note')})",
             "mean cost": cost,
             "cost saved at the baseline's accuracy": _with_ci(
                 row, "saved_at_iso_accuracy", notes, points=False, undefined=_NOT_AS_ACCURATE
