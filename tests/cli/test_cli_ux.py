@@ -178,15 +178,13 @@ def test_data_list_shows_dataset_names(ponder: Any) -> None:
 
 def test_data_list_names_match_a_real_import(shared_data: Path, tmp_path: Path) -> None:
     """The source -> dataset names shown by `data list` are what an import really stores."""
-    from ponder.cli._common import store_query
     from ponder.cli.data_cmd import PROVIDES
     from ponder.importers import import_paths
     from ponder.store import Store
 
     with Store(tmp_path / "s.sqlite") as st:
         import_paths(st, [shared_data])
-        pairs = store_query(
-            st,
+        pairs = st.query(
             "SELECT DISTINCT r.source, o.dataset FROM outcomes o JOIN runs r USING (run_id)",
         )
     stored: dict[str, set[str]] = defaultdict(set)

@@ -126,12 +126,6 @@ def progress(*, transient: bool = True, enabled: bool | None = None) -> Progress
     )
 
 
-def store_query(store: Store, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-    """Rows of a read-only SQL query on the store (`Store.query`): the inventory and name
-    checks need small GROUP BY answers, not the whole outcome frame."""
-    return store.query(sql, params)
-
-
 def _names_line(kind: str, names: Sequence[str], limit: int = 30) -> str:
     shown = ", ".join(names[:limit])
     more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
@@ -162,7 +156,7 @@ def check_names(
     "no outcomes" from deep inside an analysis."""
     if not datasets and not models:
         return
-    pairs = store_query(store, "SELECT DISTINCT dataset, model FROM outcomes")
+    pairs = store.query("SELECT DISTINCT dataset, model FROM outcomes")
     known_datasets = sorted({d for d, _ in pairs})
     known_models = sorted({m for _, m in pairs})
     for message in (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
-from ponder.cli._common import JsonOption, StoreOption, echo_json, open_store, store_query
+from ponder.cli._common import JsonOption, StoreOption, echo_json, open_store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -19,16 +19,13 @@ def inventory(st: Store) -> dict[str, Any]:
     Two scans of the outcomes, each in the order of an index (no temporary sort), keep
     listing a store of a million outcomes under a second; the rest is summed in Python.
     """
-    cells = store_query(
-        st,
+    cells = st.query(
         "SELECT model, dataset, mode, budget, COUNT(*) FROM outcomes "
         "GROUP BY model, dataset, mode, budget",
     )
-    run_rows = store_query(
-        st, "SELECT run_id, dataset, COUNT(*) FROM outcomes GROUP BY run_id, dataset"
-    )
-    source_of = dict(store_query(st, "SELECT run_id, source FROM runs"))
-    problems = dict(store_query(st, "SELECT dataset, COUNT(*) FROM problems GROUP BY dataset"))
+    run_rows = st.query("SELECT run_id, dataset, COUNT(*) FROM outcomes GROUP BY run_id, dataset")
+    source_of = dict(st.query("SELECT run_id, source FROM runs"))
+    problems = dict(st.query("SELECT dataset, COUNT(*) FROM problems GROUP BY dataset"))
 
     outcomes: Counter[str] = Counter()
     models_of: defaultdict[str, set[str]] = defaultdict(set)
