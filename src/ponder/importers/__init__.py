@@ -92,11 +92,12 @@ def load_file(
     budget_kind: str = "unspecified",
     table: Table | None = None,
     data: bytes | None = None,
+    sha256: str | None = None,
 ) -> FileImport:
     """Read and validate one file into a batch (nothing is written yet).
 
-    The file is read once: its bytes are hashed and parsed (pass `data` and/or `table` when
-    they are already at hand).
+    The file is read once: its bytes are hashed and parsed (pass `data`, `sha256` and/or
+    `table` when they are already at hand).
     """
     if preset and (mapping or dataset or model or run):
         raise InputError("--preset cannot be combined with --map/--dataset/--model/--run")
@@ -105,7 +106,8 @@ def load_file(
     if data is None:
         check_suffix(path)
         data = read_source(path)
-    sha256 = hashlib.sha256(data).hexdigest()
+    if sha256 is None:
+        sha256 = hashlib.sha256(data).hexdigest()
     if table is None:
         table = parse_table(path, data)
     if len(table) == 0:
@@ -187,26 +189,30 @@ def _check_preset_keys(table: Table, batch: ImportBatch, source_rows: np.ndarray
     )
 
 
-def _files_in(
-    folder: Path, store: Store | None, options: Mapping[str, object]
-) -> list[tuple[Path, Table | None, bytes, FileImport | None]]:
+# A file found for an import: its path, parsed rows, bytes, their sha256, and the import it
+# repeats unchanged (None: it must be loaded).
+_Found = tuple[Path, Table | None, bytes | None, str | None, FileImport | None]
+
+
+def _files_in(folder: Path, store: Store | None, options: Mapping[str, object]) -> list[_Found]:
     """Files under a folder that a preset recognises (problem sets are joined, not imported).
 
     A CSV or JSONL that cannot be read is an error, not skipped: a broken file of a sweep must
     not vanish from the import unnoticed. A file imported before unchanged is not parsed.
     """
-    found: list[tuple[Path, Table | None, bytes, FileImport | None]] = []
+    found: list[_Found] = []
     for candidate in sorted(folder.rglob("*")):
         if candidate.suffix.lower() not in (".csv", ".jsonl") or not candidate.is_file():
             continue
         data = read_source(candidate)
-        unchanged = _shortcut(store, candidate, data, options) if store is not None else None
+        sha256 = hashlib.sha256(data).hexdigest()
+        unchanged = _shortcut(store, candidate, sha256, options) if store is not None else None
         if unchanged is not None:
-            found.append((candidate, None, data, unchanged))
+            found.append((candidate, None, data, sha256, unchanged))
             continue
         table = parse_table(candidate, data)
         if detect_preset(table) is not None:
-            found.append((candidate, table, data, None))
+            found.append((candidate, table, data, sha256, None))
     return found
 
 
@@ -230,7 +236,7 @@ def plan_imports(
 
     `store` may be None (no store yet): then only the files are checked against each other.
     """
-    files: list[tuple[Path, Table | None, bytes | None, FileImport | None]] = []
+    files: list[_Found] = []
     for path in paths:
         if path.is_dir():
             inside = _files_in(path, store, options)
@@ -238,18 +244,20 @@ def plan_imports(
                 raise InputError("no file of a known preset in this folder", path=path)
             files.extend(inside)
         else:
-            files.append((path, None, None, None))
+            files.append((path, None, None, None, None))
     plan = ImportPlan(items=[])
     files.reverse()
     while files:  # each file's bytes and parsed rows are let go once it is loaded
-        path, table, data, item = files.pop()
+        path, table, data, sha256, item = files.pop()
         if data is None:
             check_suffix(path)
             data = read_source(path)
+        if sha256 is None:
+            sha256 = hashlib.sha256(data).hexdigest()
         if item is None and store is not None:
-            item = _shortcut(store, path, data, options)
+            item = _shortcut(store, path, sha256, options)
         if item is None:
-            item = load_file(path, table=table, data=data, **options)  # type: ignore[arg-type]
+            item = load_file(path, table=table, data=data, sha256=sha256, **options)  # type: ignore[arg-type]
             if store is not None:
                 plan.replace_runs |= _check_past_imports(store, item, replace)
                 plan.replace_runs |= _check_earlier_versions(store, item, replace)
@@ -266,10 +274,9 @@ def plan_imports(
 
 
 def _shortcut(
-    store: Store, path: Path, data: bytes, options: Mapping[str, object]
+    store: Store, path: Path, sha256: str, options: Mapping[str, object]
 ) -> FileImport | None:
     """The same bytes imported before with the same options, runs still stored: skip it."""
-    sha256 = hashlib.sha256(data).hexdigest()
     for past in store.past_imports(sha256):
         explicit = options.get("preset")
         if _uses_mapping(options):
