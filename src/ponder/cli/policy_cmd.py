@@ -315,10 +315,17 @@ class _Notes:
         return _pct_ci(value, row[f"{key}_ci_low"], row[f"{key}_ci_high"], digits)
 
 
-def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False) -> None:
-    """Family table (80 columns unless --wide), notes, what could not run, the conclusion."""
+def _compact_table(title: str) -> Table:
+    """The evaluate tables' style: a head rule, no edges or padding, so they fit 80 columns."""
     from rich import box
 
+    return Table(
+        title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True
+    )
+
+
+def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False) -> None:
+    """Family table (80 columns unless --wide), notes, what could not run, the conclusion."""
     console = out_console()
     console.print(f"protocol: {summary.protocol}")
     base = summary.baseline_figures
@@ -342,13 +349,7 @@ def print_summary(summary: Any, *, show_points: bool = False, wide: bool = False
             highlight=False,
         )
     notes = _Notes()
-    table = Table(
-        title="policy families vs the baseline, held out (95% CI)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        show_edge=False,
-        collapse_padding=True,
-    )
+    table = _compact_table("policy families vs the baseline, held out (95% CI)")
     columns = ["family", "acc", "cost", "gain @cost", "saved @acc", "cost→95%"]
     if wide:
         columns[1:1] = ["best point"]
@@ -420,15 +421,8 @@ def _print_points(
     console: Console, summary: Any, fmt_cost: Callable[[float], str], wide: bool
 ) -> None:
     """Every candidate held out; calibration only with --wide (80 columns otherwise)."""
-    from rich import box
 
-    detail = Table(
-        title="every evaluated point, held out",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        show_edge=False,
-        collapse_padding=True,
-    )
+    detail = _compact_table("every evaluated point, held out")
     columns = ["label", "acc", "95% CI", "cost"] + (["samples", "calib. err"] if wide else [])
     for column in columns:
         detail.add_column(column, justify="left" if column == "label" else "right")
