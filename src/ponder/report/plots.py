@@ -39,10 +39,6 @@ def _series_label(model: str, mode: str) -> str:
     return model if mode in ("think", "default") else f"{model} ({mode})"
 
 
-def _color_map(labels: list[str]) -> dict[str, tuple[float, ...]]:
-    return {label: _COLORS[i % len(_COLORS)] for i, label in enumerate(sorted(labels))}
-
-
 # Well-separated hues, one per panel of the small multiples: tab10, then Dark2.
 _PANEL_COLORS: tuple[tuple[float, ...], ...] = tuple(
     tuple(float(v) for v in plt.get_cmap(name)(i))
