@@ -10,12 +10,19 @@ import platformdirs
 STORE_ENV = "PONDER_STORE"
 DATA_DIR_ENV = "PONDER_DATA_DIR"
 SHARED_DATA_ENV = "PONDER_SHARED_DATA"
+MODELS_DIR_ENV = "PONDER_MODELS_DIR"
 
 
 def data_dir() -> Path:
     """The user's ponder data folder (datasets, default store)."""
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env) if env else Path(platformdirs.user_data_dir("ponder"))
+
+
+def models_dir() -> Path:
+    """Where pulled model weights live: `$PONDER_MODELS_DIR`, else `models/` in the data folder."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    return Path(env) if env else data_dir() / "models"
 
 
 def default_store_path() -> Path:
