@@ -22,9 +22,9 @@ import asyncio
 import ctypes
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,9 @@ from ponder.backends.base import (
     Sampling,
     Segment,
 )
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Nucleus sampling looks only at the most likely tokens: at the temperatures sweeps use, the
 # mass beyond the top 256 is negligible, and sorting the whole vocabulary per token is not.
@@ -127,7 +130,8 @@ class _Engine:
             eos_token=self.detokenize([self.llama.token_eos()]),
             bos_token=self.detokenize([self.llama.token_bos()]),
         )
-        rendered = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        chat: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        rendered = formatter(messages=chat)
         return str(rendered.prompt)
 
     def ensure(
@@ -338,10 +342,13 @@ class LlamaCppBackend:
             notes="token-level control: budgets are forced by ponder; no native thinking mode",
         )
 
-    async def _run(self, func: Any, *args: Any) -> Any:
-        def locked() -> Any:
+    async def _run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking engine call in a thread, one at a time, so the event loop (and
+        the progress bar) stays responsive."""
+
+        def locked() -> T:
             with self._lock:
-                return func(*args)
+                return func(*args, **kwargs)
 
         return await asyncio.to_thread(locked)
 
