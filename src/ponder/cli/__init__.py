@@ -77,6 +77,7 @@ def _register() -> None:
         import_cmd,
         ls_cmd,
         policy_cmd,
+        problems_cmd,
         report_cmd,
     )
     from ponder.cli._common import reflow
@@ -92,6 +93,7 @@ def _register() -> None:
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")
+    app.add_typer(problems_cmd.problems_app, name="problems")
 
 
 def main() -> None:
