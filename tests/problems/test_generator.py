@@ -154,7 +154,7 @@ def check_problem(problem: Problem) -> None:
     assert [tuple(step) for step in meta["program"]] == steps
     assert meta["steps"] == len(steps)
     assert meta["distractors"] == len(distractors)
-    assert sorted(meta["distractor_values"]) == sorted(distractors)
+    assert meta["distractor_values"] == distractors  # in text order
     ops = meta["ops"].split(",")
     assert {kind for kind, _ in steps} <= set(ops)
     # Quantities added or taken away, and the start, have exactly `digits` digits.

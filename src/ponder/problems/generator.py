@@ -412,14 +412,15 @@ def _build(rng: random.Random, knobs: Knobs) -> _Built:
             sentences.append(fill(draw(op, _DIV), k=operand))
     question = fill(rng.choice(theme.question))  # drawn before the distractors: adding
     # distractors to a seed's story then changes nothing else in it
-    values: list[int] = []
+    marks: list[int | None] = [None] * len(sentences)  # a distractor's number, by position
     fitting = [d for d in _DISTRACT if theme.ownable or "{items}" not in d[0]]
     for template, kind in rng.sample(fitting, knobs.distractors):
         value = rng.randint(5, 59) if kind == "small" else _number(rng, knobs.digits)
-        values.append(value)
         # Anywhere after the first sentence, so the story still opens with its quantity.
         at = rng.randint(1, len(sentences))
         sentences.insert(at, fill(template, d=value, other=rng.choice(theme.other_items)))
+        marks.insert(at, value)
+    values = [value for value in marks if value is not None]  # in text order
     sentences.append(question)
     return _Built(" ".join(sentences), start, program, values, theme.name)
 
