@@ -76,6 +76,7 @@ def _register() -> None:
         grade_cmd,
         import_cmd,
         ls_cmd,
+        models_cmd,
         policy_cmd,
         problems_cmd,
         report_cmd,
@@ -93,6 +94,7 @@ def _register() -> None:
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")
+    app.add_typer(models_cmd.models_app, name="models")
     app.add_typer(problems_cmd.problems_app, name="problems")
 
 
