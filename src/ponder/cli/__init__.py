@@ -80,6 +80,7 @@ def _register() -> None:
         policy_cmd,
         problems_cmd,
         report_cmd,
+        sweep_cmd,
     )
     from ponder.cli._common import reflow
 
@@ -94,6 +95,7 @@ def _register() -> None:
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")
+    app.add_typer(sweep_cmd.sweep_app, name="sweep")
     app.add_typer(models_cmd.models_app, name="models")
     app.add_typer(problems_cmd.problems_app, name="problems")
 

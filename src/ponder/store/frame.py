@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ponder.store.schema import OUTCOME_STORE_COLUMNS
+from ponder.store.schema import OUTCOME_STORE_COLUMNS, SIGNAL_COLUMNS
 
 # Columns of the frame read from `outcomes`, in order: the stored ones but the free text and
 # extra JSON (text is added on request).
@@ -46,6 +46,8 @@ FLOAT_COLUMNS: tuple[str, ...] = (
     "level",
 )
 INT_COLUMNS: tuple[str, ...] = ("sample_idx", "n_runs")
+# The numeric signal columns (NaN for imported rows); chain_id is text.
+SIGNAL_FLOAT_COLUMNS: tuple[str, ...] = tuple(c for c in SIGNAL_COLUMNS if c != "chain_id")
 
 # Rows per fetch: large enough that per-chunk overhead is negligible, small enough that
 # one chunk of Python objects stays a few tens of MB.
@@ -144,14 +146,22 @@ def read_outcomes_frame(
     datasets: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     include_text: bool = False,
+    signals: bool = False,
     chunk_rows: int = CHUNK_ROWS,
 ) -> pd.DataFrame:
     """The outcome frame (see ``ponder.types.OUTCOME_COLUMNS``), optionally filtered.
 
     Rows come in store order (rowid); an outcome whose run is not stored is left out, as the
     inner join with ``runs`` did. ``sqlite3.DatabaseError`` propagates to the caller.
+    ``signals`` adds the live-sweep columns (``SIGNAL_COLUMNS``) after ``subject``: opt-in,
+    so the default frame every analysis reads keeps its columns.
     """
-    names = list(_OUTCOME_COLUMNS) + (["response_text"] if include_text else [])
+    names = (
+        list(_OUTCOME_COLUMNS)
+        + (list(SIGNAL_COLUMNS) if signals else [])
+        + (["response_text"] if include_text else [])
+    )
+    float_names = FLOAT_COLUMNS + (SIGNAL_FLOAT_COLUMNS if signals else ())
     body = " FROM outcomes o"
     where: list[str] = []
     params: list[str] = []
@@ -183,14 +193,14 @@ def read_outcomes_frame(
         }
         n_rows = int(conn.execute(f"SELECT COUNT(*){body}", params).fetchone()[0])
         if n_rows == 0:
-            return _empty(final)
+            return _empty(final, float_names)
         # Numbers go straight into the blocks the frame will hold (one row per column).
-        floats = [c for c in final if c in FLOAT_COLUMNS]
+        floats = [c for c in final if c in float_names]
         float_block = np.empty((len(floats), n_rows), dtype=np.float64)
         int_block = np.empty((len(INT_COLUMNS), n_rows), dtype=np.int64)
         columns: dict[str, _TextColumn | _NumberColumn] = {}
         for name in names:
-            if name in FLOAT_COLUMNS:
+            if name in float_names:
                 columns[name] = _NumberColumn(float_block[floats.index(name)])
             elif name in INT_COLUMNS:
                 columns[name] = _NumberColumn(int_block[INT_COLUMNS.index(name)])
@@ -250,7 +260,7 @@ def read_outcomes_frame(
     # The float columns as one block without a copy, the others inserted in their places.
     frame = pd.DataFrame(float_block.T, columns=floats, copy=False)
     for position, name in enumerate(final):
-        if name in FLOAT_COLUMNS:
+        if name in float_names:
             continue
         if name in INT_COLUMNS:
             inserted: Any = int_block[INT_COLUMNS.index(name)]
@@ -264,10 +274,10 @@ def read_outcomes_frame(
     return frame
 
 
-def _empty(final: list[str]) -> pd.DataFrame:
+def _empty(final: list[str], float_names: tuple[str, ...] = FLOAT_COLUMNS) -> pd.DataFrame:
     """No rows: exactly what from_records gave (object columns, then the conversions)."""
     frame = pd.DataFrame.from_records([], columns=final)
-    for column in FLOAT_COLUMNS:
+    for column in float_names:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     for column in INT_COLUMNS:
         frame[column] = frame[column].astype("int64")

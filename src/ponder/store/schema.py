@@ -79,6 +79,43 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE imports ADD COLUMN runs_json TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX imports_sha256 ON imports (sha256);
     """,
+    # 2 -> 3: live sweeps. Which rows come from one chain and what stopping at each rung of a
+    # probe ladder costs (imported rows leave these NULL), the sweeps and their work items
+    # (resume), and the chains themselves with optional per-token entropies (float16 LE).
+    """
+    ALTER TABLE outcomes ADD COLUMN chain_id TEXT;
+    ALTER TABLE outcomes ADD COLUMN rung INTEGER;
+    ALTER TABLE outcomes ADD COLUMN natural INTEGER;
+    ALTER TABLE outcomes ADD COLUMN answer_prob REAL;
+    ALTER TABLE outcomes ADD COLUMN entropy_tail REAL;
+    ALTER TABLE outcomes ADD COLUMN stop_cost_tokens INTEGER;
+    CREATE INDEX outcomes_chain ON outcomes (chain_id) WHERE chain_id IS NOT NULL;
+    CREATE TABLE sweeps (
+        sweep_id   TEXT PRIMARY KEY,
+        spec_json  TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE work_items (
+        sweep_id   TEXT NOT NULL REFERENCES sweeps (sweep_id),
+        item_key   TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('done', 'error')),
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        error      TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (sweep_id, item_key)
+    );
+    CREATE TABLE chains (
+        chain_id   TEXT PRIMARY KEY,
+        run_id     TEXT NOT NULL REFERENCES runs (run_id),
+        dataset    TEXT NOT NULL,
+        problem_id TEXT NOT NULL,
+        sample_idx INTEGER NOT NULL,
+        text       TEXT,
+        tokens     INTEGER NOT NULL,
+        finished   INTEGER NOT NULL,
+        entropies  BLOB
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -103,6 +140,18 @@ OUTCOME_STORE_COLUMNS: tuple[str, ...] = (
     "n_runs",
     "response_text",
     "extra_json",
+)
+
+# Per-rung signals of live sweeps (migration 3), NULL for imported rows; read with
+# `Store.outcomes_frame(signals=True)`. Not part of OUTCOME_STORE_COLUMNS, whose frame and
+# importers stay as they were.
+SIGNAL_COLUMNS: tuple[str, ...] = (
+    "chain_id",
+    "rung",
+    "natural",
+    "answer_prob",
+    "entropy_tail",
+    "stop_cost_tokens",
 )
 
 # The problems table has exactly the fields of a problem record (see `ponder.types`).

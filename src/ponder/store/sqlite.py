@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,9 @@ from ponder.store.schema import (
     OUTCOME_STORE_COLUMNS,
     PROBLEM_STORE_COLUMNS,
     SCHEMA_VERSION,
+    SIGNAL_COLUMNS,
 )
+from ponder.types import Run
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,44 @@ def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterator[tuple[Any, ..
     for start in range(0, len(frame), _CHUNK):
         chunk = frame.iloc[start : start + _CHUNK]
         yield from zip(*(_column_values(chunk[c]) for c in columns), strict=True)
+
+
+# Problems are upserted field by field: a later write may fill a text, gold or level that an
+# earlier one lacked, but never overwrites a known value.
+_UPSERT_PROBLEMS = (
+    "INSERT INTO problems (dataset, problem_id, text, gold, level, subject, "
+    "metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (dataset, problem_id) DO UPDATE SET "
+    "text = COALESCE(problems.text, excluded.text), "
+    "gold = COALESCE(problems.gold, excluded.gold), "
+    "level = COALESCE(problems.level, excluded.level), "
+    "subject = COALESCE(problems.subject, excluded.subject), "
+    "metadata_json = CASE WHEN problems.metadata_json = '{}' "
+    "THEN excluded.metadata_json ELSE problems.metadata_json END"
+)
+
+# Columns a live sweep writes per outcome row: the outcome matrix plus the rung signals.
+SWEEP_OUTCOME_COLUMNS: tuple[str, ...] = OUTCOME_STORE_COLUMNS + SIGNAL_COLUMNS
+CHAIN_COLUMNS: tuple[str, ...] = (
+    "chain_id",
+    "run_id",
+    "dataset",
+    "problem_id",
+    "sample_idx",
+    "text",
+    "tokens",
+    "finished",
+    "entropies",
+)
+
+
+@dataclass(frozen=True)
+class WorkItemState:
+    """What the store knows of one work item of a sweep."""
+
+    status: str
+    attempts: int
+    error: str | None
 
 
 class Store:
@@ -441,18 +481,7 @@ class Store:
             bare = pd.concat([bare.reset_index(drop=True), filler], axis=1)
             problems = pd.concat([problems, bare], ignore_index=True)
         n_before = self._count(conn, "problems")
-        conn.executemany(
-            "INSERT INTO problems (dataset, problem_id, text, gold, level, subject, "
-            "metadata_json) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (dataset, problem_id) DO UPDATE SET "
-            "text = COALESCE(problems.text, excluded.text), "
-            "gold = COALESCE(problems.gold, excluded.gold), "
-            "level = COALESCE(problems.level, excluded.level), "
-            "subject = COALESCE(problems.subject, excluded.subject), "
-            "metadata_json = CASE WHEN problems.metadata_json = '{}' "
-            "THEN excluded.metadata_json ELSE problems.metadata_json END",
-            _rows(problems, PROBLEM_STORE_COLUMNS),
-        )
+        conn.executemany(_UPSERT_PROBLEMS, _rows(problems, PROBLEM_STORE_COLUMNS))
         problems_added = self._count(conn, "problems") - n_before
 
         columns = _present_columns(batch.outcomes)
@@ -642,11 +671,17 @@ class Store:
         datasets: Sequence[str] | None = None,
         models: Sequence[str] | None = None,
         include_text: bool = False,
+        signals: bool = False,
     ) -> pd.DataFrame:
-        """The outcome frame (see `ponder.types.OUTCOME_COLUMNS`), optionally filtered."""
+        """The outcome frame (see `ponder.types.OUTCOME_COLUMNS`), optionally filtered;
+        `signals` adds the live-sweep columns (chain, rung, answer confidence, stop cost)."""
         try:
             return read_outcomes_frame(
-                self._conn, datasets=datasets, models=models, include_text=include_text
+                self._conn,
+                datasets=datasets,
+                models=models,
+                include_text=include_text,
+                signals=signals,
             )
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from exc
@@ -664,3 +699,112 @@ class Store:
         names.append("created_at")
         rows = self._read(f"SELECT {', '.join(names)} FROM runs ORDER BY run_id")
         return pd.DataFrame.from_records(rows, columns=names)
+
+    # -- live sweeps -------------------------------------------------------------------------
+
+    def begin_sweep(
+        self, sweep_id: str, spec_json: str, runs: Sequence[Run], problems: pd.DataFrame
+    ) -> None:
+        """Record a sweep (its latest spec), its runs and its problems in one transaction.
+
+        A run already stored with another model or budget kind is a conflict (StoreError)
+        and nothing is written.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO sweeps (sweep_id, spec_json, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (sweep_id) DO UPDATE SET spec_json = excluded.spec_json",
+                (sweep_id, spec_json, _now()),
+            )
+            self._check_runs(conn, ImportBatch(runs=list(runs), outcomes=_NO_OUTCOMES))
+            conn.executemany(
+                "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
+                "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                [
+                    (
+                        r.run_id,
+                        r.model,
+                        r.backend,
+                        r.source,
+                        r.budget_kind,
+                        r.settings_json(),
+                        _now(),
+                    )
+                    for r in runs
+                ],
+            )
+            if len(problems):
+                conn.executemany(_UPSERT_PROBLEMS, _rows(problems, PROBLEM_STORE_COLUMNS))
+
+    def sweep_items(self, sweep_id: str) -> dict[str, WorkItemState]:
+        """Every recorded work item of a sweep (done or errored), by item key."""
+        if not self._has_table("work_items"):
+            return {}
+        rows = self._read(
+            "SELECT item_key, status, attempts, error FROM work_items WHERE sweep_id = ?",
+            [sweep_id],
+        )
+        return {str(r[0]): WorkItemState(str(r[1]), int(r[2]), r[3]) for r in rows}
+
+    def write_sweep_item(
+        self,
+        sweep_id: str,
+        item_key: str,
+        outcomes: Sequence[Mapping[str, Any]],
+        chain: Mapping[str, Any] | None,
+        *,
+        attempts: int,
+    ) -> int:
+        """An item's outcome rows, its chain and its 'done' mark in ONE transaction.
+
+        So a crash at any moment leaves either all of the item or none of it; rows whose key
+        is already stored are skipped (the outcomes key guards against duplicates). Returns
+        the number of outcome rows added.
+        """
+        columns = ", ".join(SWEEP_OUTCOME_COLUMNS)
+        marks = ", ".join("?" for _ in SWEEP_OUTCOME_COLUMNS)
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT INTO outcomes ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                [tuple(row.get(c) for c in SWEEP_OUTCOME_COLUMNS) for row in outcomes],
+            )
+            added = conn.total_changes - before
+            if chain is not None:
+                conn.execute(
+                    f"INSERT INTO chains ({', '.join(CHAIN_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in CHAIN_COLUMNS)}) ON CONFLICT DO NOTHING",
+                    tuple(chain.get(c) for c in CHAIN_COLUMNS),
+                )
+            self._mark_item(conn, sweep_id, item_key, "done", attempts, None)
+        return added
+
+    def record_sweep_error(self, sweep_id: str, item_key: str, error: str, attempts: int) -> None:
+        """Mark a work item as failed with its message; it gets no outcome row."""
+        with self._transaction() as conn:
+            self._mark_item(conn, sweep_id, item_key, "error", attempts, error)
+
+    @staticmethod
+    def _mark_item(
+        conn: sqlite3.Connection,
+        sweep_id: str,
+        item_key: str,
+        status: str,
+        attempts: int,
+        error: str | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO work_items (sweep_id, item_key, status, attempts, error, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sweep_id, item_key) DO UPDATE SET "
+            "status = excluded.status, attempts = work_items.attempts + excluded.attempts, "
+            "error = excluded.error, updated_at = excluded.updated_at",
+            (sweep_id, item_key, status, attempts, error, _now()),
+        )
+
+    def _has_table(self, name: str) -> bool:
+        rows = self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
+        return bool(rows)
+
+
+_NO_OUTCOMES = pd.DataFrame(columns=list(OUTCOME_STORE_COLUMNS))

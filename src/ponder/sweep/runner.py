@@ -1,0 +1,392 @@
+"""Run a sweep's work items against real engines, resumably.
+
+* Everything is checked before the first item runs: the spec, the problems, every model
+  (``from_options`` fails on a missing model file) and every upstream (``check()``).
+* Items run as asyncio tasks, at most ``spec.concurrency`` at once. The store is written from
+  one place, this event loop's thread, through one connection: an item's rows, its chain and
+  its 'done' mark go in ONE transaction, so a crash or ``kill -9`` at any moment loses at most
+  the items in flight and never duplicates a row (the outcome key also guards).
+* On start, items already done are skipped; items that failed are retried unless
+  ``retry_errors`` is false. A backend error is retried (``retries`` times, with backoff)
+  when the engine says it is worth it; then it is recorded as the item's error, never as an
+  outcome, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ponder.backends import Backend, BackendError, Sampling, open_backend
+from ponder.backends.base import NO_THINK, THINK
+from ponder.budgets import direct_answer, messages_for, run_ladder
+from ponder.errors import InputError, PonderError
+from ponder.store import Store
+from ponder.sweep.plan import SweepPlan, WorkItem, build_plan
+from ponder.sweep.rows import ItemResult, chain_row, outcome_rows
+from ponder.sweep.spec import SweepSpec
+
+# Decode and prompt rates (tokens/s at 2 threads) of the known local models, measured on a
+# 2-core machine (docs/sweeps.md); used only for the time estimate before a sweep.
+DECODE_RATES: dict[str, tuple[float, float]] = {
+    "135m": (69.0, 184.0),
+    "0.5b": (22.0, 95.0),
+    "1.5b": (10.0, 55.0),
+}
+# Prompt tokens are unknown before tokenizing: about 4 characters a token plus the template.
+_CHARS_PER_TOKEN = 4
+_TEMPLATE_TOKENS = 40
+
+
+class Reporter(Protocol):
+    """Progress hooks (the CLI draws a rich bar; tests may record calls)."""
+
+    def start(self, total: int, skipped: int) -> None: ...
+
+    def advance(self, item: WorkItem, tokens: int, ok: bool) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class _Silent:
+    def start(self, total: int, skipped: int) -> None:
+        return None
+
+    def advance(self, item: WorkItem, tokens: int, ok: bool) -> None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ModelEstimate:
+    model: str
+    items: int
+    chains: int
+    probes: int
+    tokens: int
+    prompt_tokens: int
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the pending items will cost: generated tokens = chains x largest rung + probes x
+    reserve (an upper bound: chains that end early cost less), and time for known models."""
+
+    items: int
+    pending: int
+    chains: int
+    probes: int
+    tokens: int
+    prompt_tokens: int
+    seconds: float | None
+    per_model: tuple[ModelEstimate, ...]
+
+
+def _rates(model: str, options: Mapping[str, Any]) -> tuple[float, float] | None:
+    probe = " ".join([model, str(options.get("model", "")), str(options.get("path", ""))]).lower()
+    for key, (decode, prompt) in DECODE_RATES.items():
+        if key in probe:
+            threads = options.get("n_threads")
+            scale = 0.5 if threads == 1 else 1.0
+            return decode * scale, prompt * scale
+    return None
+
+
+def estimate(plan: SweepPlan, pending: Sequence[WorkItem] | None = None) -> Estimate:
+    todo = plan.items if pending is None else pending
+    per: dict[str, list[int]] = {}
+    for item in todo:
+        counts = per.setdefault(item.model.name, [0, 0, 0, 0, 0])
+        budgets = item.strategy.budgets
+        prompt = len(item.problem.text) // _CHARS_PER_TOKEN + _TEMPLATE_TOKENS
+        counts[0] += 1
+        if item.strategy.kind == "none":
+            probes, chain = 1, 0
+        else:
+            probes, chain = len(budgets), max(budgets)
+            counts[1] += 1
+        counts[2] += probes
+        counts[3] += chain + probes * item.reserve
+        counts[4] += prompt
+    models: list[ModelEstimate] = []
+    for model in plan.spec.models:
+        c = per.get(model.name, [0, 0, 0, 0, 0])
+        rates = _rates(model.name, model.options)
+        seconds = None if rates is None else c[3] / rates[0] + c[4] / rates[1]
+        models.append(ModelEstimate(model.name, c[0], c[1], c[2], c[3], c[4], seconds))
+    seconds_known = [m.seconds for m in models if m.items]
+    total_seconds = (
+        None
+        if any(s is None for s in seconds_known)
+        else sum(s for s in seconds_known if s is not None) / 1.0
+    )
+    return Estimate(
+        items=len(plan.items),
+        pending=len(todo),
+        chains=sum(m.chains for m in models),
+        probes=sum(m.probes for m in models),
+        tokens=sum(m.tokens for m in models),
+        prompt_tokens=sum(m.prompt_tokens for m in models),
+        seconds=total_seconds,
+        per_model=tuple(models),
+    )
+
+
+@dataclass
+class SweepSummary:
+    sweep: str
+    items: int
+    done: int = 0
+    skipped: int = 0
+    errors: int = 0
+    skipped_errors: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    error_messages: list[str] = field(default_factory=list)
+    accuracy: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.wall_s if self.wall_s > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep,
+            "items": self.items,
+            "done": self.done,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "skipped_errors": self.skipped_errors,
+            "tokens": self.tokens,
+            "wall_s": round(self.wall_s, 3),
+            "tokens_per_s": self.tokens_per_s,
+            "error_messages": self.error_messages[:20],
+            "accuracy": self.accuracy,
+        }
+
+
+def pending_items(
+    plan: SweepPlan, store: Store, *, retry_errors: bool = True
+) -> tuple[list[WorkItem], int, int]:
+    """(items to run, items already done, errored items left alone)."""
+    states = store.sweep_items(plan.spec.name)
+    todo: list[WorkItem] = []
+    done = skipped_errors = 0
+    for item in plan.items:
+        state = states.get(item.key)
+        if state is None:
+            todo.append(item)
+        elif state.status == "done":
+            done += 1
+        elif retry_errors:
+            todo.append(item)
+        else:
+            skipped_errors += 1
+    return todo, done, skipped_errors
+
+
+async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) -> dict[str, Backend]:
+    """Build and check every model's backend; any failure is an InputError naming the spec
+    field, raised before any work starts (backends opened so far are closed)."""
+    opened: dict[str, Backend] = {}
+    try:
+        for i, model in enumerate(spec.models):
+            if models is not None and model.name not in models:
+                continue
+            where = model.where or f"models[{i}]"
+            try:
+                backend = open_backend(model.backend, model.options)
+            except PonderError as exc:
+                raise InputError(str(exc), path=spec.source, field=f"{where}.options") from exc
+            opened[model.name] = backend
+            native = any(s.kind == "native" for s in spec.strategies)
+            if native and THINK in spec.modes and not backend.capabilities().thinking_budget_param:
+                raise InputError(
+                    f"backend {model.backend!r} has no native thinking budget; use "
+                    "budgets.forced or budgets.ladder",
+                    path=spec.source,
+                    field="budgets.native",
+                )
+            check = getattr(backend, "check", None)
+            if check is not None:
+                try:
+                    await check()
+                except PonderError as exc:
+                    raise InputError(
+                        f"upstream not usable: {exc}", path=spec.source, field=where
+                    ) from exc
+    except BaseException:
+        for backend in opened.values():
+            await backend.aclose()
+        raise
+    return opened
+
+
+async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True) -> ItemResult:
+    """Run one item: a ladder, a forced or native budget, or a direct answer."""
+    sampling = Sampling(item.sampling.temperature, item.sampling.top_p, item.seed)
+    text = item.problem.text
+    if item.mode == NO_THINK:
+        chain = await backend.open_chain(messages_for(text, NO_THINK), sampling)
+        try:
+            rung = await direct_answer(chain, reserve=item.reserve)
+            return ItemResult(
+                rungs=(rung,), prompt_tokens=chain.prompt_tokens, probe_tokens=rung.answer_tokens
+            )
+        finally:
+            await chain.aclose()
+    assert item.mode == THINK
+    messages = messages_for(text, THINK)
+    if item.strategy.kind == "native":
+        from ponder.budgets.native import native_budget  # written alongside; imported lazily
+
+        rung = await native_budget(
+            backend, messages, item.strategy.budgets[0], sampling=sampling, reserve=item.reserve
+        )
+        return ItemResult(rungs=(rung,), prompt_tokens=None, probe_tokens=rung.output_tokens)
+    # A ladder, or forced at one budget (the one-rung ladder: force_budget, keeping the chain).
+    chain = await backend.open_chain(messages, sampling, entropy=entropy)
+    try:
+        result = await run_ladder(chain, item.strategy.budgets, reserve=item.reserve)
+    finally:
+        await chain.aclose()
+    return ItemResult(
+        rungs=result.rungs,
+        prompt_tokens=result.prompt_tokens,
+        chain_text=result.chain_text,
+        chain_tokens=result.chain_tokens,
+        finished=result.finished,
+        entropies=result.entropies,
+        probe_tokens=result.probe_tokens,
+    )
+
+
+async def run_plan(
+    plan: SweepPlan,
+    store: Store,
+    *,
+    retry_errors: bool = True,
+    reporter: Reporter | None = None,
+    backends: Mapping[str, Backend] | None = None,
+    backoff_s: float = 0.5,
+) -> SweepSummary:
+    """Run the pending items of ``plan`` into ``store``; see the module docstring."""
+    spec = plan.spec
+    reporter = reporter or _Silent()
+    todo, done_before, skipped_errors = pending_items(plan, store, retry_errors=retry_errors)
+    summary = SweepSummary(
+        sweep=spec.name, items=len(plan.items), skipped=done_before, skipped_errors=skipped_errors
+    )
+    needed = sorted({item.model.name for item in todo})
+    own = backends is None
+    engines = dict(backends) if backends is not None else await open_backends(spec, needed)
+    store.begin_sweep(spec.name, spec.to_json(), plan.runs, plan.problems)
+    started = time.perf_counter()
+    queue: asyncio.Queue[WorkItem] = asyncio.Queue()
+    for item in todo:
+        queue.put_nowait(item)
+    reporter.start(len(plan.items), done_before + skipped_errors)
+
+    async def one(item: WorkItem) -> None:
+        backend = engines[item.model.name]
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = await execute_item(backend, item, entropy=spec.entropy)
+            except BackendError as exc:
+                if exc.retryable and attempts <= spec.retries:
+                    await asyncio.sleep(backoff_s * 2 ** (attempts - 1))
+                    continue
+                _fail(item, f"{exc}", attempts)
+                return
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # an engine crash must not stop a long sweep
+                _fail(item, f"{type(exc).__name__}: {exc}", attempts)
+                return
+            rows = outcome_rows(item, result)
+            store.write_sweep_item(
+                spec.name, item.key, rows, chain_row(item, result), attempts=attempts
+            )
+            summary.done += 1
+            summary.tokens += result.generated_tokens
+            reporter.advance(item, result.generated_tokens, True)
+            return
+
+    def _fail(item: WorkItem, message: str, attempts: int) -> None:
+        store.record_sweep_error(spec.name, item.key, message, attempts)
+        summary.errors += 1
+        if len(summary.error_messages) < 100:
+            summary.error_messages.append(
+                f"{item.model.name} {item.problem.dataset}/{item.problem.problem_id} "
+                f"{item.mode_label} {item.strategy.kind}: {message}"
+            )
+        reporter.advance(item, 0, False)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await one(item)
+
+    try:
+        workers = [asyncio.create_task(worker()) for _ in range(min(spec.concurrency, len(todo)))]
+        await asyncio.gather(*workers)
+    finally:
+        reporter.finish()
+        if own:
+            for backend in engines.values():
+                await backend.aclose()
+    summary.wall_s = time.perf_counter() - started
+    summary.accuracy = accuracy_table(store, plan)
+    return summary
+
+
+def accuracy_table(store: Store, plan: SweepPlan) -> list[dict[str, Any]]:
+    """Accuracy and mean output tokens per model x mode x budget over the sweep's rows."""
+    run_ids = [r.run_id for r in plan.runs]
+    if not run_ids:
+        return []
+    rows = store.query(
+        "SELECT model, mode, budget, COUNT(*), AVG(correct), AVG(output_tokens), "
+        "AVG(stop_cost_tokens) FROM outcomes "
+        f"WHERE run_id IN ({', '.join('?' for _ in run_ids)}) "
+        "GROUP BY model, mode, budget ORDER BY model, mode, IFNULL(budget, -1)",
+        run_ids,
+    )
+    return [
+        {
+            "model": r[0],
+            "mode": r[1],
+            "budget": r[2],
+            "rows": int(r[3]),
+            "accuracy": float(r[4]),
+            "output_tokens": None if r[5] is None else float(r[5]),
+            "stop_cost_tokens": None if r[6] is None else float(r[6]),
+        }
+        for r in rows
+    ]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    store: Store,
+    *,
+    retry_errors: bool = True,
+    reporter: Reporter | None = None,
+    backoff_s: float = 0.5,
+) -> SweepSummary:
+    """Plan and run a sweep (synchronous entry point for the CLI and scripts)."""
+    plan = build_plan(spec)
+    return asyncio.run(
+        run_plan(plan, store, retry_errors=retry_errors, reporter=reporter, backoff_s=backoff_s)
+    )
