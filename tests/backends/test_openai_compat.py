@@ -664,3 +664,20 @@ def test_api_key_from_the_environment_and_name(monkeypatch: pytest.MonkeyPatch) 
     one_chat(backend, ChatRequest(MSGS, max_tokens=3))
     assert server.requests[0].headers["authorization"] == "Bearer sk-test-123"
     assert sent(server)["model"] == "m"
+
+
+def test_prefix_option_overrides_the_engine_default() -> None:
+    server = FakeServer([completion_response("go", prompt=9, completion=2)])
+    backend = make(server, engine="generic", prefix="completions")
+    assert backend.capabilities().prefix_continuation
+
+    async def go() -> Any:
+        chain = await backend.open_chain(MSGS, Sampling())
+        await chain.extend(2)
+        await backend.aclose()
+        return chain
+
+    chain = run(go())
+    assert server.requests[0].url.path == "/v1/completions"
+    assert (chain.text, chain.tokens) == ("go", 2)
+    assert not make(FakeServer(), engine="vllm", prefix="none").capabilities().prefix_continuation

@@ -215,3 +215,15 @@ def test_greedy_chains_repeat(server: str) -> None:
 
     first, second = run(go())
     assert first == second and first
+
+
+def test_native_budget_is_refused_before_any_request(server: str) -> None:
+    from ponder.budgets.native import native_budget
+
+    async def go() -> None:
+        b = backend(server)
+        with pytest.raises(BackendError, match="no native thinking-budget parameter"):
+            await native_budget(b, messages_for(QUESTION, "think"), 32, 8)
+        await b.aclose()
+
+    run(go())
