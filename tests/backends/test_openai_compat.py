@@ -681,3 +681,24 @@ def test_prefix_option_overrides_the_engine_default() -> None:
     assert server.requests[0].url.path == "/v1/completions"
     assert (chain.text, chain.tokens) == ("go", 2)
     assert not make(FakeServer(), engine="vllm", prefix="none").capabilities().prefix_continuation
+
+
+def test_a_failed_sample_fails_the_request_after_the_others_finish() -> None:
+    server = FakeServer([chat_response("a"), error(400), chat_response("c")])
+    with pytest.raises(BackendError, match="HTTP 400"):
+        one_chat(make(server), ChatRequest(MSGS, max_tokens=4, n=3))
+    assert len(server.bodies) == 3
+
+
+def test_a_response_without_choices_is_an_error() -> None:
+    body = completion_response("x")
+    body["choices"] = []
+    server = FakeServer([body])
+    backend = make(server, engine="llamacpp")
+
+    async def go() -> None:
+        chain = await backend.open_chain(MSGS, Sampling())
+        await chain.extend(3)
+
+    with pytest.raises(BackendError, match="no choices"):
+        run(go())

@@ -277,6 +277,11 @@ class OpenAICompatBackend:
             await self._sleep(self._delay(attempt, retry_after))
             attempt += 1
 
+    def _first_choice(self, response: Any) -> Any:
+        if not getattr(response, "choices", None):
+            raise BackendError(f"{self._where()}: the response has no choices")
+        return response.choices[0]
+
     # -- checks -------------------------------------------------------------------------
 
     async def check(self) -> None:
@@ -320,9 +325,7 @@ class OpenAICompatBackend:
 
     async def _chat_once(self, kwargs: dict[str, Any]) -> _Reply:
         response, latency = await self._call(lambda: self._client.chat.completions.create(**kwargs))
-        if not getattr(response, "choices", None):
-            raise BackendError(f"{self._where()}: the response has no choices")
-        choice = response.choices[0]
+        choice = self._first_choice(response)
         message = choice.message
         content = message.content or ""
         reasoning = _field(message, "reasoning_content") or _field(message, "reasoning") or ""
@@ -348,7 +351,13 @@ class OpenAICompatBackend:
         prefix cache share the prompt's work anyway.
         """
         bodies = [self.chat_body(request, i) for i in range(request.n)]
-        replies = await asyncio.gather(*(self._chat_once(body) for body in bodies))
+        outcomes = await asyncio.gather(
+            *(self._chat_once(body) for body in bodies), return_exceptions=True
+        )
+        for outcome in outcomes:  # every sample has finished: nothing is left running
+            if isinstance(outcome, BaseException):
+                raise outcome
+        replies = [o for o in outcomes if isinstance(o, _Reply)]
         return [
             Generation(
                 text=r.text,
@@ -409,7 +418,7 @@ class OpenAICompatBackend:
             if logprobs:
                 kwargs["logprobs"] = 1
             response, latency = await self._call(lambda: self._client.completions.create(**kwargs))
-            choice = response.choices[0]
+            choice = self._first_choice(response)
             text = choice.text or ""
             lps = _completion_logprobs(choice) if logprobs else None
         else:
@@ -427,7 +436,7 @@ class OpenAICompatBackend:
             response, latency = await self._call(
                 lambda: self._client.chat.completions.create(**kwargs)
             )
-            choice = response.choices[0]
+            choice = self._first_choice(response)
             text = choice.message.content or ""
             lps = _chat_logprobs(choice) if logprobs else None
         prompt_tokens, completion_tokens, _ = _usage(response)
