@@ -702,3 +702,11 @@ def test_a_response_without_choices_is_an_error() -> None:
 
     with pytest.raises(BackendError, match="no choices"):
         run(go())
+
+
+def test_the_servers_error_message_is_kept_on_one_line() -> None:
+    bad = httpx2.Response(400, json={"error": {"message": "max_tokens too large:\n 4096 > 2048"}})
+    with pytest.raises(BackendError) as info:
+        one_chat(make(FakeServer([bad])), ChatRequest(MSGS, max_tokens=4))
+    assert "max_tokens too large: 4096 > 2048" in str(info.value)
+    assert "\n" not in str(info.value)

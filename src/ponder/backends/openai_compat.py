@@ -219,7 +219,7 @@ class OpenAICompatBackend:
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             retryable = status in RETRYABLE_STATUS or status >= 500
-            detail = str(getattr(exc, "message", "") or exc).strip()
+            detail = " ".join(str(getattr(exc, "message", "") or exc).split())  # one line
             if status == 401:
                 hint = "unauthorized: check api_key / api_key_env"
             elif status == 404:
