@@ -12,7 +12,8 @@ Its world is small and fully known, so tests can compute every expected value by
   nonzero offset. So accuracy rises with the budget, and within one chain it never falls.
 * The chain ends on its own after ``need + natural_extra`` tokens with ``\\boxed{answer}``
   (right iff the threshold is met, which it then always is).
-* No-think (the direct-answer prompt) is right iff ``need <= direct_skill``.
+* No-think (the direct-answer prompt) is right iff ``threshold <= direct_skill``; growing a
+  direct-answer chain (sampled no-think) writes ``answer}`` and ends it.
 * One token is one word of text; per-token entropy is ``0.1 + 2 x max(0, 1 - t / threshold)``
   (high while the chain is still unsure); the probability of a forced answer is
   ``correct_prob`` when right and ``wrong_prob`` when wrong, spread over its tokens.
@@ -128,7 +129,7 @@ class FakeChain:
     def _answer_at(self, thinking: int) -> tuple[int, bool]:
         right = thinking >= self.threshold and not self._direct
         if self._direct:
-            right = self.need <= self._o.direct_skill
+            right = self.threshold <= self._o.direct_skill
         return (self._answer if right else self._answer + self._wrong), right
 
     async def _sleep(self, tokens: int) -> None:
@@ -139,6 +140,8 @@ class FakeChain:
         t0 = time.perf_counter()
         if self._finished or max_tokens < 1:
             return Segment(text="", tokens=0, finished=self._finished)
+        if self._direct:
+            return await self._direct_segment(max_tokens, t0)
         n = min(max_tokens, self._length - self._tokens)
         words: list[str] = []
         entropies: list[float] = []
@@ -157,6 +160,23 @@ class FakeChain:
             tokens=n,
             finished=self._finished,
             entropies=tuple(entropies),
+            latency_s=time.perf_counter() - t0,
+        )
+
+    async def _direct_segment(self, max_tokens: int, t0: float) -> Segment:
+        answer, right = self._answer_at(self._tokens)
+        full = f"{answer}}}"
+        n = min(max_tokens, len(full))  # one token per character
+        self._tokens += n
+        self._words.append(full[:n])
+        self._finished = n == len(full)
+        prob = self._o.correct_prob if right else self._o.wrong_prob
+        await self._sleep(n)
+        return Segment(
+            text=full[:n],
+            tokens=n,
+            finished=self._finished,
+            logprobs=tuple([math.log(prob) / n] * n),
             latency_s=time.perf_counter() - t0,
         )
 

@@ -15,14 +15,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ponder.backends import Backend, BackendError, Sampling, open_backend
+from ponder.backends import Backend, BackendError, Chain, Sampling, open_backend
 from ponder.backends.base import NO_THINK, THINK
-from ponder.budgets import direct_answer, messages_for, run_ladder
+from ponder.budgets import Rung, direct_answer, messages_for, run_ladder
+from ponder.budgets.ladder import DIRECT_CUE
 from ponder.errors import InputError, PonderError
 from ponder.store import Store
 from ponder.sweep.plan import SweepPlan, WorkItem, build_plan
@@ -228,6 +230,32 @@ async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) ->
     return opened
 
 
+async def sampled_direct_answer(chain: Chain, *, reserve: int) -> Rung:
+    """No-think at temperature > 0: the answer is *sampled* after the direct-answer cue.
+
+    ``direct_answer`` forks, and forks decode greedily, so every no-think "sample" would be
+    the same answer; here the chain itself grows (sampled) within the reserve. Without stop
+    strings in ``Chain.extend`` the engine may write on after the closing brace, up to the
+    reserve: those tokens are counted, since they were generated.
+    """
+    t0 = time.perf_counter()
+    cue_tokens = await chain.append(DIRECT_CUE)
+    segment = await chain.extend(reserve)
+    prob = math.exp(sum(segment.logprobs)) if segment.logprobs else None
+    return Rung(
+        budget=0,
+        thinking_tokens=0,
+        natural=False,
+        answer_text=DIRECT_CUE + segment.text,
+        answer_tokens=segment.tokens,
+        cue_tokens=cue_tokens,
+        answer_prob=prob,
+        entropy_tail=None,
+        stop_cost_tokens=segment.tokens,
+        latency_s=time.perf_counter() - t0,
+    )
+
+
 async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True) -> ItemResult:
     """Run one item: a ladder, a forced or native budget, or a direct answer."""
     sampling = Sampling(item.sampling.temperature, item.sampling.top_p, item.seed)
@@ -235,7 +263,10 @@ async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True
     if item.mode == NO_THINK:
         chain = await backend.open_chain(messages_for(text, NO_THINK), sampling)
         try:
-            rung = await direct_answer(chain, reserve=item.reserve)
+            if sampling.greedy:
+                rung = await direct_answer(chain, reserve=item.reserve)
+            else:
+                rung = await sampled_direct_answer(chain, reserve=item.reserve)
             return ItemResult(
                 rungs=(rung,), prompt_tokens=chain.prompt_tokens, probe_tokens=rung.answer_tokens
             )
