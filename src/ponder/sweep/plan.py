@@ -144,11 +144,25 @@ def item_key(
     )
 
 
+def interleave_levels(refs: list[ProblemRef]) -> list[ProblemRef]:
+    """Problems round-robin over difficulty levels (L1, L2, ..., L1, L2, ...), each level in
+    its own order, so a sweep stopped part-way has covered every level alike."""
+    by_level: dict[int | None, list[ProblemRef]] = {}
+    for ref in refs:
+        by_level.setdefault(ref.level, []).append(ref)
+    queues = [by_level[level] for level in by_level]
+    out: list[ProblemRef] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 def build_plan(spec: SweepSpec) -> SweepPlan:
     """Load the problems and expand the spec into work items (no engine is touched).
 
-    Order: sampling entry, sample index, problem, model, mode, strategy, so an interrupted
-    sweep has covered every problem at its first samples before the later ones.
+    Order: sampling entry, sample index, problem (round-robin over levels), model, mode,
+    strategy, so an interrupted sweep has covered every problem at its first samples before
+    the later ones, and every level alike.
     """
     problems = load_problems(spec)
     refs = [
@@ -161,6 +175,7 @@ def build_plan(spec: SweepSpec) -> SweepPlan:
         )
         for r in problems.to_dict("records")
     ]
+    refs = interleave_levels(refs)
     items: list[WorkItem] = []
     runs: dict[str, Run] = {}
     for s_index, sampling in enumerate(spec.sampling):
