@@ -167,3 +167,17 @@ def test_limit_and_duplicates(tmp_path: Path) -> None:
     twice = spec_data(problems=[{"file": "probs.jsonl"}, {"file": "probs.jsonl"}])
     with pytest.raises(InputError, match="listed by two sources"):
         build_plan(parse_spec(twice, base_dir=tmp_path))
+
+
+def test_gsm8k_preset_reads_the_public_set(shared_data: Path, tmp_path: Path) -> None:
+    import json
+
+    path = shared_data / "problem_sets" / "gsm8k_test.jsonl"
+    data = spec_data(problems=[{"preset": "gsm8k", "file": str(path), "limit": 3}])
+    plan = build_plan(parse_spec(data, base_dir=tmp_path))
+    lines = [json.loads(line) for line in path.read_text().splitlines()[:3]]
+    assert plan.problems["problem_id"].tolist() == ["test-0", "test-1", "test-2"]
+    assert plan.problems["text"].tolist() == [r["question"] for r in lines]
+    golds = [r["answer"].rsplit("####", 1)[1].strip().replace(",", "") for r in lines]
+    assert plan.problems["gold"].tolist() == golds
+    assert set(plan.problems["dataset"]) == {"gsm8k"}

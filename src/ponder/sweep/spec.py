@@ -23,7 +23,7 @@ from ponder.errors import InputError
 STRATEGY_KINDS: tuple[str, ...] = ("ladder", "forced", "native")
 PRESETS: dict[str, str] = {
     "gsm8k": "problem_sets/gsm8k_test.jsonl",
-    "math500": "problem_sets/math500.jsonl",
+    "math500": "problem_sets/math500_test.jsonl",
 }
 _TOP_KEYS = (
     "name",
