@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from _sweep_toy import LADDER, OPTIONS, write_spec
 
+from ponder.backends.fake import FakeBackend, FakeOptions
 from ponder.store import Store
 from ponder.sweep import build_plan, load_spec, run_plan, run_sweep
 
@@ -226,3 +227,81 @@ def test_model_file_missing_and_unreachable_fail_before_any_work(tmp_path: Path)
         with Store(tmp_path / "s.sqlite") as store:
             assert store.query("SELECT COUNT(*) FROM work_items") == [(0,)]
             assert store.counts()["outcomes"] == 0
+
+
+class _Counting(FakeBackend):
+    """The fake, counting the chains open at once (one chain per item here)."""
+
+    def __init__(
+        self,
+        options: FakeOptions,
+        live: dict[str, int],
+        peak: dict[str, int],
+        max_concurrency: int | None,
+    ) -> None:
+        super().__init__(options)
+        self.live, self.peak = live, peak
+        if max_concurrency is not None:
+            self.max_concurrency = max_concurrency
+
+    async def open_chain(self, messages, sampling, *, entropy=False):  # type: ignore[no-untyped-def]
+        chain = await super().open_chain(messages, sampling, entropy=entropy)
+        name = self.options.model
+        self.live[name] += 1
+        self.live["all"] += 1
+        for key in (name, "all"):
+            self.peak[key] = max(self.peak[key], self.live[key])
+        close = chain.aclose
+
+        async def aclose() -> None:
+            self.live[name] -= 1
+            self.live["all"] -= 1
+            await close()
+
+        chain.aclose = aclose  # type: ignore[method-assign]
+        return chain
+
+
+@pytest.mark.parametrize("max_concurrency", [1, None])
+def test_items_share_engines_by_their_slots(tmp_path: Path, max_concurrency: int | None) -> None:
+    models = [
+        {"name": "x", "backend": "fake", "options": {}},
+        {"name": "y", "backend": "fake", "options": {}},
+    ]
+    path = write_spec(
+        tmp_path,
+        models=models,
+        concurrency=3,
+        modes=["think"],
+        sampling=[{"temperature": 0.5, "samples": 4}],
+    )
+    plan = build_plan(load_spec(path))
+    live = {"x": 0, "y": 0, "all": 0}
+    peak = dict(live)
+    engines = {
+        name: _Counting(
+            FakeOptions(model=name, delay_per_token=0.0005), live, peak, max_concurrency
+        )
+        for name in ("x", "y")
+    }
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = asyncio.run(run_plan(plan, store, backends=engines, backoff_s=0))
+    assert summary.done == len(plan.items) == 2 * 3 * 4
+    if max_concurrency == 1:  # one item per engine, both engines busy at once
+        assert (peak["x"], peak["y"], peak["all"]) == (1, 1, 2)
+    else:  # the sweep's concurrency (3) is the only bound
+        assert peak["all"] == 3 and max(peak["x"], peak["y"]) >= 2
+
+
+def test_a_second_run_of_the_same_sweep_is_refused(tmp_path: Path) -> None:
+    from ponder.errors import StoreError
+    from ponder.sweep.runner import sweep_lock
+
+    path = write_spec(tmp_path)
+    with Store(tmp_path / "s.sqlite") as store, sweep_lock(store, "toy"):
+        with (
+            Store(tmp_path / "s.sqlite") as other,
+            pytest.raises(StoreError, match="another `ponder sweep run` of sweep 'toy'"),
+        ):
+            run_sweep(load_spec(path), other, backoff_s=0)
+        assert store.counts()["outcomes"] == 0

@@ -230,7 +230,7 @@ class FakeBackend:
             logprobs=True,
             entropy=True,
             prefix_continuation=True,
-            kv_cache_reuse=True,
+            kv_cache_reuse=False,
             notes="deterministic test double; never a measurement",
         )
 

@@ -15,9 +15,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +28,7 @@ from ponder.backends import Backend, BackendError, Chain, Sampling, open_backend
 from ponder.backends.base import NO_THINK, THINK
 from ponder.budgets import Rung, direct_answer, messages_for, run_ladder
 from ponder.budgets.ladder import DIRECT_CUE
-from ponder.errors import InputError, PonderError
+from ponder.errors import InputError, PonderError, StoreError
 from ponder.store import Store
 from ponder.sweep.plan import SweepPlan, WorkItem, build_plan
 from ponder.sweep.rows import ItemResult, chain_row, outcome_rows
@@ -298,6 +301,85 @@ async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True
     )
 
 
+def slots_for(backend: Backend, concurrency: int) -> int:
+    """How many items may use ``backend`` at once.
+
+    A backend may say so itself (``max_concurrency``). An in-process engine with one KV
+    cache (``kv_cache_reuse``) runs one item at a time: two chains interleaved on it would
+    each re-fill the cache at every switch. Others take the sweep's ``concurrency``.
+    """
+    explicit = getattr(backend, "max_concurrency", None)
+    if isinstance(explicit, int) and not isinstance(explicit, bool) and explicit >= 1:
+        return min(explicit, concurrency)
+    return 1 if backend.capabilities().kv_cache_reuse else concurrency
+
+
+class _Scheduler:
+    """Hands out items in plan order, skipping models whose slots are all busy, so two
+    in-process engines both stay busy instead of one item waiting behind the other."""
+
+    def __init__(self, todo: Sequence[WorkItem], slots: Mapping[str, int]) -> None:
+        self.queues: dict[str, deque[tuple[int, WorkItem]]] = {}
+        for index, item in enumerate(todo):
+            self.queues.setdefault(item.model.name, deque()).append((index, item))
+        self.slots = dict(slots)
+        self.busy = dict.fromkeys(self.queues, 0)
+        self.changed = asyncio.Condition()
+
+    def _take(self) -> WorkItem | None:
+        free = [
+            name
+            for name, queue in self.queues.items()
+            if queue and self.busy[name] < self.slots.get(name, 1)
+        ]
+        if not free:
+            return None
+        name = min(free, key=lambda n: self.queues[n][0][0])
+        self.busy[name] += 1
+        return self.queues[name].popleft()[1]
+
+    async def next(self) -> WorkItem | None:
+        """The next item to run, or None when nothing is left."""
+        async with self.changed:
+            while True:
+                item = self._take()
+                if item is not None:
+                    return item
+                if not any(self.queues.values()):
+                    return None
+                await self.changed.wait()
+
+    async def done(self, item: WorkItem) -> None:
+        async with self.changed:
+            self.busy[item.model.name] -= 1
+            self.changed.notify_all()
+
+
+@contextmanager
+def sweep_lock(store: Store, sweep: str) -> Iterator[None]:
+    """One ``sweep run`` of a sweep per store at a time (an OS file lock beside the store,
+    released when the process ends however it ends); a second one fails at once."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, resume still never duplicates rows
+        yield
+        return
+    digest = hashlib.sha256(sweep.encode()).hexdigest()[:12]
+    path = store.path.with_name(f"{store.path.name}.sweep-{digest}.lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StoreError(
+                f"{store.path}: another `ponder sweep run` of sweep {sweep!r} is writing this "
+                "store; wait for it or stop it (the next run resumes where it stopped)"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 async def run_plan(
     plan: SweepPlan,
     store: Store,
@@ -308,8 +390,21 @@ async def run_plan(
     backoff_s: float = 0.5,
 ) -> SweepSummary:
     """Run the pending items of ``plan`` into ``store``; see the module docstring."""
+    with sweep_lock(store, plan.spec.name):
+        return await _run_locked(
+            plan, store, retry_errors, reporter or _Silent(), backends, backoff_s
+        )
+
+
+async def _run_locked(
+    plan: SweepPlan,
+    store: Store,
+    retry_errors: bool,
+    reporter: Reporter,
+    backends: Mapping[str, Backend] | None,
+    backoff_s: float,
+) -> SweepSummary:
     spec = plan.spec
-    reporter = reporter or _Silent()
     todo, done_before, skipped_errors = pending_items(plan, store, retry_errors=retry_errors)
     summary = SweepSummary(
         sweep=spec.name, items=len(plan.items), skipped=done_before, skipped_errors=skipped_errors
@@ -317,12 +412,6 @@ async def run_plan(
     needed = sorted({item.model.name for item in todo})
     own = backends is None
     engines = dict(backends) if backends is not None else await open_backends(spec, needed)
-    store.begin_sweep(spec.name, spec.to_json(), plan.runs, plan.problems)
-    started = time.perf_counter()
-    queue: asyncio.Queue[WorkItem] = asyncio.Queue()
-    for item in todo:
-        queue.put_nowait(item)
-    reporter.start(len(plan.items), done_before + skipped_errors)
 
     async def one(item: WorkItem) -> None:
         backend = engines[item.model.name]
@@ -361,23 +450,30 @@ async def run_plan(
             )
         reporter.advance(item, 0, False)
 
-    async def worker() -> None:
-        while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await one(item)
-
     try:
-        workers = [asyncio.create_task(worker()) for _ in range(min(spec.concurrency, len(todo)))]
-        await asyncio.gather(*workers)
+        store.begin_sweep(spec.name, spec.to_json(), plan.runs, plan.problems)
+        slots = {name: slots_for(engine, spec.concurrency) for name, engine in engines.items()}
+        scheduler = _Scheduler(todo, slots)
+
+        async def worker() -> None:
+            while (item := await scheduler.next()) is not None:
+                try:
+                    await one(item)
+                finally:
+                    await scheduler.done(item)
+
+        started = time.perf_counter()
+        reporter.start(len(plan.items), done_before + skipped_errors)
+        try:
+            n_workers = min(spec.concurrency, len(todo))
+            await asyncio.gather(*(worker() for _ in range(n_workers)))
+        finally:
+            reporter.finish()
+        summary.wall_s = time.perf_counter() - started
     finally:
-        reporter.finish()
         if own:
             for backend in engines.values():
                 await backend.aclose()
-    summary.wall_s = time.perf_counter() - started
     summary.accuracy = accuracy_table(store, plan)
     return summary
 
