@@ -305,3 +305,47 @@ def test_a_second_run_of_the_same_sweep_is_refused(tmp_path: Path) -> None:
         ):
             run_sweep(load_spec(path), other, backoff_s=0)
         assert store.counts()["outcomes"] == 0
+
+
+def test_native_budgets_use_the_engines_own_parameter(tmp_path: Path) -> None:
+    options = {**OPTIONS, "native_budget": True}
+    path = write_spec(
+        tmp_path,
+        models=[{"name": "n", "backend": "fake", "options": options}],
+        budgets={"native": [32, 64]},
+        modes=["think"],
+    )
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = run_sweep(load_spec(path), store, backoff_s=0)
+        assert (summary.done, summary.errors) == (6, 0)
+        got = {
+            (r["problem_id"], r["budget"]): (
+                r["reasoning_tokens"],
+                r["answer_tokens"],
+                r["natural"],
+                r["correct"],
+                r["stop_cost_tokens"],
+            )
+            for r in rows_of(store)
+        }
+        assert set(store.outcomes_frame()["budget_kind"]) == {"forced"}
+    # Hand-worked: a needs 40 and ends at 48 (47 thinking + the answer word); b needs 60 and
+    # ends at 68; c needs 100. Forced answers are two characters (two tokens).
+    assert got == {
+        ("a", 32): (32, 2, 0, 0.0, 34),
+        ("a", 64): (47, 1, 1, 1.0, 48),
+        ("b", 32): (32, 2, 0, 0.0, 34),
+        ("b", 64): (64, 2, 0, 1.0, 66),
+        ("c", 32): (32, 2, 0, 0.0, 34),
+        ("c", 64): (64, 2, 0, 0.0, 66),
+    }
+
+
+def test_native_budgets_on_a_backend_without_one_fail_up_front(tmp_path: Path) -> None:
+    from ponder.errors import InputError
+
+    path = write_spec(tmp_path, budgets={"native": [32]}, modes=["think"])
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(InputError, match="no native thinking budget"):
+            run_sweep(load_spec(path), store, backoff_s=0)
+        assert store.counts()["outcomes"] == 0

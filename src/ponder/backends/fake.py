@@ -23,7 +23,9 @@ Options (``from_options``): ``model``, ``tokens_per_number``, ``difficulty``, ``
 to kill), ``model_file`` (must exist, like a real engine's weights), failure injection
 ``fail_always`` (substrings: a non-retryable BackendError for those problems),
 ``fail_times`` + ``fail_retryable`` (the first N chains opened on each message fail), and
-``unreachable`` (``check()`` fails, like a dead upstream).
+``unreachable`` (``check()`` fails, like a dead upstream), ``native_budget`` (``chat`` honours
+``thinking_budget``: think up to it or the natural end, then answer, like an engine's own
+budget parameter).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class FakeOptions:
     fail_times: int = 0
     fail_retryable: bool = True
     unreachable: bool = False
+    native_budget: bool = False
 
 
 def _user_text(messages: tuple[Message, ...]) -> str:
@@ -180,6 +183,10 @@ class FakeChain:
             latency_s=time.perf_counter() - t0,
         )
 
+    def fork_answer(self) -> str:
+        """The answer a fork would give now (for the native-budget path)."""
+        return str(self._answer_at(self._tokens)[0])
+
     async def append(self, text: str) -> int:
         n = max(1, len(text.split()))
         self._words.extend(text.split() or [text])
@@ -231,6 +238,7 @@ class FakeBackend:
             entropy=True,
             prefix_continuation=True,
             kv_cache_reuse=False,
+            thinking_budget_param="thinking_budget" if self.options.native_budget else None,
             notes="deterministic test double; never a measurement",
         )
 
@@ -266,6 +274,9 @@ class FakeBackend:
                 sampling = Sampling(sampling.temperature, sampling.top_p, sampling.seed + i)
             chain = await self.open_chain(request.messages, sampling)
             t0 = time.perf_counter()
+            if request.thinking_budget is not None:
+                out.append(await self._native(chain, request.thinking_budget, t0))
+                continue
             segment = await chain.extend(request.max_tokens)
             out.append(
                 Generation(
@@ -279,6 +290,35 @@ class FakeBackend:
                 )
             )
         return out
+
+    async def _native(self, chain: Chain, budget: int, t0: float) -> Generation:
+        """The engine's own thinking budget: think up to ``budget`` (or the natural end),
+        then answer ``\\boxed{N}`` (one token per character of N)."""
+        if not self.options.native_budget:
+            raise BackendError("the fake has no native thinking budget (native_budget: false)")
+        assert isinstance(chain, FakeChain)
+        segment = await chain.extend(budget)
+        thinking = segment.tokens
+        if chain.finished:  # the natural end already holds the answer
+            return Generation(
+                text=segment.text.rsplit(" ", 1)[-1],
+                reasoning=segment.text,
+                prompt_tokens=chain.prompt_tokens,
+                completion_tokens=thinking,
+                reasoning_tokens=thinking - 1,
+                finish_reason="stop",
+                latency_s=time.perf_counter() - t0,
+            )
+        answer = chain.fork_answer()
+        return Generation(
+            text=f"\\boxed{{{answer}}}",
+            reasoning=segment.text,
+            prompt_tokens=chain.prompt_tokens,
+            completion_tokens=thinking + len(answer),
+            reasoning_tokens=thinking,
+            finish_reason="stop",
+            latency_s=time.perf_counter() - t0,
+        )
 
     async def aclose(self) -> None:
         return None
@@ -313,7 +353,7 @@ def from_options(options: Mapping[str, Any]) -> FakeBackend:
             value = {str(k): int(v) for k, v in value.items()}
         elif key == "fail_always":
             value = tuple(str(v) for v in value)
-        elif key in ("fail_retryable", "unreachable"):
+        elif key in ("fail_retryable", "unreachable", "native_budget"):
             value = bool(value)
         elif key == "model":
             value = str(value)
