@@ -281,6 +281,14 @@ def run_command(
         bool,
         typer.Option("--no-retry-errors", help="Leave items that failed before alone."),
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run items as Ray actor calls: 'local' starts a local Ray instance, 'auto' "
+            "or ray://HOST:PORT joins a cluster (the distributed extra).",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Sweep name (without a spec).")] = "quick",
     model: Annotated[str | None, typer.Option(help="Model name (without a spec).")] = None,
     backend: Annotated[str, typer.Option(help="llamacpp, openai or fake.")] = "llamacpp",
@@ -311,6 +319,7 @@ def run_command(
       ponder sweep run examples/sweeps/arith.yaml --dry-run
       ponder sweep run examples/sweeps/arith.yaml --store sweep.sqlite
       ponder sweep run --model smol --option path=smol.gguf --generated 1,2 --ladder 16,32
+      ponder sweep run big.yaml --ray auto          # items on a Ray cluster
     """
     import asyncio
 
@@ -355,7 +364,9 @@ def run_command(
         _print_estimate(plan, est, done)
     bar = _bar(enabled=sys.stderr.isatty() and not json_out)
     with Store(path) as st:
-        summary = asyncio.run(run_plan(plan, st, retry_errors=not no_retry_errors, reporter=bar))
+        summary = asyncio.run(
+            run_plan(plan, st, retry_errors=not no_retry_errors, reporter=bar, ray_address=ray)
+        )
     if json_out:
         echo_json({**summary.as_dict(), "estimate": _estimate_dict(est)})
     else:

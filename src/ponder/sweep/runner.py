@@ -380,6 +380,78 @@ def sweep_lock(store: Store, sweep: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class Attempted:
+    """What became of one item: its result, or the error it ended with, and the attempts."""
+
+    result: ItemResult | None
+    error: str | None
+    attempts: int
+
+
+async def attempt_item(
+    backend: Backend, item: WorkItem, *, retries: int, backoff_s: float, entropy: bool
+) -> Attempted:
+    """Run an item, retrying retryable engine errors with exponential backoff.
+
+    Any other failure (a non-retryable BackendError, an engine crash) ends the item with its
+    message: a long sweep goes on, and the item is retried on the next run.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            result = await execute_item(backend, item, entropy=entropy)
+        except BackendError as exc:
+            if exc.retryable and attempts <= retries:
+                await asyncio.sleep(backoff_s * 2 ** (attempts - 1))
+                continue
+            return Attempted(None, str(exc), attempts)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an engine crash must not stop a long sweep
+            return Attempted(None, f"{type(exc).__name__}: {exc}", attempts)
+        return Attempted(result, None, attempts)
+
+
+class Executor(Protocol):
+    """Where items run: in this process (``LocalExecutor``) or as Ray actors
+    (``ponder.sweep.distributed``). Results always come back to the one writer."""
+
+    slots: dict[str, int]
+
+    async def run(self, item: WorkItem) -> Attempted: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalExecutor:
+    """Items run in this process against backends opened here."""
+
+    def __init__(
+        self, spec: SweepSpec, engines: Mapping[str, Backend], backoff_s: float, own: bool
+    ) -> None:
+        self.spec = spec
+        self.engines = dict(engines)
+        self.backoff_s = backoff_s
+        self.own = own
+        self.slots = {n: slots_for(e, spec.concurrency) for n, e in self.engines.items()}
+
+    async def run(self, item: WorkItem) -> Attempted:
+        return await attempt_item(
+            self.engines[item.model.name],
+            item,
+            retries=self.spec.retries,
+            backoff_s=self.backoff_s,
+            entropy=self.spec.entropy,
+        )
+
+    async def aclose(self) -> None:
+        if self.own:
+            for backend in self.engines.values():
+                await backend.aclose()
+
+
 async def run_plan(
     plan: SweepPlan,
     store: Store,
@@ -388,12 +460,33 @@ async def run_plan(
     reporter: Reporter | None = None,
     backends: Mapping[str, Backend] | None = None,
     backoff_s: float = 0.5,
+    ray_address: str | None = None,
 ) -> SweepSummary:
-    """Run the pending items of ``plan`` into ``store``; see the module docstring."""
+    """Run the pending items of ``plan`` into ``store``; see the module docstring.
+
+    ``ray_address`` runs the items as Ray actor calls instead ("local" starts a local Ray
+    instance; "auto" or "ray://host:port" joins a cluster); results are still written here.
+    """
     with sweep_lock(store, plan.spec.name):
         return await _run_locked(
-            plan, store, retry_errors, reporter or _Silent(), backends, backoff_s
+            plan, store, retry_errors, reporter or _Silent(), backends, backoff_s, ray_address
         )
+
+
+async def _open_executor(
+    spec: SweepSpec,
+    models: Sequence[str],
+    backends: Mapping[str, Backend] | None,
+    backoff_s: float,
+    ray_address: str | None,
+) -> Executor:
+    if ray_address is not None:
+        from ponder.sweep.distributed import open_ray_executor
+
+        return await open_ray_executor(spec, models, ray_address, backoff_s)
+    if backends is not None:
+        return LocalExecutor(spec, backends, backoff_s, own=False)
+    return LocalExecutor(spec, await open_backends(spec, models), backoff_s, own=True)
 
 
 async def _run_locked(
@@ -403,6 +496,7 @@ async def _run_locked(
     reporter: Reporter,
     backends: Mapping[str, Backend] | None,
     backoff_s: float,
+    ray_address: str | None,
 ) -> SweepSummary:
     spec = plan.spec
     todo, done_before, skipped_errors = pending_items(plan, store, retry_errors=retry_errors)
@@ -410,55 +504,38 @@ async def _run_locked(
         sweep=spec.name, items=len(plan.items), skipped=done_before, skipped_errors=skipped_errors
     )
     needed = sorted({item.model.name for item in todo})
-    own = backends is None
-    engines = dict(backends) if backends is not None else await open_backends(spec, needed)
+    executor = await _open_executor(spec, needed, backends, backoff_s, ray_address)
 
-    async def one(item: WorkItem) -> None:
-        backend = engines[item.model.name]
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                result = await execute_item(backend, item, entropy=spec.entropy)
-            except BackendError as exc:
-                if exc.retryable and attempts <= spec.retries:
-                    await asyncio.sleep(backoff_s * 2 ** (attempts - 1))
-                    continue
-                _fail(item, f"{exc}", attempts)
-                return
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # an engine crash must not stop a long sweep
-                _fail(item, f"{type(exc).__name__}: {exc}", attempts)
-                return
-            rows = outcome_rows(item, result)
-            store.write_sweep_item(
-                spec.name, item.key, rows, chain_row(item, result), attempts=attempts
-            )
-            summary.done += 1
-            summary.tokens += result.generated_tokens
-            reporter.advance(item, result.generated_tokens, True)
+    def record(item: WorkItem, outcome: Attempted) -> None:
+        """The one writer: every result reaches the store from here."""
+        if outcome.result is None:
+            message = outcome.error or "unknown error"
+            store.record_sweep_error(spec.name, item.key, message, outcome.attempts)
+            summary.errors += 1
+            if len(summary.error_messages) < 100:
+                summary.error_messages.append(
+                    f"{item.model.name} {item.problem.dataset}/{item.problem.problem_id} "
+                    f"{item.mode_label} {item.strategy.kind}: {message}"
+                )
+            reporter.advance(item, 0, False)
             return
-
-    def _fail(item: WorkItem, message: str, attempts: int) -> None:
-        store.record_sweep_error(spec.name, item.key, message, attempts)
-        summary.errors += 1
-        if len(summary.error_messages) < 100:
-            summary.error_messages.append(
-                f"{item.model.name} {item.problem.dataset}/{item.problem.problem_id} "
-                f"{item.mode_label} {item.strategy.kind}: {message}"
-            )
-        reporter.advance(item, 0, False)
+        result = outcome.result
+        rows = outcome_rows(item, result)
+        store.write_sweep_item(
+            spec.name, item.key, rows, chain_row(item, result), attempts=outcome.attempts
+        )
+        summary.done += 1
+        summary.tokens += result.generated_tokens
+        reporter.advance(item, result.generated_tokens, True)
 
     try:
         store.begin_sweep(spec.name, spec.to_json(), plan.runs, plan.problems)
-        slots = {name: slots_for(engine, spec.concurrency) for name, engine in engines.items()}
-        scheduler = _Scheduler(todo, slots)
+        scheduler = _Scheduler(todo, executor.slots)
 
         async def worker() -> None:
             while (item := await scheduler.next()) is not None:
                 try:
-                    await one(item)
+                    record(item, await executor.run(item))
                 finally:
                     await scheduler.done(item)
 
@@ -471,9 +548,7 @@ async def _run_locked(
             reporter.finish()
         summary.wall_s = time.perf_counter() - started
     finally:
-        if own:
-            for backend in engines.values():
-                await backend.aclose()
+        await executor.aclose()
     summary.accuracy = accuracy_table(store, plan)
     return summary
 
