@@ -69,6 +69,7 @@ def _hide_flag_types() -> None:
 def _register() -> None:
     # Each verb module adds its commands to `app`; imported here so `ponder --help` lists them.
     from ponder.cli import (
+        builtin_cmd,
         curves_cmd,
         data_cmd,
         demo_cmd,
@@ -95,6 +96,8 @@ def _register() -> None:
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.add_typer(data_cmd.data_app, name="data")
+    if not any(c.name == "export" for c in sweep_cmd.sweep_app.registered_commands):
+        sweep_cmd.sweep_app.command("export")(builtin_cmd.export_command)
     app.add_typer(sweep_cmd.sweep_app, name="sweep")
     app.add_typer(models_cmd.models_app, name="models")
     app.add_typer(problems_cmd.problems_app, name="problems")

@@ -236,9 +236,14 @@ def plan_imports(
 
     `store` may be None (no store yet): then only the files are checked against each other.
     """
+    from ponder.importers.builtin import is_builtin_folder, load_builtin_import
+
     files: list[_Found] = []
+    sweeps: list[FileImport] = []  # sweep folders (ponder's own format), verified whole
     for path in paths:
-        if path.is_dir():
+        if is_builtin_folder(path):
+            sweeps.append(load_builtin_import(store, path))
+        elif path.is_dir():
             inside = _files_in(path, store, options)
             if not inside:
                 raise InputError("no file of a known preset in this folder", path=path)
@@ -246,6 +251,10 @@ def plan_imports(
         else:
             files.append((path, None, None, None, None))
     plan = ImportPlan(items=[])
+    for folder_item in sweeps:
+        plan.items.append(folder_item)
+        if on_file is not None:
+            on_file("read", folder_item)
     files.reverse()
     while files:  # each file's bytes and parsed rows are let go once it is loaded
         path, table, data, sha256, item = files.pop()

@@ -16,8 +16,11 @@ from ponder.types import Run
 class ImportBatch:
     """What an importer produces: everything is validated before the store is touched.
 
-    `outcomes` has the columns of `OUTCOME_STORE_COLUMNS`; `problems` those of
-    `PROBLEM_STORE_COLUMNS` (problems referenced by outcomes but missing here are added bare).
+    `outcomes` has the columns of `OUTCOME_STORE_COLUMNS` (and optionally `SIGNAL_COLUMNS`,
+    for recorded live sweeps); `problems` those of `PROBLEM_STORE_COLUMNS` (problems
+    referenced by outcomes but missing here are added bare); `chains`, when given, the
+    columns of the chains table (a recorded sweep's thinking chains), written in the same
+    transaction.
     """
 
     runs: list[Run]
@@ -32,6 +35,7 @@ class ImportBatch:
     # The table row of each outcome row when it is not simply its position (a wide file
     # becomes several outcome rows per table row).
     source_rows: np.ndarray | None = None
+    chains: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OUTCOME_STORE_COLUMNS if c not in self.outcomes.columns]

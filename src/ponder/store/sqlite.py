@@ -112,14 +112,18 @@ def check_can_write(path: Path) -> None:
 
 # Columns that may be left out of an INSERT when a batch has no value in them (they are NULL
 # anyway); key and NOT NULL columns are always written.
-_OPTIONAL_COLUMNS = frozenset(_VALUE_COLUMNS) - {"correct", "n_runs"}
+_OPTIONAL_COLUMNS = (frozenset(_VALUE_COLUMNS) | frozenset(SIGNAL_COLUMNS)) - {"correct", "n_runs"}
 
 
 def _present_columns(frame: pd.DataFrame) -> list[str]:
     """The outcome columns worth binding: an all-NULL optional column costs a bind per row
-    for nothing (a third of a typical import's write time)."""
+    for nothing (a third of a typical import's write time). Signal columns are bound when a
+    batch brings them (a recorded live sweep)."""
+    signals = [c for c in SIGNAL_COLUMNS if c in frame.columns]
     return [
-        c for c in OUTCOME_STORE_COLUMNS if c not in _OPTIONAL_COLUMNS or not frame[c].isna().all()
+        c
+        for c in (*OUTCOME_STORE_COLUMNS, *signals)
+        if c not in _OPTIONAL_COLUMNS or not frame[c].isna().all()
     ]
 
 
@@ -496,6 +500,8 @@ class Store:
         outcomes_added = conn.total_changes - before
         if outcomes_added < len(batch.outcomes):
             self._check_same_values(conn, batch, where, columns)
+        if batch.chains is not None and len(batch.chains):
+            self._write_chains(conn, batch.chains, where)
         if source is not None:
             conn.execute(
                 "INSERT INTO imports (path, sha256, preset, rows_read, rows_added, "
@@ -526,7 +532,7 @@ class Store:
 
         Only runs when some rows were skipped (a re-import), so a first import pays nothing.
         """
-        columns = ", ".join(OUTCOME_STORE_COLUMNS)
+        columns = ", ".join(SWEEP_OUTCOME_COLUMNS)
         conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT {columns} FROM main.outcomes "
             "WHERE 0"
@@ -537,10 +543,11 @@ class Store:
             f"INSERT INTO temp.incoming ({', '.join(present)}) VALUES ({placeholders})",
             _rows(batch.outcomes, present),
         )
-        differs = " OR ".join(f"o.{c} IS NOT i.{c}" for c in _VALUE_COLUMNS)
+        compared = (*_VALUE_COLUMNS, *(c for c in SIGNAL_COLUMNS if c in present))
+        differs = " OR ".join(f"o.{c} IS NOT i.{c}" for c in compared)
         row = conn.execute(
             "SELECT i.rowid, i.run_id, i.problem_id, i.mode, i.budget, i.sample_idx, "
-            f"{', '.join(f'o.{c}, i.{c}' for c in _VALUE_COLUMNS)} "
+            f"{', '.join(f'o.{c}, i.{c}' for c in compared)} "
             "FROM temp.incoming i JOIN main.outcomes o ON o.run_id = i.run_id "
             "AND o.dataset = i.dataset AND o.problem_id = i.problem_id AND o.model = i.model "
             "AND o.mode = i.mode AND IFNULL(o.budget, -1) = IFNULL(i.budget, -1) "
@@ -555,7 +562,7 @@ class Store:
         pairs = row[6:]
         field_name, stored, new = next(
             (c, pairs[2 * k], pairs[2 * k + 1])
-            for k, c in enumerate(_VALUE_COLUMNS)
+            for k, c in enumerate(compared)
             if pairs[2 * k] != pairs[2 * k + 1]
         )
         budget = "none" if row[4] is None else row[4]
@@ -565,6 +572,28 @@ class Store:
             f"has {_short(new)}. To replace the stored run(s) with this file, re-run with "
             "--replace; to keep both, import it under another --run label"
         )
+
+    @staticmethod
+    def _write_chains(conn: sqlite3.Connection, chains: pd.DataFrame, where: str) -> None:
+        """A recorded sweep's chains; one already stored must be the same chain."""
+        names = ", ".join(CHAIN_COLUMNS)
+        before = conn.total_changes
+        conn.executemany(
+            f"INSERT INTO chains ({names}) VALUES ({', '.join('?' for _ in CHAIN_COLUMNS)}) "
+            "ON CONFLICT DO NOTHING",
+            _rows(chains, CHAIN_COLUMNS),
+        )
+        if conn.total_changes - before == len(chains):
+            return
+        for row in _rows(chains, CHAIN_COLUMNS):
+            stored = conn.execute(
+                f"SELECT {names} FROM chains WHERE chain_id = ?", (row[0],)
+            ).fetchone()
+            if stored is not None and tuple(stored) != row:
+                raise StoreError(
+                    f"{where}chain {row[0]!r} is already stored with other contents; "
+                    "import into a fresh store"
+                )
 
     @staticmethod
     def _check_runs(conn: sqlite3.Connection, batch: ImportBatch, where: str = "") -> None:

@@ -1,0 +1,291 @@
+"""The sweep folder format: export a store's sweep, import it elsewhere, exactly; checksums
+guard every file; bad folders fail before anything is written; the shipped folder is intact.
+
+The sweep here runs on the fake backend, whose figures are worked out by hand in
+tests/sweep; expected values come from the source store read with plain sqlite3 and from the
+Parquet files read with pyarrow, never from the reader under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ponder.builtin import FILES, builtin_folder, load_builtin, read_manifest
+from ponder.builtin.export import export_sweep
+from ponder.errors import ChecksumError, InputError, StoreError
+from ponder.importers import import_into, import_paths
+from ponder.store import Store
+from ponder.sweep import parse_spec, run_sweep
+
+# Three problems whose true answer (the fake's rule: the sum of the integers) is the gold.
+PROBLEMS = [
+    ("a", "Add 30 and 40.", "70", 1),
+    ("b", "Add 10, 20 and 5.", "35", 2),
+    ("c", "Add 1, 2, 3, 4 and 5.", "15", 3),
+]
+LADDER = [8, 16, 32, 64, 128]
+SAMPLES = 2  # sampled chains, besides one greedy chain
+
+
+def _spec(folder: Path, name: str = "toy") -> Any:
+    problems = folder / "probs.jsonl"
+    problems.write_text(
+        "".join(
+            json.dumps({"problem_id": p, "text": t, "gold": g, "level": lv}) + "\n"
+            for p, t, g, lv in PROBLEMS
+        )
+    )
+    return parse_spec(
+        {
+            "name": name,
+            "problems": [{"file": str(problems), "dataset": "toy"}],
+            "models": [
+                {"name": "fake-a", "backend": "fake", "options": {"tokens_per_number": 20}},
+                {"name": "fake-b", "backend": "fake", "options": {"tokens_per_number": 30}},
+            ],
+            "modes": ["think", "no-think"],
+            "budgets": {"ladder": LADDER},
+            "reserve": 8,
+            "sampling": [
+                {"temperature": 0},
+                {"temperature": 0.8, "top_p": 0.95, "samples": SAMPLES},
+            ],
+            "seed": 0,
+            "concurrency": 2,
+            "entropy": True,
+        },
+        source=str(folder / "spec.yaml"),
+    )
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one finished fake sweep (read-only for the tests)."""
+    folder = tmp_path_factory.mktemp("swept")
+    with Store(folder / "source.sqlite") as store:
+        summary = run_sweep(_spec(folder), store, backoff_s=0)
+    assert summary.errors == 0
+    return folder / "source.sqlite"
+
+
+@pytest.fixture
+def exported(swept: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "sweep"
+    export_sweep(swept, "toy", out)
+    return out
+
+
+def _raw(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return [tuple(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def _counts(path: Path) -> dict[str, int]:
+    tables = ("runs", "problems", "outcomes", "chains", "imports")
+    return {t: _raw(path, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
+
+
+def test_round_trip_is_exact(swept: Path, exported: Path, tmp_path: Path) -> None:
+    with Store(tmp_path / "fresh.sqlite") as fresh:
+        items = import_paths(fresh, [exported])
+        assert items[0].preset == "builtin"
+        got = fresh.outcomes_frame(signals=True, include_text=True)
+    with Store(swept, readonly=True) as source:
+        want = source.outcomes_frame(signals=True, include_text=True)
+    # Rows by hand: 3 problems x 2 models x (1 greedy + 2 sampled) x (5 rungs + 1 direct).
+    assert len(want) == 3 * 2 * (1 + SAMPLES) * (len(LADDER) + 1)
+    pd.testing.assert_frame_equal(got, want)
+    # Every stored column, signals and extra JSON included, byte for byte in SQLite.
+    every = "SELECT * FROM outcomes ORDER BY rowid"
+    assert _raw(tmp_path / "fresh.sqlite", every) == _raw(swept, every)
+    chains = "SELECT * FROM chains ORDER BY chain_id"
+    assert _raw(tmp_path / "fresh.sqlite", chains) == _raw(swept, chains)
+    assert len(_raw(swept, chains)) == 3 * 2 * (1 + SAMPLES)  # one chain per think item
+    problems = "SELECT * FROM problems ORDER BY dataset, problem_id"
+    assert _raw(tmp_path / "fresh.sqlite", problems) == _raw(swept, problems)
+    runs = "SELECT run_id, model, backend, source, budget_kind, settings_json FROM runs"
+    assert sorted(_raw(tmp_path / "fresh.sqlite", runs)) == sorted(_raw(swept, runs))
+
+
+def test_entropies_are_float16_bytes_of_the_chain(exported: Path, swept: Path) -> None:
+    chains = pq.read_table(exported / "chains.parquet").to_pylist()
+    stored = dict(_raw(swept, "SELECT chain_id, entropies FROM chains"))
+    for chain in chains:
+        assert chain["entropies"] == stored[chain["chain_id"]]
+        assert len(chain["entropies"]) == 2 * chain["tokens"]  # one float16 per token
+
+
+def test_manifest_counts_and_checksums(exported: Path, swept: Path) -> None:
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["format"] == "ponder-sweep" and manifest["sweep"] == "toy"
+    assert manifest["spec"]["name"] == "toy"
+    for name in FILES:
+        raw = (exported / name).read_bytes()
+        assert manifest["files"][name]["sha256"] == hashlib.sha256(raw).hexdigest()
+        assert manifest["files"][name]["bytes"] == len(raw)
+        assert manifest["files"][name]["rows"] == pq.read_metadata(exported / name).num_rows
+        assert pq.read_metadata(exported / name).row_group(0).column(0).compression == "ZSTD"
+    counts = manifest["counts"]
+    assert counts["outcomes"] == _raw(swept, "SELECT COUNT(*) FROM outcomes")[0][0] == 108
+    assert counts["chains"] == 18 and counts["problems"] == 3 and counts["runs"] == 8
+    assert counts["work_items_done"] == 3 * 2 * 2 * (1 + SAMPLES)
+    assert counts["outcomes_per_model_mode"]["fake-a"] == {
+        "no-think": 3 * SAMPLES,
+        "no-think-greedy": 3,
+        "think": 3 * SAMPLES * len(LADDER),
+        "think-greedy": 3 * len(LADDER),
+    }
+
+
+def test_import_is_idempotent(exported: Path, tmp_path: Path) -> None:
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path) as store:
+        first = import_paths(store, [exported])[0]
+        assert first.result is not None and first.result.outcomes_added == 108
+        again = import_paths(store, [exported])[0]
+        assert again.unchanged and again.result is not None and again.result.outcomes_added == 0
+        # A copy elsewhere has the same manifest: skipped by its sha256 as well.
+        copy = tmp_path / "copy"
+        shutil.copytree(exported, copy)
+        assert import_paths(store, [copy])[0].unchanged
+    # Another manifest (a re-export of the same rows) is read: every row is already stored
+    # with the same values, so nothing is added.
+    manifest = copy / "manifest.json"
+    manifest.write_text(manifest.read_text() + "\n")
+    with Store(store_path) as store:
+        third = import_paths(store, [copy])[0]
+        assert not third.unchanged and third.result is not None
+        assert third.result.outcomes_added == 0
+    assert _counts(store_path)["outcomes"] == 108 and _counts(store_path)["chains"] == 18
+
+
+def test_corrupted_file_is_a_checksum_error_and_writes_nothing(
+    exported: Path, tmp_path: Path
+) -> None:
+    damaged = exported / "chains.parquet"
+    raw = bytearray(damaged.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    store_path = tmp_path / "s.sqlite"
+    with pytest.raises(ChecksumError, match=r"chains\.parquet: sha256 .* does not match"):
+        import_into(store_path, [exported])
+    assert not store_path.exists()  # a new store is never created for bad input
+    with Store(store_path) as store, pytest.raises(ChecksumError):
+        import_paths(store, [exported])
+    assert _counts(store_path) == dict.fromkeys(("runs", "problems", "outcomes", "chains"), 0) | {
+        "imports": 0
+    }
+
+
+def test_one_transaction_with_other_files(exported: Path, tmp_path: Path) -> None:
+    """A sweep folder and a bad file in one import: nothing at all is written."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("problem_id,model,correct\nq1,m,yes\nq2,m,maybe\n")
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path) as store, pytest.raises(InputError, match=r"bad\.csv:3.*'correct'"):
+        import_paths(store, [exported, bad], dataset="x")
+    assert _counts(store_path)["outcomes"] == 0 and _counts(store_path)["chains"] == 0
+
+
+def _rewrite(folder: Path, name: str, table: pa.Table) -> None:
+    """Replace one file and its checksum, as a careless hand edit would."""
+    pq.write_table(table, folder / name, compression="zstd")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name]["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_bad_folders_name_the_file_line_and_field(exported: Path, tmp_path: Path) -> None:
+    outcomes = pq.read_table(exported / "outcomes.parquet")
+    correct = outcomes.column("correct").to_pylist()
+    correct[4] = 2.0
+    index = outcomes.column_names.index("correct")
+    _rewrite(
+        exported,
+        "outcomes.parquet",
+        outcomes.set_column(index, "correct", pa.array(correct, pa.float64())),
+    )
+    with pytest.raises(InputError, match=r"outcomes\.parquet:5, field 'correct': 2\.0"):
+        load_builtin(exported)
+    _rewrite(exported, "outcomes.parquet", outcomes.drop_columns(["rung"]))
+    with pytest.raises(InputError, match=r"outcomes\.parquet, field 'rung'"):
+        load_builtin(exported)
+    manifest = json.loads((exported / "manifest.json").read_text())
+    (exported / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(InputError, match=r"manifest\.json, field 'format_version'"):
+        read_manifest(exported)
+
+
+def test_export_unknown_sweep_names_the_known_ones(swept: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no sweep 'nope' in this store; sweeps in it: toy"):
+        export_sweep(swept, "nope", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(StoreError, match="no store"):
+        export_sweep(tmp_path / "missing.sqlite", "toy", tmp_path / "o")
+
+
+def test_export_never_replaces_a_folder_that_is_not_a_sweep(swept: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a sweep folder"):
+        export_sweep(swept, "toy", precious)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+
+
+def test_shipped_sweep_is_intact_and_small() -> None:
+    folder = builtin_folder()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES, "manifest.json"])
+    for name in FILES:
+        raw = (folder / name).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == manifest["files"][name]["sha256"]
+        assert pq.read_metadata(folder / name).num_rows == manifest["files"][name]["rows"]
+    assert sum(len((folder / n).read_bytes()) for n in FILES) < 8_000_000
+    outcomes = pq.read_table(folder / "outcomes.parquet").to_pandas()
+    assert len(outcomes) == manifest["counts"]["outcomes"]
+    # Both local models of the protocol, each with think-ladder rows at several budgets.
+    assert set(outcomes["model"]) == {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
+    think = outcomes[outcomes["budget"].notna()]
+    assert think.groupby("model")["budget"].nunique().min() >= 2
+    # Nothing machine-specific in the shipped manifest.
+    text = (folder / "manifest.json").read_text()
+    assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text
+
+
+def test_a_changed_signal_is_a_conflict_not_kept(exported: Path, tmp_path: Path) -> None:
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path) as store:
+        import_paths(store, [exported])
+    outcomes = pq.read_table(exported / "outcomes.parquet")
+    probs = outcomes.column("answer_prob").to_pylist()
+    row = next(i for i, p in enumerate(probs) if p is not None)
+    probs[row] = 0.123
+    index = outcomes.column_names.index("answer_prob")
+    _rewrite(
+        exported,
+        "outcomes.parquet",
+        outcomes.set_column(index, "answer_prob", pa.array(probs, pa.float64())),
+    )
+    before = _raw(store_path, "SELECT * FROM outcomes ORDER BY rowid")
+    with (
+        Store(store_path) as store,
+        pytest.raises(StoreError, match=r"already stored with answer_prob=.*has 0\.123"),
+    ):
+        import_paths(store, [exported])
+    assert _raw(store_path, "SELECT * FROM outcomes ORDER BY rowid") == before
+    assert _counts(store_path)["imports"] == 1
