@@ -115,3 +115,34 @@ def test_quick_run_from_flags(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["done"] == 3
     assert [(r["budget"], r["accuracy"]) for r in summary["accuracy"]] == [(32, 0.0), (64, 2 / 3)]
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    options = {"tokens_per_number": 20, "delay_per_token": 0.01}
+    spec = write_spec(
+        tmp_path, models=[{"name": "m", "backend": "fake", "options": options}], concurrency=1
+    )
+    store = tmp_path / "s.sqlite"
+    env = {**os.environ, "PONDER_DATA_DIR": str(tmp_path / "user-data")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ponder", "sweep", "run", str(spec), "--store", str(store)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while not store.exists() and time.monotonic() < deadline:  # wait until it is working
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    again = ponder(tmp_path, "sweep", "run", str(spec), "--store", str(store), "--json")
+    summary = json.loads(again.stdout)
+    assert summary["done"] + summary["skipped"] == 6 and summary["errors"] == 0

@@ -364,9 +364,16 @@ def run_command(
         _print_estimate(plan, est, done)
     bar = _bar(enabled=sys.stderr.isatty() and not json_out)
     with Store(path) as st:
-        summary = asyncio.run(
-            run_plan(plan, st, retry_errors=not no_retry_errors, reporter=bar, ray_address=ray)
-        )
+        try:
+            summary = asyncio.run(
+                run_plan(plan, st, retry_errors=not no_retry_errors, reporter=bar, ray_address=ray)
+            )
+        except KeyboardInterrupt:
+            bar.finish()
+            err_console.print(
+                f"interrupted: finished items are stored; run the same command to resume ({path})"
+            )
+            raise typer.Exit(130) from None
     if json_out:
         echo_json({**summary.as_dict(), "estimate": _estimate_dict(est)})
     else:

@@ -286,6 +286,9 @@ def parse_spec(
     budget_is_total = data.get("budget_is_total", False)
     if not isinstance(budget_is_total, bool):
         raise f.fail("budget_is_total", f"must be true or false, got {budget_is_total!r}")
+    entropy = data.get("entropy", True)
+    if not isinstance(entropy, bool):
+        raise f.fail("entropy", f"must be true or false, got {entropy!r}")
 
     problems = tuple(
         _problem_source(f, item, f"problems[{i}]", base)
@@ -335,7 +338,7 @@ def parse_spec(
         seed=f.integer(data.get("seed", 0), "seed", minimum=0),
         concurrency=f.integer(data.get("concurrency", 1), "concurrency", minimum=1),
         retries=f.integer(data.get("retries", 2), "retries", minimum=0),
-        entropy=bool(data.get("entropy", True)),
+        entropy=entropy,
         source=source,
         base_dir=base,
     )
