@@ -349,3 +349,23 @@ def test_native_budgets_on_a_backend_without_one_fail_up_front(tmp_path: Path) -
         with pytest.raises(InputError, match="no native thinking budget"):
             run_sweep(load_spec(path), store, backoff_s=0)
         assert store.counts()["outcomes"] == 0
+
+
+def test_estimate_for_known_local_models(tmp_path: Path) -> None:
+    from ponder.sweep import estimate
+
+    models = [
+        {"name": "m-0.5b", "backend": "fake", "options": {}},
+        {"name": "m-1.5b", "backend": "fake", "options": {}},
+    ]
+    plan = build_plan(load_spec(write_spec(tmp_path, models=models, concurrency=2)))
+    est = estimate(plan)
+    # Per model: 3 ladders of 128 + 5 probes x 8, and 3 no-think answers of 8 tokens.
+    generated = 3 * (128 + 5 * 8) + 3 * 8
+    # Prompts: len(text) // 4 + 40 per item, texts of 14, 17 and 21 characters, 2 modes.
+    prompt = 2 * ((14 // 4 + 40) + (17 // 4 + 40) + (21 // 4 + 40))
+    assert [(m.tokens, m.prompt_tokens) for m in est.per_model] == [(generated, prompt)] * 2
+    small = generated / 22 + prompt / 95  # decode / prompt tokens per second at 2 threads
+    large = generated / 10 + prompt / 55
+    assert est.seconds == pytest.approx(small + large)
+    assert est.wall_seconds == pytest.approx(large)  # side by side: the slower model's time

@@ -139,6 +139,7 @@ def _estimate_dict(est: Estimate) -> dict[str, Any]:
         "generated_tokens_max": est.tokens,
         "prompt_tokens": est.prompt_tokens,
         "seconds": est.seconds,
+        "wall_seconds": est.wall_seconds,
         "models": [
             {
                 "model": m.model,
@@ -168,7 +169,12 @@ def _print_estimate(plan: SweepPlan, est: Estimate, done: int) -> None:
             )
     err_console.print(
         f"  estimate: <= {est.tokens:,} generated tokens (chains x largest rung + probes x "
-        f"reserve), ~{_duration(est.seconds)}"
+        f"reserve), ~{_duration(est.seconds)} of engine time"
+        + (
+            f", ~{_duration(est.wall_seconds)} wall with models side by side"
+            if est.wall_seconds is not None and est.wall_seconds < (est.seconds or 0)
+            else ""
+        )
     )
 
 

@@ -81,7 +81,9 @@ class ModelEstimate:
 @dataclass(frozen=True)
 class Estimate:
     """What the pending items will cost: generated tokens = chains x largest rung + probes x
-    reserve (an upper bound: chains that end early cost less), and time for known models."""
+    reserve (an upper bound: chains that end early cost less), and for known models the
+    engine time (``seconds``, summed over models) and the wall time with models side by side
+    (``wall_seconds``)."""
 
     items: int
     pending: int
@@ -91,6 +93,7 @@ class Estimate:
     prompt_tokens: int
     seconds: float | None
     per_model: tuple[ModelEstimate, ...]
+    wall_seconds: float | None = None
 
 
 def _rates(model: str, options: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -125,11 +128,15 @@ def estimate(plan: SweepPlan, pending: Sequence[WorkItem] | None = None) -> Esti
         rates = _rates(model.name, model.options)
         seconds = None if rates is None else c[3] / rates[0] + c[4] / rates[1]
         models.append(ModelEstimate(model.name, c[0], c[1], c[2], c[3], c[4], seconds))
-    seconds_known = [m.seconds for m in models if m.items]
-    total_seconds = (
+    known = [m.seconds for m in models if m.items]
+    times = [t for t in known if t is not None]
+    total_seconds = None if len(times) < len(known) else sum(times)
+    # Engines of different models run side by side (one item each, see slots_for) up to the
+    # sweep's concurrency: the wall time is at least the slowest model's.
+    wall = (
         None
-        if any(s is None for s in seconds_known)
-        else sum(s for s in seconds_known if s is not None) / 1.0
+        if total_seconds is None or not times
+        else max(max(times), total_seconds / min(plan.spec.concurrency, len(times)))
     )
     return Estimate(
         items=len(plan.items),
@@ -140,6 +147,7 @@ def estimate(plan: SweepPlan, pending: Sequence[WorkItem] | None = None) -> Esti
         prompt_tokens=sum(m.prompt_tokens for m in models),
         seconds=total_seconds,
         per_model=tuple(models),
+        wall_seconds=wall,
     )
 
 
