@@ -322,8 +322,8 @@ def run_command(
 
     \b
     Examples:
-      ponder sweep run examples/sweeps/arith.yaml --dry-run
-      ponder sweep run examples/sweeps/arith.yaml --store sweep.sqlite
+      ponder sweep run sweeps/arith-v1.yaml --dry-run
+      ponder sweep run sweeps/arith-v1.yaml --store sweep.sqlite
       ponder sweep run --model smol --option path=smol.gguf --generated 1,2 --ladder 16,32
       ponder sweep run big.yaml --ray auto          # items on a Ray cluster
     """
@@ -396,7 +396,7 @@ def status_command(
 
     \b
     Example:
-      ponder sweep status examples/sweeps/arith.yaml --store sweep.sqlite
+      ponder sweep status sweeps/arith-v1.yaml --store sweep.sqlite
     """
     from ponder.store import Store
     from ponder.sweep import build_plan, load_spec
