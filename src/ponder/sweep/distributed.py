@@ -21,7 +21,7 @@ from typing import Any
 from ponder.backends import Backend, open_backend
 from ponder.errors import InputError
 from ponder.sweep.plan import WorkItem
-from ponder.sweep.runner import Attempted, attempt_item, slots_for
+from ponder.sweep.runner import Attempted, attempt_item, needs_native, slots_for
 from ponder.sweep.spec import SweepSpec
 
 
@@ -43,8 +43,14 @@ class ItemWorker:
         self.backoff_s = backoff_s
         self.entropy = entropy
 
-    async def check(self) -> int:
-        """Check the upstream (when the backend can); the slots this backend takes."""
+    async def check(self, native: bool = False) -> int:
+        """Check the upstream (when the backend can) and that it has a native thinking
+        budget when the sweep asks for one; the slots this backend takes."""
+        if native and not self.backend.capabilities().thinking_budget_param:
+            raise InputError(
+                f"{self.backend.capabilities().name} has no native thinking budget; use "
+                "budgets.forced or budgets.ladder"
+            )
         check = getattr(self.backend, "check", None)
         if check is not None:
             await check()
@@ -137,7 +143,7 @@ async def open_ray_executor(
             )
             actors[model.name] = actor
             try:
-                slots[model.name] = int(await actor.check.remote())
+                slots[model.name] = int(await actor.check.remote(needs_native(spec)))
             except Exception as exc:
                 where = model.where or f"models[{i}]"
                 raise InputError(

@@ -204,6 +204,11 @@ def pending_items(
     return todo, done, skipped_errors
 
 
+def needs_native(spec: SweepSpec) -> bool:
+    """Whether some item asks the engine for its own thinking budget."""
+    return THINK in spec.modes and any(s.kind == "native" for s in spec.strategies)
+
+
 async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) -> dict[str, Backend]:
     """Build and check every model's backend; any failure is an InputError naming the spec
     field, raised before any work starts (backends opened so far are closed)."""
@@ -218,8 +223,7 @@ async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) ->
             except PonderError as exc:
                 raise InputError(str(exc), path=spec.source, field=f"{where}.options") from exc
             opened[model.name] = backend
-            native = any(s.kind == "native" for s in spec.strategies)
-            if native and THINK in spec.modes and not backend.capabilities().thinking_budget_param:
+            if needs_native(spec) and not backend.capabilities().thinking_budget_param:
                 raise InputError(
                     f"backend {model.backend!r} has no native thinking budget; use "
                     "budgets.forced or budgets.ladder",
@@ -230,7 +234,7 @@ async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) ->
             if check is not None:
                 try:
                     await check()
-                except PonderError as exc:
+                except Exception as exc:  # any failure here means: not usable, say so now
                     raise InputError(
                         f"upstream not usable: {exc}", path=spec.source, field=where
                     ) from exc
