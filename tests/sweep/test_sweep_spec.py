@@ -181,3 +181,19 @@ def test_gsm8k_preset_reads_the_public_set(shared_data: Path, tmp_path: Path) ->
     golds = [r["answer"].rsplit("####", 1)[1].strip().replace(",", "") for r in lines]
     assert plan.problems["gold"].tolist() == golds
     assert set(plan.problems["dataset"]) == {"gsm8k"}
+
+
+def test_a_generated_problem_file_loads_with_its_metadata(tmp_path: Path) -> None:
+    import json
+
+    from ponder.problems.generator import generate_problems, write_jsonl
+
+    problems = generate_problems(levels=[2], per_level=3, seed=1)
+    write_jsonl(problems, tmp_path / "gen.jsonl")
+    write_problems(tmp_path)
+    plan = build_plan(parse_spec(spec_data(problems=[{"file": "gen.jsonl"}]), base_dir=tmp_path))
+    frame = plan.problems
+    assert frame["problem_id"].tolist() == [p.problem_id for p in problems]
+    assert frame["gold"].tolist() == [p.gold for p in problems]
+    assert frame["level"].tolist() == [2, 2, 2]
+    assert [json.loads(m) for m in frame["metadata_json"]] == [p.metadata for p in problems]

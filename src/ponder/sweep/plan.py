@@ -313,9 +313,23 @@ _GOLD = ("gold", "answer")
 _ID = ("problem_id", "id", "unique_id")
 
 
+def _metadata(value: object) -> str:
+    """A problem's metadata (a JSON object, as the generator's JSONL has it) as sorted JSON;
+    anything else is no metadata."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return "{}"
+        if isinstance(parsed, dict):
+            return json.dumps(parsed, sort_keys=True)
+    return "{}"
+
+
 def _generic_file(path: Path, dataset: str | None) -> pd.DataFrame:
     """JSONL or CSV with a text column (text / question / problem) and a gold column
-    (gold / answer); optional problem_id (else the row number), level, dataset, subject."""
+    (gold / answer); optional problem_id (else the row number), level, dataset, subject and
+    metadata (a JSON object: ``ponder problems generate`` files load with their knobs)."""
     from ponder.tables import read_table
 
     table = read_table(path)
@@ -344,7 +358,7 @@ def _generic_file(path: Path, dataset: str | None) -> pd.DataFrame:
                 "gold": row[gold] or None,
                 "level": level_value,
                 "subject": row.get("subject") or None,
-                "metadata_json": "{}",
+                "metadata_json": _metadata(row.get("metadata")),
             }
         )
     return pd.DataFrame.from_records(records, columns=list(PROBLEM_FIELDS))
