@@ -142,6 +142,7 @@ def test_manifest_counts_and_checksums(exported: Path, swept: Path) -> None:
     assert counts["outcomes"] == _raw(swept, "SELECT COUNT(*) FROM outcomes")[0][0] == 108
     assert counts["chains"] == 18 and counts["problems"] == 3 and counts["runs"] == 8
     assert counts["work_items_done"] == 3 * 2 * 2 * (1 + SAMPLES)
+    assert counts["work_items_planned"] is None  # problems from a file: not counted
     assert counts["outcomes_per_model_mode"]["fake-a"] == {
         "no-think": 3 * SAMPLES,
         "no-think-greedy": 3,
@@ -289,3 +290,20 @@ def test_a_changed_signal_is_a_conflict_not_kept(exported: Path, tmp_path: Path)
         import_paths(store, [exported])
     assert _raw(store_path, "SELECT * FROM outcomes ORDER BY rowid") == before
     assert _counts(store_path)["imports"] == 1
+
+
+def test_planned_items_by_hand() -> None:
+    from ponder.builtin.export import planned_items
+
+    spec = json.loads((builtin_folder() / "manifest.json").read_text())["spec"]
+    # arith-v1: 5 levels x 32 problems, 2 models, think (one ladder) + no-think, 1 + 3 samples.
+    assert planned_items(spec) == 5 * 32 * 2 * (1 + 1) * (1 + 3) == 2560
+    forced = {
+        "problems": [{"kind": "generated", "options": {"levels": [1, 2], "per_level": 3}}],
+        "models": [{"name": "m"}],
+        "modes": ["think"],
+        "strategies": [{"kind": "forced", "budgets": [8]}, {"kind": "forced", "budgets": [16]}],
+        "sampling": [{"samples": 2}],
+    }
+    assert planned_items(forced) == 6 * 1 * 2 * 2
+    assert planned_items({**forced, "problems": [{"kind": "file", "path": "x.jsonl"}]}) is None

@@ -169,7 +169,10 @@ def export_sweep(
             "format_version": FORMAT_VERSION,
             "sweep": sweep_id,
             "spec": spec,
-            "counts": _counts(outcome_rows, problem_rows, run_rows, chain_rows, items),
+            "counts": {
+                **_counts(outcome_rows, problem_rows, run_rows, chain_rows, items),
+                "work_items_planned": planned_items(spec),
+            },
             "produced": {
                 "ponder_version": __version__,
                 "git_commit": _git_commit(),
@@ -182,6 +185,23 @@ def export_sweep(
         },
         store_path=store_path,
     )
+
+
+def planned_items(spec: dict[str, Any]) -> int | None:
+    """Work items of the whole sweep, from its recorded spec, when every problem source is
+    generated (so the problem count is known without the files); else None."""
+    problems = 0
+    for source in spec.get("problems") or []:
+        options = source.get("options") or {}
+        if source.get("kind") != "generated":
+            return None
+        count = len(options.get("levels") or []) * int(options.get("per_level") or 0)
+        limit = source.get("limit")
+        problems += count if limit is None else min(count, int(limit))
+    per_mode = {"think": len(spec.get("strategies") or []), "no-think": 1}
+    modes = sum(per_mode.get(str(m), 0) for m in spec.get("modes") or [])
+    samples = sum(int(s.get("samples", 1)) for s in spec.get("sampling") or [])
+    return problems * len(spec.get("models") or []) * modes * samples
 
 
 def _counts(

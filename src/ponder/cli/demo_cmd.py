@@ -178,7 +178,7 @@ def _build_store(out: Path, sources: list[Path], console: Console) -> Path:
         os.replace(private, target)
     finally:
         _remove(private)
-    console.print(f"built-in sweep: {sources[0]}", highlight=False)
+    console.print(describe_builtin(sources[0]), highlight=False)
     for source in sources[1:]:
         console.print(f"also imported: {source.resolve()}", highlight=False)
     console.print(
@@ -186,6 +186,23 @@ def _build_store(out: Path, sources: list[Path], console: Console) -> Path:
         f"{counts['problems']} problems, {counts['runs']} runs"
     )
     return target
+
+
+def describe_builtin(folder: Path) -> str:
+    """One line on the shipped sweep: its name, size and, for a partial snapshot, how far."""
+    from ponder.builtin import read_manifest
+
+    manifest = read_manifest(folder)
+    counts = manifest.get("counts", {})
+    models = ", ".join(counts.get("outcomes_per_model_mode", {})) or "no models"
+    line = (
+        f"built-in sweep {manifest.get('sweep')} ({models}): {counts.get('outcomes')} "
+        f"outcomes, {counts.get('problems')} problems, {counts.get('chains')} chains"
+    )
+    done, planned = counts.get("work_items_done"), counts.get("work_items_planned")
+    if isinstance(done, int) and isinstance(planned, int) and done < planned:
+        line += f"; a partial snapshot: {done:,} of {planned:,} work items"
+    return line
 
 
 def _remove(store_file: Path) -> None:
