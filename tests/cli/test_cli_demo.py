@@ -165,3 +165,47 @@ def test_live_spec_is_short_and_apart_from_the_builtin_sweep() -> None:
     assert {i.mode_label for i in plan.items} == {"think-greedy", "no-think-greedy"}
     ladders = {i.strategy.budgets for i in plan.items if i.strategy.kind == "ladder"}
     assert ladders == {(32, 64, 128, 256)}
+
+
+def test_damaged_builtin_sweep_is_one_line_and_keeps_the_last_store(tmp_path: Path) -> None:
+    """The demo run on a copy of the shipped folder (patched in), first intact, then with one
+    byte changed: a checksum error in one line, and the last demo's store is left as it was."""
+    import os
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(builtin_folder(), copy)
+    probe = (
+        "import sys\nfrom pathlib import Path\nimport ponder.builtin as b\n"
+        f"b.builtin_folder = lambda: Path({str(copy)!r})\n"
+        "from ponder.cli import main\nsys.argv = ['ponder', *sys.argv[1:]]\nmain()\n"
+    )
+    out = tmp_path / "o"
+    env = {
+        **os.environ,
+        "PONDER_DATA_DIR": str(tmp_path / "d"),
+        "PONDER_SHARED_DATA": str(tmp_path / "none"),
+    }
+
+    def demo() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", probe, "demo", "--out", str(out), "--no-policies"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    assert demo().returncode == 0
+    before = (out / "demo.sqlite").read_bytes()
+    damaged = copy / "problems.parquet"
+    raw = bytearray(damaged.read_bytes())
+    raw[100] ^= 0x01
+    damaged.write_bytes(bytes(raw))
+    result = demo()
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "problems.parquet: sha256" in line and "nothing was written" in line
+    assert (out / "demo.sqlite").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["demo.sqlite", "report.html"]

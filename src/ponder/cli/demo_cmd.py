@@ -126,12 +126,15 @@ def demo_command(
         get_model(live_model)  # an unknown name fails here, before anything is fetched
         spec = live_spec(live_model, live_problems, threads)
         _check_engine()
+        from ponder.builtin import verify_folder
+
+        verify_folder(sources[0])  # a damaged built-in sweep fails before the model runs
         sources.append(_live_sweep(spec, out, console))
     store_file = _build_store(out, sources, console)
 
     from ponder.store import Store
 
-    with Store(store_file) as st:
+    with Store(store_file, readonly=True) as st:
         _analyse(st, out, console, n_boot=n_boot, policies=policies)
     if not recorded and data is None:
         console.print(
