@@ -55,6 +55,7 @@ if [ "$check_only" -eq 1 ]; then
 elif [ -z "$wheel" ]; then
     mkdir -p "$CACHE_ROOT"
     build=$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")
+    chmod 755 "$build" # mktemp makes it private; the cache is for every user of the clone
     trap 'rm -rf "$build"' EXIT
     echo "engine: building llama-cpp-python $VERSION with portable flags (about 8-10 min on 2 cores)"
     echo "engine: cache $cache"

@@ -130,6 +130,7 @@ def test_builds_once_with_portable_flags_then_reuses(env: Env) -> None:
     assert wheel.is_file()
     assert (env.cache / "KEY").read_text() == _key_text() + "\n"
     assert [p.name for p in env.cache_root.iterdir()] == [env.cache.name]  # no build leftovers
+    assert env.cache.stat().st_mode & 0o777 == 0o755
     installs = [c for c in calls if c.startswith("pip install")]
     assert any(c.endswith(f"--force-reinstall --no-deps {wheel}") for c in installs)
     assert any(c.endswith(f"{wheel}[server]") for c in installs)
