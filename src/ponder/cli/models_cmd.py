@@ -48,7 +48,7 @@ def pull_cmd(
     names: Annotated[
         list[str],
         typer.Argument(
-            metavar="NAME_OR_PATH...",
+            metavar="NAME_OR_PATH",
             help="Registry name (see `ponder models ls`), path to a .gguf file, or hub id "
             "ORG/REPO:FILE.gguf.",
         ),
@@ -160,7 +160,7 @@ def ls_cmd(
 
 
 def rm_cmd(
-    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Models to delete.")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Models to delete.")],
     folder: DirOption = None,
 ) -> None:
     """Delete models from the models folder (for a linked file, only the link).
