@@ -272,12 +272,12 @@ def test_same_seed_same_bytes_other_seed_other_problems(tmp_path: Path) -> None:
 
 
 def test_the_recorded_sweeps_problems_never_change(tmp_path: Path) -> None:
-    """ponder's recorded sweep (sweeps/arith-v1.yaml: levels 1-5, 32 per level, seed 0) stores
+    """ponder's recorded sweep (sweeps/arith-v1.yaml: levels 1-4, 40 per level, seed 0) stores
     these problems; a generator change that alters them needs a new GENERATOR version. The
     digest is of this set as first recorded; the first story is pinned in plain text too."""
     import hashlib
 
-    problems = generate_problems(per_level=32, seed=0)
+    problems = generate_problems(levels=(1, 2, 3, 4), per_level=40, seed=0)
     assert problems[0].text == (
         "Ines's farm has 9 eggs in the storeroom. Ines sells 6 eggs at the market. "
         "How many eggs does Ines have now?"
@@ -285,7 +285,7 @@ def test_the_recorded_sweeps_problems_never_change(tmp_path: Path) -> None:
     path = tmp_path / "arith-v1.jsonl"
     write_jsonl(problems, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert digest == "3d322d62aa2e7f3f347e6783cfa7e6bd88f23ed74e1930483f7ad7496be5dab1"
+    assert digest == "4e9052ceee65ededca6c1863ef3cc988fb6a5777f0787b409c29793ae8786efb"
 
 
 def test_a_problem_depends_only_on_its_seed_level_and_index() -> None:

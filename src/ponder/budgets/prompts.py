@@ -7,15 +7,25 @@ step by step, or the answer alone. Engines with a native switch (``enable_thinki
 
 from __future__ import annotations
 
+import hashlib
+
 from ponder.backends.base import NO_THINK, THINK, Message
 
-THINK_INSTRUCTION = (
-    "Solve the problem step by step. "
-    "End with the final answer, a number, in the form \\boxed{ANSWER}."
-)
+# The prompt Qwen's math models are evaluated with. An earlier wording ("in the form
+# \\boxed{ANSWER}") made the small models copy the placeholder when probed early.
+THINK_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 NO_THINK_INSTRUCTION = (
-    "Give only the final answer, a number, in the form \\boxed{ANSWER}, with no explanation."
+    "Answer with only the final number within \\boxed{}, without any explanation."
 )
+
+
+def prompt_version() -> str:
+    """A short digest of every text ponder adds to a problem (instructions and cues), so
+    rows produced under other prompts never share a run or a work item with these."""
+    from ponder.budgets.ladder import ANSWER_CUE, DIRECT_CUE
+
+    texts = [THINK_INSTRUCTION, NO_THINK_INSTRUCTION, ANSWER_CUE, DIRECT_CUE]
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
 
 def messages_for(problem_text: str, mode: str) -> tuple[Message, ...]:

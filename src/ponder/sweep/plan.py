@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from ponder.budgets.ladder import ANSWER_CUE, DIRECT_CUE
+from ponder.budgets.prompts import NO_THINK_INSTRUCTION, THINK_INSTRUCTION, prompt_version
 from ponder.errors import InputError
 from ponder.sweep.spec import ModelSpec, ProblemSource, SamplingSpec, Strategy, SweepSpec
 from ponder.types import PROBLEM_FIELDS, BudgetKind, Run
@@ -116,6 +118,7 @@ def run_id_for(
         "rungs": list(strategy.budgets) if strategy.kind == "ladder" else [],
         "reserve": spec.reserve,
         "sampling": sampling.describe(),
+        "prompts": prompt_version(),
     }
     return f"{spec.name}/{model.name}/{label}/{strategy.kind}-{canonical_digest(settings)[:8]}"
 
@@ -140,6 +143,7 @@ def item_key(
             "sampling": sampling.describe(),
             "sample_idx": sample,
             "reserve": spec.reserve,
+            "prompts": prompt_version(),
         }
     )
 
@@ -233,6 +237,13 @@ def _run(
         "top_p": sampling.top_p,
         "samples": sampling.samples,
         "seed": spec.seed,
+        "prompts": {
+            "version": prompt_version(),
+            "think": THINK_INSTRUCTION,
+            "no_think": NO_THINK_INSTRUCTION,
+            "answer_cue": ANSWER_CUE,
+            "direct_cue": DIRECT_CUE,
+        },
     }
     if strategy.kind == "ladder":
         settings["rungs"] = list(strategy.budgets)
