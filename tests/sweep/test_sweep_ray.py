@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,10 @@ from ponder.errors import InputError
 from ponder.store import Store
 from ponder.sweep import build_plan, load_spec, run_plan, run_sweep
 
-ray = pytest.importorskip("ray", reason="Ray is the optional distributed extra")
+if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}:
+    import ray  # CI installs the distributed extra: a missing Ray must fail, not skip
+else:
+    ray = pytest.importorskip("ray", reason="Ray is the optional distributed extra")
 
 COMPARED = (
     "run_id, problem_id, mode, budget, sample_idx, reasoning_tokens, answer_tokens, "
