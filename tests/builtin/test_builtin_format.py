@@ -307,3 +307,23 @@ def test_planned_items_by_hand() -> None:
     }
     assert planned_items(forced) == 6 * 1 * 2 * 2
     assert planned_items({**forced, "problems": [{"kind": "file", "path": "x.jsonl"}]}) is None
+
+
+def test_replace_swaps_rows_and_chains_of_a_changed_sweep(exported: Path, tmp_path: Path) -> None:
+    """`--replace` with a corrected folder: the runs' rows AND chains are replaced in one
+    transaction (a chain references its run, so it cannot be left behind)."""
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path) as store:
+        import_paths(store, [exported])
+    chains = pq.read_table(exported / "chains.parquet")
+    texts = chains.column("text").to_pylist()
+    texts[0] = "a corrected chain"
+    index = chains.column_names.index("text")
+    _rewrite(exported, "chains.parquet", chains.set_column(index, "text", pa.array(texts)))
+    with Store(store_path) as store:
+        with pytest.raises(StoreError, match="already stored with other contents"):
+            import_paths(store, [exported])
+        import_paths(store, [exported], replace=True)
+    stored = dict(_raw(store_path, "SELECT chain_id, text FROM chains"))
+    assert stored[chains.column("chain_id")[0].as_py()] == "a corrected chain"
+    assert len(stored) == 18 and _counts(store_path)["outcomes"] == 108

@@ -446,6 +446,7 @@ class Store:
         removed = 0
         for run_id in sorted(set(run_ids)):
             removed += conn.execute("DELETE FROM outcomes WHERE run_id = ?", (run_id,)).rowcount
+            conn.execute("DELETE FROM chains WHERE run_id = ?", (run_id,))  # a sweep's chains
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         return removed
 
