@@ -209,3 +209,78 @@ def test_damaged_builtin_sweep_is_one_line_and_keeps_the_last_store(tmp_path: Pa
     assert "problems.parquet: sha256" in line and "nothing was written" in line
     assert (out / "demo.sqlite").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["demo.sqlite", "report.html"]
+
+
+def test_policy_summary_is_the_cross_validated_conclusion(ponder: Any, tmp_path: Path) -> None:
+    """On a sweep big enough to cross-validate (fake backend, 20 problems, patched in as the
+    built-in one), the demo's policy line is `ponder evaluate`'s conclusion for that data."""
+    import os
+
+    from ponder.builtin.export import export_sweep
+    from ponder.store import Store
+    from ponder.sweep import parse_spec, run_sweep
+
+    problems = tmp_path / "probs.jsonl"
+    problems.write_text(  # the fake's answer is the sum of the integers: gold is that sum
+        "".join(
+            json.dumps(
+                {
+                    "problem_id": f"p{i:02d}",
+                    "text": "Add " + ", ".join(str(k) for k in range(1, 2 + i % 5)) + ".",
+                    "gold": str(sum(range(1, 2 + i % 5))),
+                    "level": 1 + i % 5,
+                }
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
+    spec = parse_spec(
+        {
+            "name": "pol",
+            "problems": [{"file": str(problems), "dataset": "toy"}],
+            "models": [
+                {"name": "fake-a", "backend": "fake", "options": {"tokens_per_number": 10}},
+                {"name": "fake-b", "backend": "fake", "options": {"tokens_per_number": 25}},
+            ],
+            "modes": ["think", "no-think"],
+            "budgets": {"ladder": [8, 16, 32, 64, 128]},
+            "reserve": 8,
+            "sampling": [{"temperature": 0}],
+        },
+        source=str(tmp_path / "spec.yaml"),
+    )
+    with Store(tmp_path / "s.sqlite") as store:
+        run_sweep(spec, store, backoff_s=0)
+    export_sweep(tmp_path / "s.sqlite", "pol", tmp_path / "sweep")
+    probe = (
+        "import sys\nfrom pathlib import Path\nimport ponder.builtin as b\n"
+        f"b.builtin_folder = lambda: Path({str(tmp_path / 'sweep')!r})\n"
+        "from ponder.cli import main\nsys.argv = ['ponder', *sys.argv[1:]]\nmain()\n"
+    )
+    out = tmp_path / "o"
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "demo", "--out", str(out), "--n-boot", "200"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PONDER_DATA_DIR": str(tmp_path / "d"), "COLUMNS": "400"},
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads(
+        ponder(
+            "evaluate",
+            "-d",
+            "toy",
+            "--n-boot",
+            "200",
+            "--json",
+            store=out / "demo.sqlite",
+            check_ok=True,
+        ).stdout
+    )
+    assert evaluated["n_problems"] == 20
+    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("toy ("))
+    assert line.strip() == f"toy (20 problems): {evaluated['conclusion']}"
+    assert "policies vs the best uniform budget" in result.stdout

@@ -273,9 +273,10 @@ def print_policy_summary(console: Console, evaluations: list[tuple[str, Summary]
         return
     console.print("policies vs the best uniform budget (5-fold CV, held-out problems):")
     for dataset, summary in evaluations:
-        console.print(
+        console.print(  # one line each, never wrapped: scripts and tests read it
             f"  {dataset} ({summary.n_problems} problems): {summary.conclusion}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
