@@ -117,11 +117,28 @@ def test_quick_run_from_flags(tmp_path: Path) -> None:
     assert [(r["budget"], r["accuracy"]) for r in summary["accuracy"]] == [(32, 0.0), (64, 2 / 3)]
 
 
+def _done_items(store: Path) -> int:
+    """Work items the sweep has committed (0 while the store or its tables do not exist)."""
+    import sqlite3
+
+    if not store.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM work_items").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
 def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     import signal
     import time
 
-    options = {"tokens_per_number": 20, "delay_per_token": 0.01}
+    # Slow enough (about 2 s an item) that the signal lands mid-sweep even on a loaded machine.
+    options = {"tokens_per_number": 20, "delay_per_token": 0.05}
     spec = write_spec(
         tmp_path, models=[{"name": "m", "backend": "fake", "options": options}], concurrency=1
     )
@@ -135,10 +152,10 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
         env=env,
         cwd=tmp_path,
     )
-    deadline = time.monotonic() + 60
-    while not store.exists() and time.monotonic() < deadline:  # wait until it is working
+    deadline = time.monotonic() + 120
+    while _done_items(store) < 1 and time.monotonic() < deadline:  # wait until it is working
         time.sleep(0.05)
-    time.sleep(0.5)
+    assert process.poll() is None, "the sweep ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
