@@ -14,6 +14,7 @@ from ponder.cli._common import (
     echo_json,
     err_console,
     out_console,
+    reflow,
     store_path,
 )
 from ponder.errors import InputError
@@ -275,7 +276,6 @@ def _print_summary(summary: SweepSummary) -> None:
         console.print(table)
 
 
-@sweep_app.command("run")
 def run_command(
     spec_path: SpecArgument = None,
     store: StoreOption = None,
@@ -386,7 +386,6 @@ def run_command(
         _print_summary(summary)
 
 
-@sweep_app.command("status")
 def status_command(
     spec_path: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")],
     store: StoreOption = None,
@@ -448,3 +447,7 @@ def status_command(
     console.print(table)
     for message in errors[:5]:
         console.print(f"  error: {message}")
+
+
+sweep_app.command("run", help=reflow(run_command.__doc__))(run_command)
+sweep_app.command("status", help=reflow(status_command.__doc__))(status_command)
