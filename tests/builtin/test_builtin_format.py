@@ -296,8 +296,9 @@ def test_planned_items_by_hand() -> None:
     from ponder.builtin.export import planned_items
 
     spec = json.loads((builtin_folder() / "manifest.json").read_text())["spec"]
-    # arith-v1: 5 levels x 32 problems, 2 models, think (one ladder) + no-think, 1 + 3 samples.
-    assert planned_items(spec) == 5 * 32 * 2 * (1 + 1) * (1 + 3) == 2560
+    # arith-v1: 4 levels x 40 problems, 2 models, think (one ladder) + no-think, 1 + 3 samples.
+    assert spec["problems"][0]["options"]["levels"] == [1, 2, 3, 4]
+    assert planned_items(spec) == 4 * 40 * 2 * (1 + 1) * (1 + 3) == 2560
     forced = {
         "problems": [{"kind": "generated", "options": {"levels": [1, 2], "per_level": 3}}],
         "models": [{"name": "m"}],
@@ -327,3 +328,36 @@ def test_replace_swaps_rows_and_chains_of_a_changed_sweep(exported: Path, tmp_pa
     stored = dict(_raw(store_path, "SELECT chain_id, text FROM chains"))
     assert stored[chains.column("chain_id")[0].as_py()] == "a corrected chain"
     assert len(stored) == 18 and _counts(store_path)["outcomes"] == 108
+
+
+def test_balanced_export_keeps_problems_every_model_reached(swept: Path, tmp_path: Path) -> None:
+    """A snapshot where model fake-b has not reached problem c's sampled items yet: the
+    balanced export keeps a and b only (rows, problems and chains alike)."""
+    partial = tmp_path / "partial.sqlite"
+    source, copy = sqlite3.connect(swept), sqlite3.connect(partial)
+    source.backup(copy)
+    copy.execute(
+        "DELETE FROM chains WHERE chain_id IN (SELECT chain_id FROM outcomes WHERE "
+        "model = 'fake-b' AND problem_id = 'c' AND sample_idx = 1)"
+    )
+    copy.execute(
+        "DELETE FROM outcomes WHERE model = 'fake-b' AND problem_id = 'c' AND sample_idx = 1"
+    )
+    copy.commit()
+    source.close()
+    copy.close()
+    manifest = export_sweep(partial, "toy", tmp_path / "b", balanced=True)
+    outcomes = pq.read_table(tmp_path / "b" / "outcomes.parquet").to_pandas()
+    assert sorted(set(outcomes["problem_id"])) == ["a", "b"]
+    assert len(outcomes) == 2 * 2 * (1 + SAMPLES) * (len(LADDER) + 1)
+    chains = pq.read_table(tmp_path / "b" / "chains.parquet").to_pandas()
+    assert sorted(set(chains["problem_id"])) == ["a", "b"] and len(chains) == 2 * 2 * 3
+    assert pq.read_table(tmp_path / "b" / "problems.parquet")["problem_id"].to_pylist() == [
+        "a",
+        "b",
+    ]
+    assert manifest["counts"]["problems_dropped_unbalanced"] == 1
+    assert manifest["counts"]["balanced"] is True
+    # Unbalanced, everything stored is kept.
+    whole = export_sweep(partial, "toy", tmp_path / "w")
+    assert whole["counts"]["problems"] == 3 and whole["counts"]["balanced"] is False

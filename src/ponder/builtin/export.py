@@ -100,11 +100,14 @@ def export_sweep(
     out: Path,
     *,
     command: str | None = None,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     """Write the sweep ``sweep_id`` of the store into the folder ``out``; returns the manifest.
 
     Only the sweep's own runs (source ``sweep:<id>``) are written: their outcome rows with
-    the signal columns, the problems they refer to, the runs and the chains.
+    the signal columns, the problems they refer to, the runs and the chains. ``balanced``
+    keeps only problems that every model has reached alike (the same modes and samples), so
+    a snapshot of a running sweep compares the models on the same problems.
     """
     from ponder import __version__
     from ponder.store.schema import PROBLEM_STORE_COLUMNS
@@ -153,6 +156,19 @@ def export_sweep(
         )
     finally:
         conn.close()
+    dropped = 0
+    if balanced:
+        kept = _balanced_problems(outcome_rows, len({r[1] for r in run_rows}))
+        dropped = len({(r[1], r[2]) for r in outcome_rows}) - len(kept)
+        outcome_rows = [r for r in outcome_rows if (r[1], r[2]) in kept]
+        problem_rows = [r for r in problem_rows if (r[0], r[1]) in kept]
+        chain_rows = [r for r in chain_rows if (r[2], r[3]) in kept]
+        if not outcome_rows:
+            raise InputError(
+                f"sweep {sweep_id!r} has no problem that every model has reached yet "
+                "(export without --balanced)",
+                path=store_path,
+            )
     assert list(FILES["outcomes.parquet"]) == list(SWEEP_OUTCOME_COLUMNS)
     assert list(FILES["chains.parquet"]) == list(CHAIN_COLUMNS)
     tables = {
@@ -172,6 +188,8 @@ def export_sweep(
             "counts": {
                 **_counts(outcome_rows, problem_rows, run_rows, chain_rows, items),
                 "work_items_planned": planned_items(spec),
+                "balanced": balanced,
+                "problems_dropped_unbalanced": dropped,
             },
             "produced": {
                 "ponder_version": __version__,
@@ -185,6 +203,21 @@ def export_sweep(
         },
         store_path=store_path,
     )
+
+
+def _balanced_problems(outcomes: Sequence[tuple[Any, ...]], n_models: int) -> set[tuple[str, str]]:
+    """Problems whose every (mode, sample) has rows of all ``n_models`` models."""
+    names = list(FILES["outcomes.parquet"])
+    at = {c: names.index(c) for c in ("dataset", "problem_id", "model", "mode", "sample_idx")}
+    models: dict[tuple[Any, ...], set[str]] = {}
+    for row in outcomes:
+        key = (row[at["dataset"]], row[at["problem_id"]], row[at["mode"]], row[at["sample_idx"]])
+        models.setdefault(key, set()).add(row[at["model"]])
+    complete: dict[tuple[str, str], bool] = {}
+    for (dataset, problem, _, _), seen in models.items():
+        pair = (str(dataset), str(problem))
+        complete[pair] = complete.get(pair, True) and len(seen) == n_models
+    return {pair for pair, ok in complete.items() if ok}
 
 
 def planned_items(spec: dict[str, Any]) -> int | None:

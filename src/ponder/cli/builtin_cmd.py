@@ -25,6 +25,14 @@ def export_command(
         ),
     ],
     store: StoreOption = None,
+    balanced: Annotated[
+        bool,
+        typer.Option(
+            "--balanced",
+            help="Keep only problems every model has reached alike (same modes and samples): "
+            "for a snapshot of a sweep still running.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Write a sweep's outcomes (with the rung signals), problems, runs and chains as Parquet
@@ -35,7 +43,7 @@ def export_command(
     \b
     Examples:
       ponder sweep export arith-v1 --store .cache/sweeps/arith-v1.sqlite \\
-          --out src/ponder/builtin/sweep          # refresh the built-in sweep
+          --out src/ponder/builtin/sweep --balanced   # refresh the built-in sweep
       ponder sweep export quick -o quick-sweep && ponder import quick-sweep
     """
     import shlex
@@ -45,7 +53,8 @@ def export_command(
     path = store_path(store)
     # Recorded in the manifest: relative paths only (no machine's folders in shipped data).
     args = ["ponder", "sweep", "export", sweep, "--store", _relative(path), "--out", _relative(out)]
-    manifest = export_sweep(path, sweep, out, command=shlex.join(args))
+    args += ["--balanced"] if balanced else []
+    manifest = export_sweep(path, sweep, out, command=shlex.join(args), balanced=balanced)
     if json_out:
         echo_json(manifest)
         return
