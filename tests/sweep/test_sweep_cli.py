@@ -117,6 +117,36 @@ def test_quick_run_from_flags(tmp_path: Path) -> None:
     assert [(r["budget"], r["accuracy"]) for r in summary["accuracy"]] == [(32, 0.0), (64, 2 / 3)]
 
 
+def test_native_budgets_from_flags_go_to_the_engines_own_parameter(tmp_path: Path) -> None:
+    """--native sends each budget as the engine's thinking budget (the fake honours it like a
+    forced budget: problem a needs 40 tokens, b 60, c 100)."""
+    write_problems(tmp_path)
+    store = tmp_path / "s.sqlite"
+    result = ponder(
+        tmp_path,
+        *("sweep", "run", "--model", "f", "--backend", "fake"),
+        *("--option", "tokens_per_number=20", "--option", "min_share=1.0"),
+        *("--option", "native_budget=true", "--problems", "probs.jsonl"),
+        *("--native", "32,64", "--reserve", "8", "--mode", "think"),
+        *("--store", str(store), "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 6
+    assert [(r["budget"], r["accuracy"]) for r in summary["accuracy"]] == [(32, 0.0), (64, 2 / 3)]
+
+
+def test_native_budgets_on_an_engine_without_one_are_refused(tmp_path: Path) -> None:
+    write_problems(tmp_path)
+    result = ponder(
+        tmp_path,
+        *("sweep", "run", "--model", "f", "--backend", "fake", "--problems", "probs.jsonl"),
+        *("--native", "32", "--mode", "think", "--store", str(tmp_path / "s.sqlite")),
+    )
+    assert result.returncode == 1
+    assert "native" in result.stderr and "Traceback" not in result.stderr
+
+
 def _done_items(store: Path) -> int:
     """Work items the sweep has committed (0 while the store or its tables do not exist)."""
     import sqlite3

@@ -98,11 +98,14 @@ def _spec_from_flags(flags: dict[str, Any]) -> SweepSpec:
     }
     ladder = _csv_ints(flags["ladder"], "--ladder")
     forced = _csv_ints(flags["forced"], "--forced")
+    native = _csv_ints(flags["native"], "--native")
     budgets: dict[str, Any] = {}
     if ladder is not None:
         budgets["ladder"] = ladder
     if forced is not None:
         budgets["forced"] = forced
+    if native is not None:
+        budgets["native"] = native
     if budgets:
         data["budgets"] = budgets
     if not problems:
@@ -115,7 +118,9 @@ def _load(spec_path: Path | None, flags: dict[str, Any]) -> SweepSpec:
 
     if spec_path is None:
         return _spec_from_flags(flags)
-    given = [k for k in ("model", "problems", "generated", "ladder", "forced") if flags[k]]
+    given = [
+        k for k in ("model", "problems", "generated", "ladder", "forced", "native") if flags[k]
+    ]
     if given:
         raise InputError(f"--{given[0]} is for runs without a spec; put it in {spec_path}")
     return load_spec(spec_path)
@@ -309,6 +314,10 @@ def run_command(
     mode: Annotated[list[str] | None, typer.Option(help="think / no-think (repeatable).")] = None,
     ladder: Annotated[str | None, typer.Option(help="Ladder rungs, e.g. 16,32,64.")] = None,
     forced: Annotated[str | None, typer.Option(help="Forced budgets, e.g. 128,256.")] = None,
+    native: Annotated[
+        str | None,
+        typer.Option(help="Budgets passed to the engine's own thinking-budget parameter."),
+    ] = None,
     reserve: Annotated[int, typer.Option(help="Answer reserve (tokens).")] = 16,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
     samples: Annotated[int, typer.Option(help="Samples per problem.")] = 1,
@@ -344,6 +353,7 @@ def run_command(
         mode=mode,
         ladder=ladder,
         forced=forced,
+        native=native,
         reserve=reserve,
         temperature=temperature,
         samples=samples,
