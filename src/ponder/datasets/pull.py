@@ -230,25 +230,9 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self._progress: Any = None
         if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+            from ponder.download_bar import download_bar
 
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
+            self._progress = download_bar(transient=False)
 
     def __enter__(self) -> _Progress:
         if self._progress is not None:

@@ -231,25 +231,9 @@ class _Bar:
         self._task: Any = None
         self._wheel: Any = None
         if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+            from ponder.download_bar import download_bar
 
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self._progress = download_bar(transient=True)
             self._task = self._progress.add_task(description, total=total)
 
     def __enter__(self) -> _Bar:
