@@ -22,6 +22,9 @@ _COLORS: tuple[tuple[float, ...], ...] = tuple(
     tuple(float(v) for v in plt.get_cmap("tab20")(i)) for i in range(20)
 )
 
+# Recorded sweeps cap all tokens; forced runs (ladders) budget thinking tokens only.
+BUDGET_AXIS = "token budget (a cap, or the thinking budget of forced runs)"
+
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
@@ -148,7 +151,7 @@ def accuracy_curves_figure(
     )
     what = "budget" if x == "budget" else "tokens spent"
     fig.suptitle(f"{title or dataset}: accuracy vs {what}", fontsize=12, y=1.0)
-    fig.supxlabel("token budget (cap)" if x == "budget" else "mean output tokens", fontsize=10.5)
+    fig.supxlabel(BUDGET_AXIS if x == "budget" else "mean output tokens", fontsize=10.5)
     fig.supylabel("accuracy", fontsize=10.5)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
     return fig
@@ -218,7 +221,7 @@ def difficulty_panels_figure(
     axes.flat[0].legend(fontsize=7, title="difficulty", title_fontsize=7, frameon=False)
     source = data["difficulty_source"].iloc[0] if "difficulty_source" in data and len(data) else ""
     fig.suptitle(f"{title or dataset}: accuracy vs budget by difficulty ({source})", fontsize=10)
-    fig.supxlabel("token budget (cap)", fontsize=9)
+    fig.supxlabel(BUDGET_AXIS, fontsize=9)
     fig.supylabel("accuracy", fontsize=9)
     return fig
 
