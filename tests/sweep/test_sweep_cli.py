@@ -181,6 +181,9 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
         text=True,
         env=env,
         cwd=tmp_path,
+        # pytest-xdist workers ignore SIGINT and children inherit that; a user's terminal
+        # delivers it, so restore the default before Python starts.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while _done_items(store) < 1 and time.monotonic() < deadline:  # wait until it is working
