@@ -183,6 +183,20 @@ _UPSERT_PROBLEMS = (
     "THEN excluded.metadata_json ELSE problems.metadata_json END"
 )
 
+
+def _insert_runs(conn: sqlite3.Connection, runs: Sequence[Run]) -> None:
+    """Add runs not yet stored (callers check conflicting ones first with `_check_runs`)."""
+    conn.executemany(
+        "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
+        "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        [
+            (r.run_id, r.model, r.backend, r.source, r.budget_kind, r.settings_json(), _now())
+            for r in runs
+        ],
+    )
+
+
 # Columns a live sweep writes per outcome row: the outcome matrix plus the rung signals.
 SWEEP_OUTCOME_COLUMNS: tuple[str, ...] = OUTCOME_STORE_COLUMNS + SIGNAL_COLUMNS
 CHAIN_COLUMNS: tuple[str, ...] = (
@@ -456,23 +470,7 @@ class Store:
         where = f"{source.path}: " if source is not None else ""
         self._check_runs(conn, batch, where)
         before = conn.total_changes
-        conn.executemany(
-            "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
-            "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            [
-                (
-                    r.run_id,
-                    r.model,
-                    r.backend,
-                    r.source,
-                    r.budget_kind,
-                    r.settings_json(),
-                    _now(),
-                )
-                for r in batch.runs
-            ],
-        )
+        _insert_runs(conn, batch.runs)
         runs_added = conn.total_changes - before
 
         problems = batch.problems
@@ -747,23 +745,7 @@ class Store:
                 (sweep_id, spec_json, _now()),
             )
             self._check_runs(conn, ImportBatch(runs=list(runs), outcomes=_NO_OUTCOMES))
-            conn.executemany(
-                "INSERT INTO runs (run_id, model, backend, source, budget_kind, "
-                "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                [
-                    (
-                        r.run_id,
-                        r.model,
-                        r.backend,
-                        r.source,
-                        r.budget_kind,
-                        r.settings_json(),
-                        _now(),
-                    )
-                    for r in runs
-                ],
-            )
+            _insert_runs(conn, runs)
             if len(problems):
                 conn.executemany(_UPSERT_PROBLEMS, _rows(problems, PROBLEM_STORE_COLUMNS))
 
