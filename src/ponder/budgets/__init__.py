@@ -9,6 +9,7 @@ from ponder.budgets.ladder import (
     direct_answer,
     force_budget,
     run_ladder,
+    sampled_direct_answer,
 )
 from ponder.budgets.prompts import messages_for
 
@@ -22,4 +23,5 @@ __all__ = [
     "force_budget",
     "messages_for",
     "run_ladder",
+    "sampled_direct_answer",
 ]

@@ -217,3 +217,29 @@ async def direct_answer(
         stop_cost_tokens=probe.tokens,
         latency_s=time.perf_counter() - t0,
     )
+
+
+async def sampled_direct_answer(chain: Chain, *, reserve: int = DEFAULT_RESERVE) -> Rung:
+    """No-think at temperature > 0: the answer is *sampled* after the direct-answer cue.
+
+    ``direct_answer`` forks, and forks decode greedily, so every no-think "sample" would be
+    the same answer; here the chain itself grows (sampled) within the reserve. Without stop
+    strings in ``Chain.extend`` the engine may write on after the closing brace, up to the
+    reserve: those tokens are counted, since they were generated.
+    """
+    t0 = time.perf_counter()
+    cue_tokens = await chain.append(DIRECT_CUE)
+    segment = await chain.extend(reserve)
+    prob = math.exp(sum(segment.logprobs)) if segment.logprobs else None
+    return Rung(
+        budget=0,
+        thinking_tokens=0,
+        natural=False,
+        answer_text=DIRECT_CUE + segment.text,
+        answer_tokens=segment.tokens,
+        cue_tokens=cue_tokens,
+        answer_prob=prob,
+        entropy_tail=None,
+        stop_cost_tokens=segment.tokens,
+        latency_s=time.perf_counter() - t0,
+    )

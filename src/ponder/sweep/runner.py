@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,10 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ponder.backends import Backend, BackendError, Chain, Sampling, open_backend
+from ponder.backends import Backend, BackendError, Sampling, open_backend
 from ponder.backends.base import NO_THINK, THINK
-from ponder.budgets import Rung, direct_answer, messages_for, run_ladder
-from ponder.budgets.ladder import DIRECT_CUE
+from ponder.budgets import direct_answer, messages_for, run_ladder, sampled_direct_answer
 from ponder.errors import InputError, PonderError, StoreError
 from ponder.store import Store
 from ponder.sweep.plan import SweepPlan, WorkItem, build_plan
@@ -243,32 +241,6 @@ async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) ->
             await backend.aclose()
         raise
     return opened
-
-
-async def sampled_direct_answer(chain: Chain, *, reserve: int) -> Rung:
-    """No-think at temperature > 0: the answer is *sampled* after the direct-answer cue.
-
-    ``direct_answer`` forks, and forks decode greedily, so every no-think "sample" would be
-    the same answer; here the chain itself grows (sampled) within the reserve. Without stop
-    strings in ``Chain.extend`` the engine may write on after the closing brace, up to the
-    reserve: those tokens are counted, since they were generated.
-    """
-    t0 = time.perf_counter()
-    cue_tokens = await chain.append(DIRECT_CUE)
-    segment = await chain.extend(reserve)
-    prob = math.exp(sum(segment.logprobs)) if segment.logprobs else None
-    return Rung(
-        budget=0,
-        thinking_tokens=0,
-        natural=False,
-        answer_text=DIRECT_CUE + segment.text,
-        answer_tokens=segment.tokens,
-        cue_tokens=cue_tokens,
-        answer_prob=prob,
-        entropy_tail=None,
-        stop_cost_tokens=segment.tokens,
-        latency_s=time.perf_counter() - t0,
-    )
 
 
 async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True) -> ItemResult:
