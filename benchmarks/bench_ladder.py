@@ -33,20 +33,14 @@ from ponder.budgets import force_budget, messages_for, run_ladder
 
 
 def _problems(count: int, seed: int) -> list[str]:
+    """The first ``count`` generated problems, round-robin over levels 1-4 (as sweeps order
+    them), so a short run still covers every level."""
     from ponder.problems.generator import generate_problems
+    from ponder.sweep.plan import interleave_levels
 
     per_level = max(1, -(-count // 4))
     problems = generate_problems(levels=(1, 2, 3, 4), per_level=per_level, seed=seed)
-    # Round-robin over levels so a short run still covers every level.
-    by_level: dict[int | None, list[str]] = {}
-    for p in problems:
-        by_level.setdefault(p.level, []).append(str(p.text))
-    out: list[str] = []
-    while len(out) < count and any(by_level.values()):
-        for texts in by_level.values():
-            if texts and len(out) < count:
-                out.append(texts.pop(0))
-    return out
+    return [str(p.text) for p in interleave_levels(problems)[:count]]
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
@@ -148,14 +149,22 @@ def item_key(
     )
 
 
-def interleave_levels(refs: list[ProblemRef]) -> list[ProblemRef]:
+class _Leveled(Protocol):
+    @property
+    def level(self) -> int | None: ...
+
+
+LeveledT = TypeVar("LeveledT", bound=_Leveled)
+
+
+def interleave_levels(problems: Sequence[LeveledT]) -> list[LeveledT]:
     """Problems round-robin over difficulty levels (L1, L2, ..., L1, L2, ...), each level in
     its own order, so a sweep stopped part-way has covered every level alike."""
-    by_level: dict[int | None, list[ProblemRef]] = {}
-    for ref in refs:
-        by_level.setdefault(ref.level, []).append(ref)
-    queues = [by_level[level] for level in by_level]
-    out: list[ProblemRef] = []
+    by_level: dict[int | None, list[LeveledT]] = {}
+    for problem in problems:
+        by_level.setdefault(problem.level, []).append(problem)
+    queues = list(by_level.values())
+    out: list[LeveledT] = []
     for i in range(max((len(q) for q in queues), default=0)):
         out.extend(q[i] for q in queues if i < len(q))
     return out
