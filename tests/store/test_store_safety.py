@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -72,6 +73,30 @@ def test_processes_creating_one_store_all_succeed(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0] == 5 * n
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == n
         conn.close()
+
+
+def test_opening_waits_for_a_writer_before_switching_to_wal(tmp_path: Path) -> None:
+    """SQLite refuses `journal_mode = WAL` at once (no busy wait) while another connection
+    writes; a store created together with other processes met exactly that in CI."""
+    path = tmp_path / "rollback.sqlite"
+    with Store(path) as store:
+        store.write(_batch("first"))
+        store.seal()  # back to a rollback journal, as a store is right after creation
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    release.start()
+    try:
+        with Store(path) as store:
+            store.write(_batch("second"))
+    finally:
+        release.join()
+        writer.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+    conn.close()
 
 
 def _corrupt_middle(path: Path) -> bytes:

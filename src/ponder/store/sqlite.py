@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -259,9 +260,29 @@ class Store:
                 self._check_intact()
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._enable_wal()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a readable ponder store: {exc}") from exc
+
+    def _enable_wal(self, wait_s: float = 30.0) -> None:
+        """Switch to write-ahead logging, waiting for other writers.
+
+        SQLite answers this pragma with "database is locked" at once, without its busy
+        timeout, while another connection holds a write transaction (it would deadlock):
+        that happens when processes create one store together and one is already writing.
+        Retry until the writer commits; once the file is in WAL mode the pragma is a no-op.
+        """
+        deadline = time.monotonic() + wait_s
+        delay = 0.005
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def _check_intact(self) -> None:
         """Refuse to write into a damaged file (PRAGMA quick_check), which would spread damage."""
