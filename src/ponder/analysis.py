@@ -63,7 +63,7 @@ def load_matrix(
     """
     from ponder.evaluate import CostModel, OutcomeMatrix, load_prices
 
-    frame = store.outcomes_frame(datasets=datasets, models=models)
+    frame = store.outcomes_frame(datasets=datasets, models=models, signals=True)
     problems = store.problems_frame()
     if exclude_models:
         frame = frame[~frame["model"].isin(list(exclude_models))]

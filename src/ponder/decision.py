@@ -2,13 +2,16 @@
 
 A step runs one configuration (model, mode, budget) for some samples and aggregates them; the
 step's escalation rule says when to go on to the next step (cascades), and its stop rule says
-when to stop drawing samples early (adaptive consistency).
+when to stop drawing samples early (adaptive consistency). A step with an exit rule grows one
+chain through a ladder of thinking budgets, probes an answer at each rung, and stops at the
+first rung where the rule holds (early exit): the plan a runner or server executes rung by rung.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 Aggregate = Literal["first", "majority"]
-Escalate = Literal["never", "no_answer", "disagree", "always"]
+Escalate = Literal["never", "no_answer", "disagree", "unsure", "always"]
+StopKind = Literal["votes", "beta", "window"]
 AGGREGATES: tuple[str, ...] = ("first", "majority")
-ESCALATES: tuple[str, ...] = ("never", "no_answer", "disagree", "always")
+ESCALATES: tuple[str, ...] = ("never", "no_answer", "disagree", "unsure", "always")
+STOP_KINDS: tuple[str, ...] = ("votes", "beta", "window")
 
 
 @dataclass(frozen=True, order=True)
@@ -52,28 +57,145 @@ class Config:
 
 @dataclass(frozen=True)
 class StopRule:
-    """Stop drawing samples once the leading answer has `votes` votes and leads by `margin`.
+    """When to stop drawing samples of a step before its allowance (adaptive consistency).
 
-    With samples drawn one at a time up to the step's `samples`, this is adaptive consistency:
-    easy problems stop after a few agreeing samples, hard ones use the full allowance.
+    - ``votes``: the leading answer has `votes` votes and leads the runner-up by `margin`.
+    - ``beta``: Adaptive-Consistency's rule (Aggarwal et al., 2023): with `a` votes for the
+      leader and `b` for the runner-up, stop once P(p > 1/2) >= `confidence` for
+      p ~ Beta(a + 1, b + 1), i.e. the leader is the majority answer with that probability.
+    - ``window``: ESC (Li et al., 2024): samples come in windows of `window`; stop after a
+      window whose samples all give the same answer.
     """
 
     votes: int = 2
     margin: int = 1
+    kind: StopKind = "votes"
+    confidence: float = 0.95
+    window: int = 2
 
-    def to_dict(self) -> dict[str, int]:
-        return {"votes": self.votes, "margin": self.margin}
+    def __post_init__(self) -> None:
+        if self.kind not in STOP_KINDS:
+            raise ValueError(f"unknown stop rule {self.kind!r}; use one of {', '.join(STOP_KINDS)}")
+        if self.votes < 1 or self.margin < 0:
+            raise ValueError(f"stop rule needs votes >= 1 and margin >= 0, got {self}")
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(f"stop confidence must be in [0.5, 1), got {self.confidence}")
+        if self.window < 1:
+            raise ValueError(f"stop window must be at least 1, got {self.window}")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "votes":
+            return {"votes": self.votes, "margin": self.margin}
+        if self.kind == "beta":
+            return {"kind": "beta", "confidence": self.confidence}
+        return {"kind": "window", "window": self.window}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StopRule:
+        return cls(
+            votes=int(data.get("votes", 2)),
+            margin=int(data.get("margin", 1)),
+            kind=data.get("kind", "votes"),
+            confidence=float(data.get("confidence", 0.95)),
+            window=int(data.get("window", 2)),
+        )
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """Grow one chain through `rungs` (thinking budgets); stop at the first rung whose probe
+    satisfies every condition that is set.
+
+    - `window`: the probe answers of the last `window` rungs are one and the same answer
+      (answer consistency, Dynasor-CoT's certainty).
+    - `min_prob`: the probe answer's probability is at least this (confidence, DEER).
+    - `max_entropy`: the mean entropy of the last thinking tokens is at most this (a calm chain).
+
+    A chain that ends on its own stops there (its natural answer). At the last rung, the hard
+    cap, it stops whatever the rule says; `unsure` escalation then sends the request on.
+    """
+
+    rungs: tuple[int, ...]
+    window: int | None = None
+    min_prob: float | None = None
+    max_entropy: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.rungs:
+            raise ValueError("an exit rule needs at least one rung")
+        if any(r < 1 for r in self.rungs) or list(self.rungs) != sorted(set(self.rungs)):
+            raise ValueError(f"exit rungs must be positive and strictly increasing: {self.rungs}")
+        if self.window is None and self.min_prob is None and self.max_entropy is None:
+            raise ValueError("an exit rule needs a window, a min_prob or a max_entropy")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"exit window must be at least 1, got {self.window}")
+        if self.min_prob is not None and not 0 <= self.min_prob <= 1:
+            raise ValueError(f"exit min_prob must be in [0, 1], got {self.min_prob}")
+        if self.max_entropy is not None and self.max_entropy < 0:
+            raise ValueError(f"exit max_entropy must be >= 0, got {self.max_entropy}")
+
+    @property
+    def cap(self) -> int:
+        return self.rungs[-1]
+
+    def holds(
+        self,
+        answers: Sequence[Hashable | None],
+        prob: float | None,
+        entropy: float | None,
+    ) -> bool:
+        """Whether the rule holds at the latest probe: `answers` are the probe answers so far
+        (None: no answer), `prob` and `entropy` the latest probe's signals (None: unknown).
+        The one-request form of what replay computes for many; a live runner calls it."""
+        if not answers:
+            return False
+        if self.window is not None:
+            last = answers[-self.window :]
+            if len(last) < self.window or last[-1] is None or any(a != last[-1] for a in last):
+                return False
+        if self.min_prob is not None and not (prob is not None and prob >= self.min_prob):
+            return False
+        return self.max_entropy is None or (entropy is not None and entropy <= self.max_entropy)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rungs": list(self.rungs)}
+        for key in ("window", "min_prob", "max_entropy"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExitRule:
+        def opt(key: str, kind: type) -> Any:
+            value = data.get(key)
+            return None if value is None else kind(value)
+
+        return cls(
+            rungs=tuple(int(r) for r in data["rungs"]),
+            window=opt("window", int),
+            min_prob=opt("min_prob", float),
+            max_entropy=opt("max_entropy", float),
+        )
 
 
 @dataclass(frozen=True)
 class Step:
-    """Run `config` for `samples` samples, aggregate, then maybe escalate to the next step."""
+    """Run `config` for `samples` samples, aggregate, then maybe escalate to the next step.
+
+    With `exit`, the step grows one chain of `config`'s model and mode through the exit rule's
+    rungs (the last rung is `config.budget`, the hard cap) and stops early when the rule holds.
+    `escalate="unsure"` goes on to the next step when the step's own confidence test fails: for
+    an exit step, the chain hit the cap without the rule holding; for a one-sample step, its
+    answer's probability is below `min_prob`; for either, there is no answer.
+    """
 
     config: Config
     samples: int = 1
     aggregate: Aggregate = "majority"
     escalate: Escalate = "never"
     stop: StopRule | None = None
+    exit: ExitRule | None = None
+    min_prob: float | None = None
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -82,25 +204,54 @@ class Step:
             raise ValueError(f"unknown aggregate {self.aggregate!r}")
         if self.escalate not in ESCALATES:
             raise ValueError(f"unknown escalation rule {self.escalate!r}")
+        if self.exit is not None:
+            if self.samples != 1 or self.stop is not None:
+                raise ValueError("an exit step grows one chain: samples=1 and no stop rule")
+            if self.config.budget != self.exit.cap:
+                raise ValueError(
+                    f"an exit step's budget is its last rung: budget {self.config.budget}, "
+                    f"rungs {list(self.exit.rungs)}"
+                )
+        if self.min_prob is not None:
+            if self.samples != 1 or self.exit is not None:
+                raise ValueError("min_prob applies to one-sample steps without an exit rule")
+            if not 0 <= self.min_prob <= 1:
+                raise ValueError(f"min_prob must be in [0, 1], got {self.min_prob}")
+        if self.escalate == "unsure" and self.exit is None and self.min_prob is None:
+            raise ValueError("escalate='unsure' needs an exit rule or a min_prob")
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the step reads signals during generation (not only final answers)."""
+        return self.exit is not None or self.min_prob is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "config": self.config.to_dict(),
             "samples": self.samples,
             "aggregate": self.aggregate,
             "escalate": self.escalate,
             "stop": None if self.stop is None else self.stop.to_dict(),
         }
+        if self.exit is not None:
+            out["exit"] = self.exit.to_dict()
+        if self.min_prob is not None:
+            out["min_prob"] = self.min_prob
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:
         stop = data.get("stop")
+        exit_rule = data.get("exit")
+        min_prob = data.get("min_prob")
         return cls(
             config=Config.from_dict(data["config"]),
             samples=int(data.get("samples", 1)),
             aggregate=data.get("aggregate", "majority"),
             escalate=data.get("escalate", "never"),
-            stop=None if stop is None else StopRule(int(stop["votes"]), int(stop["margin"])),
+            stop=None if stop is None else StopRule.from_dict(stop),
+            exit=None if exit_rule is None else ExitRule.from_dict(exit_rule),
+            min_prob=None if min_prob is None else float(min_prob),
         )
 
 

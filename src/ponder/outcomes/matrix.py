@@ -20,6 +20,44 @@ from ponder.outcomes.cost import CostModel
 PROBLEM_COLUMNS = ("dataset", "problem_id", "level", "subject", "text")
 NO_ANSWER = -1  # the sample is known to have produced no answer
 UNKNOWN_ANSWER = -2  # what (or whether) the sample answered was not recorded
+NO_CHAIN = -1  # the sample is not a rung of a recorded chain
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What a live sweep saw during generation, as arrays indexed like the outcome matrix.
+
+    For a ladder, the rungs of one chain are the configurations of one model and mode at
+    increasing budgets, and the same sample slot in each is the same chain (`chain` codes say
+    so; replay checks it). `prob` is the forced answer's probability, `entropy` the mean entropy
+    of the last thinking tokens, `natural` 1 where the chain had ended on its own before the
+    rung, `probe_cost` what the forced answer alone cost (in the matrix's unit): stopping at a
+    rung costs its sample cost plus the probe cost of every earlier rung the plan probed.
+    NaN (or NO_CHAIN) where not recorded, e.g. for imported public data.
+    """
+
+    prob: np.ndarray
+    entropy: np.ndarray
+    natural: np.ndarray
+    probe_cost: np.ndarray
+    chain: np.ndarray
+
+    def take(self, rows: np.ndarray | slice, configs: Sequence[int] | slice) -> Signals:
+        def pick(a: np.ndarray) -> np.ndarray:
+            out: np.ndarray = a[rows][:, configs]
+            return out
+
+        return Signals(
+            pick(self.prob),
+            pick(self.entropy),
+            pick(self.natural),
+            pick(self.probe_cost),
+            pick(self.chain),
+        )
+
+    @property
+    def has_chains(self) -> bool:
+        return bool((self.chain != NO_CHAIN).any())
 
 
 @dataclass(frozen=True)
@@ -41,6 +79,7 @@ class OutcomeMatrix:
     tokens: np.ndarray
     answer: np.ndarray
     unit: str = "tokens"
+    signals: Signals | None = None
 
     # -- construction ------------------------------------------------------------------------
 
@@ -103,6 +142,7 @@ class OutcomeMatrix:
         tokens[where] = samples["output_tokens"].to_numpy(dtype=float)
         answer[where] = _answer_codes(samples, normalize)
         info = _problem_info(problem_index, samples, problems)
+        signals = _signals(samples, where, shape, cost_model)
         return cls(
             problems=info,
             configs=configs,
@@ -111,6 +151,7 @@ class OutcomeMatrix:
             tokens=tokens,
             answer=answer,
             unit=cost_model.unit,
+            signals=signals,
         )
 
     # -- views -------------------------------------------------------------------------------
@@ -146,6 +187,7 @@ class OutcomeMatrix:
             tokens=self.tokens[index],
             answer=self.answer[index],
             unit=self.unit,
+            signals=None if self.signals is None else self.signals.take(index, slice(None)),
         )
 
     def select_configs(self, configs: Sequence[Config]) -> OutcomeMatrix:
@@ -159,6 +201,7 @@ class OutcomeMatrix:
             tokens=self.tokens[:, index],
             answer=self.answer[:, index],
             unit=self.unit,
+            signals=None if self.signals is None else self.signals.take(slice(None), index),
         )
 
     def complete_configs(self, samples: int = 1) -> list[Config]:
@@ -191,7 +234,49 @@ class OutcomeMatrix:
             digest.update(config.label.encode())
         digest.update(np.nan_to_num(self.correct, nan=-1.0).tobytes())
         digest.update(np.nan_to_num(self.cost, nan=-1.0).tobytes())
+        if self.signals is not None:
+            digest.update(np.nan_to_num(self.signals.prob, nan=-1.0).tobytes())
+            digest.update(self.signals.chain.tobytes())
         return digest.hexdigest()
+
+
+def _signals(
+    samples: pd.DataFrame,
+    where: tuple[np.ndarray, np.ndarray, np.ndarray],
+    shape: tuple[int, int, int],
+    cost_model: CostModel,
+) -> Signals | None:
+    """The live-sweep signals of the samples, or None when no row has a chain."""
+    if "chain_id" not in samples.columns or samples["chain_id"].isna().all():
+        return None
+    n = len(samples)
+
+    def column(name: str) -> np.ndarray:
+        if name not in samples.columns:
+            return np.full(n, np.nan)
+        values: np.ndarray = pd.to_numeric(samples[name], errors="coerce").to_numpy(dtype=float)
+        return values
+
+    chain_codes, _ = pd.factorize(samples["chain_id"], use_na_sentinel=True)
+    probe_rows = samples.assign(
+        output_tokens=column("answer_tokens"),
+        prompt_tokens=0.0 if "prompt_tokens" in samples.columns else np.nan,
+    )
+    arrays = {}
+    for name, values in (
+        ("prob", column("answer_prob")),
+        ("entropy", column("entropy_tail")),
+        ("natural", column("natural")),
+        ("probe_cost", cost_model.sample_costs(probe_rows)),
+    ):
+        full = np.full(shape, np.nan)
+        full[where] = values
+        arrays[name] = full
+    # A rung reached after the chain ended on its own took no probe.
+    arrays["probe_cost"] = np.where(arrays["natural"] == 1, 0.0, arrays["probe_cost"])
+    chain = np.full(shape, NO_CHAIN, dtype=np.int64)
+    chain[where] = np.where(chain_codes < 0, NO_CHAIN, chain_codes)
+    return Signals(chain=chain, **arrays)
 
 
 def _answer_codes(samples: pd.DataFrame, normalize: Callable[[str], str] | None) -> np.ndarray:

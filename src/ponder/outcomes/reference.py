@@ -6,9 +6,11 @@ against it on random matrices and decisions, and benchmarked against it for spee
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ponder.decision import DecisionBatch, Step
+from ponder.decision import Config, DecisionBatch, Step, StopRule
 from ponder.outcomes.matrix import UNKNOWN_ANSWER, OutcomeMatrix
 from ponder.outcomes.replay import ReplayError, ReplayResult
 
@@ -25,6 +27,61 @@ def _leader(answers: list[int]) -> tuple[int, int, int]:
     leader = next(a for a in answers if a >= 0 and votes[a] == top)
     second = max((v for a, v in votes.items() if a != leader), default=0)
     return leader, top, second
+
+
+def _stops(rule: StopRule, answers: list[int]) -> bool:
+    """Whether the stop rule holds after the samples drawn so far."""
+    _, top, second = _leader(answers)
+    if rule.kind == "votes":
+        return top >= rule.votes and top - second >= rule.margin
+    if rule.kind == "beta":
+        # P(p > 1/2) for p ~ Beta(top + 1, second + 1), by the binomial sum:
+        # I_{1/2}(b, a) with integer a, b is the chance of at least b heads in a + b - 1 tosses.
+        a, b = top + 1, second + 1
+        m = a + b - 1
+        tail = sum(math.comb(m, k) for k in range(b, m + 1)) / 2**m
+        return top >= 1 and tail >= rule.confidence
+    w = rule.window
+    if len(answers) % w:
+        return False
+    window = answers[-w:]
+    return window[0] >= 0 and all(a == window[0] for a in window)
+
+
+def _exit_chain(
+    matrix: OutcomeMatrix, p: int, step: Step, slot: int
+) -> tuple[float, float, float, bool]:
+    """Grow chain `slot` rung by rung: correct, answered, cost, sure."""
+    assert step.exit is not None and matrix.signals is not None
+    signals = matrix.signals
+    rule = step.exit
+    configs = [
+        matrix.config_index(Config(step.config.model, step.config.mode, r)) for r in rule.rungs
+    ]
+    chain = int(signals.chain[p, configs[0], slot])
+    seen: list[int] = []
+    probes = 0.0
+    for i, c in enumerate(configs):
+        if np.isnan(matrix.correct[p, c, slot]) or chain < 0:
+            raise ReplayError("chain not recorded at every rung")
+        if int(signals.chain[p, c, slot]) != chain:
+            raise ReplayError("rungs are not from one chain")
+        answer = int(matrix.answer[p, c, slot])
+        seen.append(answer)
+        holds = True
+        if rule.window is not None:
+            last = seen[-rule.window :]
+            holds &= len(last) == rule.window and last[0] >= 0 and len(set(last)) == 1
+        if rule.min_prob is not None:
+            holds &= bool(signals.prob[p, c, slot] >= rule.min_prob)
+        if rule.max_entropy is not None:
+            holds &= bool(signals.entropy[p, c, slot] <= rule.max_entropy)
+        natural = signals.natural[p, c, slot] == 1
+        if holds or natural or i == len(configs) - 1:
+            cost = float(matrix.cost[p, c, slot]) + probes
+            return float(matrix.correct[p, c, slot]), float(answer >= 0), cost, holds or natural
+        probes += float(signals.probe_cost[p, c, slot])
+    raise AssertionError("unreachable")
 
 
 def _expected(matrix: OutcomeMatrix, p: int, step: Step) -> tuple[float, float, float]:
@@ -46,9 +103,52 @@ def _expected(matrix: OutcomeMatrix, p: int, step: Step) -> tuple[float, float, 
     return sum(corrects) / len(corrects), sum(costs) / len(costs), answered
 
 
+def _exit_step(
+    matrix: OutcomeMatrix, p: int, step: Step, used: dict[int, int]
+) -> tuple[float, float, float, int, bool]:
+    assert step.exit is not None
+    configs = [
+        matrix.config_index(Config(step.config.model, step.config.mode, r)) for r in step.exit.rungs
+    ]
+    start = used.get(configs[-1], 0)
+    correct, answered, cost, sure = _exit_chain(matrix, p, step, start)
+    for c in configs:
+        used[c] = start + 1
+    if step.escalate == "unsure":
+        escalate = not sure or answered == 0
+    elif step.escalate == "no_answer":
+        escalate = answered == 0
+    else:
+        escalate = step.escalate == "always"
+    return correct, answered, cost, 1, escalate
+
+
+def _expected_exit(matrix: OutcomeMatrix, p: int, step: Step) -> tuple[float, float, float]:
+    """Mean over every chain recorded at all of the step's rungs."""
+    assert step.exit is not None
+    configs = [
+        matrix.config_index(Config(step.config.model, step.config.mode, r)) for r in step.exit.rungs
+    ]
+    results = [
+        _exit_chain(matrix, p, step, slot)
+        for slot in range(matrix.correct.shape[2])
+        if not any(np.isnan(matrix.correct[p, c, slot]) for c in configs)
+    ]
+    if not results:
+        raise ReplayError(f"no chain of {step.config.label} recorded at every rung")
+    n = len(results)
+    return (
+        sum(r[0] for r in results) / n,
+        sum(r[2] for r in results) / n,
+        sum(r[1] for r in results) / n,
+    )
+
+
 def _step(
     matrix: OutcomeMatrix, p: int, step: Step, used: dict[int, int]
 ) -> tuple[float, float, float, int, bool]:
+    if step.exit is not None:
+        return _exit_step(matrix, p, step, used)
     c = matrix.config_index(step.config)
     start = used.get(c, 0)
     answers: list[int] = []
@@ -64,8 +164,7 @@ def _step(
         if step.stop is not None:
             if UNKNOWN_ANSWER in answers:
                 raise ReplayError(f"stop rule needs answers of {step.config.label}")
-            _, top, second = _leader(answers)
-            if top >= step.stop.votes and top - second >= step.stop.margin:
+            if _stops(step.stop, answers):
                 break
     used[c] = start + len(answers)
     if step.aggregate == "first" or step.samples == 1:
@@ -84,6 +183,10 @@ def _step(
         raise ReplayError(f"escalation rule needs answers of {step.config.label}")
     elif step.escalate == "no_answer":
         escalate = answered == 0
+    elif step.escalate == "unsure":
+        assert matrix.signals is not None
+        prob = float(matrix.signals.prob[p, c, start])
+        escalate = answered == 0 or not prob >= (step.min_prob or 0.0)
     else:
         escalate = answered == 0 or any(a != leader for a in answers)
     return correct, answered, cost, len(answers), escalate
@@ -97,6 +200,10 @@ def replay_reference(matrix: OutcomeMatrix, batch: DecisionBatch) -> ReplayResul
     for p in range(n):
         used: dict[int, int] = {}
         decision = batch[p]
+        if len(decision.steps) == 1 and decision.steps[0].exit is not None:
+            correct[p], cost[p], answered[p] = _expected_exit(matrix, p, decision.steps[0])
+            samples[p] = steps[p] = 1
+            continue
         if len(decision.steps) == 1 and decision.steps[0].samples == 1:
             correct[p], cost[p], answered[p] = _expected(matrix, p, decision.steps[0])
             samples[p] = steps[p] = 1

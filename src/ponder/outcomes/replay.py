@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import betainc
 
-from ponder.decision import Decision, DecisionBatch, Step
+from ponder.decision import Config, Decision, DecisionBatch, ExitRule, Step, StopRule
 from ponder.errors import PonderError
-from ponder.outcomes.matrix import NO_ANSWER, UNKNOWN_ANSWER, OutcomeMatrix
+from ponder.outcomes.matrix import NO_ANSWER, NO_CHAIN, UNKNOWN_ANSWER, OutcomeMatrix, Signals
 
 
 class ReplayError(PonderError):
@@ -85,6 +86,30 @@ def _prefix_votes(
     return leader.T, top.T, second.T, slot.T
 
 
+def beta_confidence(top: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """P(p > 1/2) for p ~ Beta(top + 1, second + 1): how sure a uniform prior over the two
+    leading answers' shares is that the leader is the majority (Adaptive-Consistency)."""
+    confidence: np.ndarray = betainc(second + 1.0, top + 1.0, 0.5)
+    return confidence
+
+
+def stop_mask(rule: StopRule, codes: np.ndarray, top: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """[row, t-1]: whether the stop rule holds after t samples (codes: [row, sample])."""
+    if rule.kind == "votes":
+        mask: np.ndarray = (top >= rule.votes) & (top - second >= rule.margin)
+        return mask
+    if rule.kind == "beta":
+        return (top >= 1) & (beta_confidence(top, second) >= rule.confidence)
+    # window: after every full window, all its samples give one and the same answer.
+    n = codes.shape[1]
+    w = rule.window
+    mask = np.zeros(codes.shape, dtype=bool)
+    for end in range(w, n + 1, w):
+        window = codes[:, end - w : end]
+        mask[:, end - 1] = (window[:, :1] >= 0).ravel() & (window == window[:, :1]).all(axis=1)
+    return mask
+
+
 def _run_step(
     matrix: OutcomeMatrix,
     rows: np.ndarray,
@@ -120,7 +145,7 @@ def _run_step(
     else:
         votes = _prefix_votes(codes)
         _, top, second, _ = votes
-        stop = (top >= step.stop.votes) & (top - second >= step.stop.margin)  # [row, t-1]
+        stop = stop_mask(step.stop, codes, top, second)  # [row, t-1]
         drawn = np.where(stop.any(axis=1), stop.argmax(axis=1) + 1, n).astype(np.int64)
         # Only samples actually drawn must say what they answered.
         drawn_mask = np.arange(n)[None, :] < drawn[:, None]
@@ -166,10 +191,167 @@ def _run_step(
     elif step.escalate == "no_answer":
         _need_answers(unknown, step, "escalating when there is no answer")
         escalate = answered == 0
+    elif step.escalate == "unsure":  # one sample: its answer's probability is too low
+        _need_answers(unknown, step, "escalating on answer confidence")
+        prob = _signals(matrix, step, "answer confidences").prob[rows, c, start]
+        escalate = (answered == 0) | ~(prob >= (step.min_prob or 0.0))
     else:  # disagree: any drawn sample without the leader's answer
         _need_answers(unknown, step, "escalating when samples disagree")
         escalate = (needed & (codes != leader[:, None])).any(axis=1) | (answered == 0)
     return correct, answered, costs.sum(axis=1), drawn, escalate
+
+
+def _signals(matrix: OutcomeMatrix, step: Step, what: str) -> Signals:
+    if matrix.signals is None:
+        raise ReplayError(
+            f"{what} are not recorded for {step.config.label}: this policy needs ladder data "
+            "from a live sweep (`ponder sweep run`), not imported outcomes"
+        )
+    return matrix.signals
+
+
+@dataclass(frozen=True)
+class ExitOutcome:
+    """Per-row result of growing one chain through an exit step's rungs."""
+
+    correct: np.ndarray
+    answered: np.ndarray
+    cost: np.ndarray
+    stop: np.ndarray  # index of the rung it stopped at
+    sure: np.ndarray  # stopped because the rule held or the chain ended, not at the cap
+
+
+def exit_rung_configs(matrix: OutcomeMatrix, step: Step) -> list[int]:
+    """Configuration index of every rung of an exit step (same model and mode)."""
+    assert step.exit is not None
+    return [
+        matrix.config_index(Config(step.config.model, step.config.mode, r)) for r in step.exit.rungs
+    ]
+
+
+def exit_mask(
+    rule: ExitRule, answer: np.ndarray, prob: np.ndarray, entropy: np.ndarray
+) -> np.ndarray:
+    """[row, rung]: whether the exit rule holds at each rung, from probes up to that rung."""
+    holds = np.ones(answer.shape, dtype=bool)
+    if rule.window is not None:
+        w = rule.window
+        same = np.zeros(answer.shape, dtype=bool)
+        for i in range(w - 1, answer.shape[1]):
+            window = answer[:, i - w + 1 : i + 1]
+            same[:, i] = (window[:, -1] >= 0) & (window == window[:, -1:]).all(axis=1)
+        holds &= same
+    with np.errstate(invalid="ignore"):
+        if rule.min_prob is not None:
+            holds &= prob >= rule.min_prob
+        if rule.max_entropy is not None:
+            holds &= entropy <= rule.max_entropy
+    return holds
+
+
+def run_exit(matrix: OutcomeMatrix, rows: np.ndarray, step: Step, slot: np.ndarray) -> ExitOutcome:
+    """Grow chain `slot` of each row through the step's rungs; stop where the rule holds.
+
+    A decision at rung i sees only the probes at rungs up to i. Stopping at rung i costs the
+    rung's own sample cost (the chain so far plus that probe) plus every earlier probe.
+    """
+    assert step.exit is not None
+    signals = _signals(matrix, step, "probe signals")
+    configs = exit_rung_configs(matrix, step)
+    index = (rows[:, None], np.asarray(configs)[None, :], slot[:, None])
+    correct = matrix.correct[index]
+    missing = np.isnan(correct).any(axis=1)
+    if missing.any():
+        bad = int(np.argmax(missing))
+        problem = matrix.problems.iloc[rows[bad]]
+        raise ReplayError(
+            f"chain {int(slot[bad])} of {step.config.model}|{step.config.mode} is not recorded "
+            f"at every rung of {list(step.exit.rungs)} for problem "
+            f"{problem['dataset']}/{problem['problem_id']}"
+        )
+    chain = signals.chain[index]
+    if ((chain == NO_CHAIN) | (chain != chain[:, :1])).any():
+        raise ReplayError(
+            f"the rungs {list(step.exit.rungs)} of {step.config.model}|{step.config.mode} are "
+            "not probes of one recorded chain: an exit rule needs ladder data "
+            "(`ponder sweep run` with a ladder), not separate runs per budget"
+        )
+    answer = matrix.answer[index]
+    if (answer == UNKNOWN_ANSWER).any():
+        _need_answers(answer == UNKNOWN_ANSWER, step, "an exit rule")
+    cost = matrix.cost[index]
+    probe = signals.probe_cost[index]
+    if np.isnan(cost).any() or np.isnan(probe).any():
+        raise ReplayError(
+            f"cost in {matrix.unit} is unknown for {step.config.model}|{step.config.mode} "
+            "(no token counts recorded)"
+        )
+    rule = exit_mask(step.exit, answer, signals.prob[index], signals.entropy[index])
+    natural = signals.natural[index] == 1
+    done = rule | natural
+    done[:, -1] = True  # the hard cap
+    stop = done.argmax(axis=1)
+    at = (np.arange(len(rows)), stop)
+    earlier = np.arange(len(configs))[None, :] < stop[:, None]
+    spent = cost[at] + np.where(earlier, probe, 0.0).sum(axis=1)
+    return ExitOutcome(
+        correct=correct[at],
+        answered=(answer[at] >= 0).astype(float),
+        cost=spent,
+        stop=stop,
+        sure=(rule | natural)[at],
+    )
+
+
+def _run_exit_step(
+    matrix: OutcomeMatrix, rows: np.ndarray, step: Step, used: dict[int, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An exit step inside a plan: the next unused chain, in recorded order."""
+    configs = exit_rung_configs(matrix, step)
+    start = used.setdefault(configs[-1], np.zeros(matrix.n_problems, dtype=np.int64))[rows]
+    if (start >= matrix.correct.shape[2]).any():
+        raise ReplayError(f"no chain of {step.config.label} is left for this plan")
+    out = run_exit(matrix, rows, step, start)
+    for c in configs:
+        used.setdefault(c, np.zeros(matrix.n_problems, dtype=np.int64))[rows] = start + 1
+    if step.escalate == "never":
+        escalate = np.zeros(len(rows), dtype=bool)
+    elif step.escalate == "always":
+        escalate = np.ones(len(rows), dtype=bool)
+    elif step.escalate == "unsure":
+        escalate = ~out.sure | (out.answered == 0)
+    elif step.escalate == "no_answer":
+        escalate = out.answered == 0
+    else:
+        raise ReplayError(f"an exit step cannot escalate on {step.escalate!r}")
+    return out.correct, out.answered, out.cost, np.ones(len(rows), dtype=np.int64), escalate
+
+
+def _expected_exit(matrix: OutcomeMatrix, rows: np.ndarray, step: Step) -> ReplayResult:
+    """A plan of one exit step, scored by its mean over every chain recorded at all rungs."""
+    configs = exit_rung_configs(matrix, step)
+    complete = ~np.isnan(matrix.correct[rows][:, configs]).any(axis=1)  # [row, slot]
+    have = complete.sum(axis=1)
+    if (have == 0).any():
+        bad = int(np.argmax(have == 0))
+        problem = matrix.problems.iloc[rows[bad]]
+        raise ReplayError(
+            f"no chain of {step.config.model}|{step.config.mode} is recorded at every rung of "
+            f"{list(step.exit.rungs) if step.exit else []} for problem "
+            f"{problem['dataset']}/{problem['problem_id']}"
+        )
+    n = len(rows)
+    correct, cost, answered = np.zeros(n), np.zeros(n), np.zeros(n)
+    for s in range(complete.shape[1]):
+        take = np.flatnonzero(complete[:, s])
+        if len(take) == 0:
+            continue
+        out = run_exit(matrix, rows[take], step, np.full(len(take), s))
+        correct[take] += out.correct
+        cost[take] += out.cost
+        answered[take] += out.answered
+    ones = np.ones(n, dtype=np.int64)
+    return ReplayResult(correct / have, cost / have, answered / have, ones, ones.copy())
 
 
 def _need_answers(unknown: np.ndarray, step: Step, what: str) -> None:
@@ -220,6 +402,8 @@ def _expected(matrix: OutcomeMatrix, rows: np.ndarray, step: Step) -> ReplayResu
 def replay_decision(matrix: OutcomeMatrix, rows: np.ndarray, decision: Decision) -> ReplayResult:
     """Replay one decision for several problems at once."""
     if len(decision.steps) == 1 and decision.steps[0].samples == 1:
+        if decision.steps[0].exit is not None:
+            return _expected_exit(matrix, rows, decision.steps[0])
         return _expected(matrix, rows, decision.steps[0])
     n = len(rows)
     correct = np.zeros(n)
@@ -232,7 +416,8 @@ def replay_decision(matrix: OutcomeMatrix, rows: np.ndarray, decision: Decision)
     for k, step in enumerate(decision.steps):
         if len(active) == 0:
             break
-        ok, has, spent, drawn, escalate = _run_step(matrix, rows[active], step, used)
+        run = _run_exit_step if step.exit is not None else _run_step
+        ok, has, spent, drawn, escalate = run(matrix, rows[active], step, used)
         cost[active] += spent
         samples[active] += drawn
         steps[active] = k + 1
