@@ -108,7 +108,9 @@ class ExitRule:
 
     - `window`: the probe answers of the last `window` rungs are one and the same answer
       (answer consistency, Dynasor-CoT's certainty).
-    - `min_prob`: the probe answer's probability is at least this (confidence, DEER).
+    - `min_prob`: the probe answer's probability is at least this (confidence).
+    - `min_token_prob`: the probe answer's per-token (geometric mean) probability is at least
+      this (DEER's confidence, a mean over the answer's tokens).
     - `max_entropy`: the mean entropy of the last thinking tokens is at most this (a calm chain).
 
     A chain that ends on its own stops there (its natural answer). At the last rung, the hard
@@ -119,18 +121,24 @@ class ExitRule:
     window: int | None = None
     min_prob: float | None = None
     max_entropy: float | None = None
+    min_token_prob: float | None = None
 
     def __post_init__(self) -> None:
         if not self.rungs:
             raise ValueError("an exit rule needs at least one rung")
         if any(r < 1 for r in self.rungs) or list(self.rungs) != sorted(set(self.rungs)):
             raise ValueError(f"exit rungs must be positive and strictly increasing: {self.rungs}")
-        if self.window is None and self.min_prob is None and self.max_entropy is None:
-            raise ValueError("an exit rule needs a window, a min_prob or a max_entropy")
+        conditions = (self.window, self.min_prob, self.max_entropy, self.min_token_prob)
+        if all(c is None for c in conditions):
+            raise ValueError(
+                "an exit rule needs a window, a min_prob, a min_token_prob or a max_entropy"
+            )
         if self.window is not None and self.window < 1:
             raise ValueError(f"exit window must be at least 1, got {self.window}")
         if self.min_prob is not None and not 0 <= self.min_prob <= 1:
             raise ValueError(f"exit min_prob must be in [0, 1], got {self.min_prob}")
+        if self.min_token_prob is not None and not 0 <= self.min_token_prob <= 1:
+            raise ValueError(f"exit min_token_prob must be in [0, 1], got {self.min_token_prob}")
         if self.max_entropy is not None and self.max_entropy < 0:
             raise ValueError(f"exit max_entropy must be >= 0, got {self.max_entropy}")
 
@@ -143,6 +151,7 @@ class ExitRule:
         answers: Sequence[Hashable | None],
         prob: float | None,
         entropy: float | None,
+        token_prob: float | None = None,
     ) -> bool:
         """Whether the rule holds at the latest probe: `answers` are the probe answers so far
         (None: no answer), `prob` and `entropy` the latest probe's signals (None: unknown).
@@ -155,11 +164,15 @@ class ExitRule:
                 return False
         if self.min_prob is not None and not (prob is not None and prob >= self.min_prob):
             return False
+        if self.min_token_prob is not None and not (
+            token_prob is not None and token_prob >= self.min_token_prob
+        ):
+            return False
         return self.max_entropy is None or (entropy is not None and entropy <= self.max_entropy)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rungs": list(self.rungs)}
-        for key in ("window", "min_prob", "max_entropy"):
+        for key in ("window", "min_prob", "max_entropy", "min_token_prob"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -175,6 +188,7 @@ class ExitRule:
             window=opt("window", int),
             min_prob=opt("min_prob", float),
             max_entropy=opt("max_entropy", float),
+            min_token_prob=opt("min_token_prob", float),
         )
 
 

@@ -33,7 +33,8 @@ class Signals:
     of the last thinking tokens, `natural` 1 where the chain had ended on its own before the
     rung, `probe_cost` what the forced answer alone cost (in the matrix's unit): stopping at a
     rung costs its sample cost plus the probe cost of every earlier rung the plan probed.
-    NaN (or NO_CHAIN) where not recorded, e.g. for imported public data.
+    `token_prob` is the per-token (geometric mean) probability of the forced answer, DEER's
+    kind of confidence. NaN (or NO_CHAIN) where not recorded, e.g. for imported public data.
     """
 
     prob: np.ndarray
@@ -41,6 +42,7 @@ class Signals:
     natural: np.ndarray
     probe_cost: np.ndarray
     chain: np.ndarray
+    token_prob: np.ndarray | None = None
 
     def take(self, rows: np.ndarray | slice, configs: Sequence[int] | slice) -> Signals:
         def pick(a: np.ndarray) -> np.ndarray:
@@ -53,6 +55,7 @@ class Signals:
             pick(self.natural),
             pick(self.probe_cost),
             pick(self.chain),
+            None if self.token_prob is None else pick(self.token_prob),
         )
 
     @property
@@ -262,9 +265,13 @@ def _signals(
         output_tokens=column("answer_tokens"),
         prompt_tokens=0.0 if "prompt_tokens" in samples.columns else np.nan,
     )
+    answer_prob, answer_tokens = column("answer_prob"), column("answer_tokens")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        token_prob = np.where(answer_tokens > 0, answer_prob ** (1.0 / answer_tokens), np.nan)
     arrays = {}
     for name, values in (
-        ("prob", column("answer_prob")),
+        ("prob", answer_prob),
+        ("token_prob", token_prob),
         ("entropy", column("entropy_tail")),
         ("natural", column("natural")),
         ("probe_cost", cost_model.sample_costs(probe_rows)),

@@ -76,6 +76,10 @@ def _exit_chain(
             holds &= bool(signals.prob[p, c, slot] >= rule.min_prob)
         if rule.max_entropy is not None:
             holds &= bool(signals.entropy[p, c, slot] <= rule.max_entropy)
+        if rule.min_token_prob is not None:
+            if signals.token_prob is None:
+                raise ReplayError("per-token answer probabilities were not recorded")
+            holds &= bool(signals.token_prob[p, c, slot] >= rule.min_token_prob)
         natural = signals.natural[p, c, slot] == 1
         if holds or natural or i == len(configs) - 1:
             cost = float(matrix.cost[p, c, slot]) + probes

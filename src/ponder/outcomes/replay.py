@@ -230,7 +230,11 @@ def exit_rung_configs(matrix: OutcomeMatrix, step: Step) -> list[int]:
 
 
 def exit_mask(
-    rule: ExitRule, answer: np.ndarray, prob: np.ndarray, entropy: np.ndarray
+    rule: ExitRule,
+    answer: np.ndarray,
+    prob: np.ndarray,
+    entropy: np.ndarray,
+    token_prob: np.ndarray | None = None,
 ) -> np.ndarray:
     """[row, rung]: whether the exit rule holds at each rung, from probes up to that rung."""
     holds = np.ones(answer.shape, dtype=bool)
@@ -246,6 +250,10 @@ def exit_mask(
             holds &= prob >= rule.min_prob
         if rule.max_entropy is not None:
             holds &= entropy <= rule.max_entropy
+        if rule.min_token_prob is not None:
+            if token_prob is None:
+                raise ReplayError("per-token answer probabilities were not recorded")
+            holds &= token_prob >= rule.min_token_prob
     return holds
 
 
@@ -286,7 +294,8 @@ def run_exit(matrix: OutcomeMatrix, rows: np.ndarray, step: Step, slot: np.ndarr
             f"cost in {matrix.unit} is unknown for {step.config.model}|{step.config.mode} "
             "(no token counts recorded)"
         )
-    rule = exit_mask(step.exit, answer, signals.prob[index], signals.entropy[index])
+    token_prob = None if signals.token_prob is None else signals.token_prob[index]
+    rule = exit_mask(step.exit, answer, signals.prob[index], signals.entropy[index], token_prob)
     natural = signals.natural[index] == 1
     done = rule | natural
     done[:, -1] = True  # the hard cap
