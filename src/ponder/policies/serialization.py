@@ -44,6 +44,7 @@ _BUILTIN_MODULES = (
     "sweetspot",
     "cascade",
     "consistency",
+    "published",
 )
 
 
