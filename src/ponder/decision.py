@@ -221,6 +221,8 @@ class Step:
         if self.exit is not None:
             if self.samples != 1 or self.stop is not None:
                 raise ValueError("an exit step grows one chain: samples=1 and no stop rule")
+            if self.escalate == "disagree":
+                raise ValueError("an exit step grows one chain: it cannot escalate on 'disagree'")
             if self.config.budget != self.exit.cap:
                 raise ValueError(
                     f"an exit step's budget is its last rung: budget {self.config.budget}, "

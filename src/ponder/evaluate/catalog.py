@@ -158,6 +158,29 @@ def _sweet_spot(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
     return [Candidate(f"sweet_spot {t}", "sweet_spot", build(t)) for t in ("best", "noise")]
 
 
+def _published(name: str) -> Builder:
+    """A published rule at its paper's defaults: one candidate, no parameter sweep (its fit
+    only picks what the rule leaves open, e.g. which model's chain). Data it cannot run on
+    (no ladder, one sample) is reported by the evaluation with the rule's own reason."""
+
+    def build(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+        from ponder.policies.serialization import registered
+
+        cls = registered()[name]
+        return [Candidate(name, name, lambda _train: cls())]
+
+    return build
+
+
+PUBLISHED: tuple[str, ...] = (
+    "dynasor_cot",
+    "deer",
+    "adaptive_consistency_beta",
+    "esc",
+    "autothink",
+    "routellm_threshold",
+)
+
 REGISTRY: dict[str, Builder] = {
     "adaptive": _adaptive,
     "router": _router,
@@ -165,6 +188,7 @@ REGISTRY: dict[str, Builder] = {
     "cascade": _cascade,
     "adaptive_consistency": _consistency,
     "sweet_spot": _sweet_spot,
+    **{name: _published(name) for name in PUBLISHED},
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)
 

@@ -52,7 +52,9 @@ def _exit_chain(
     matrix: OutcomeMatrix, p: int, step: Step, slot: int
 ) -> tuple[float, float, float, bool]:
     """Grow chain `slot` rung by rung: correct, answered, cost, sure."""
-    assert step.exit is not None and matrix.signals is not None
+    assert step.exit is not None
+    if matrix.signals is None:
+        raise ReplayError(f"probe signals are not recorded for {step.config.label}")
     signals = matrix.signals
     rule = step.exit
     configs = [
@@ -114,7 +116,9 @@ def _exit_step(
     configs = [
         matrix.config_index(Config(step.config.model, step.config.mode, r)) for r in step.exit.rungs
     ]
-    start = used.get(configs[-1], 0)
+    start = max(used.get(c, 0) for c in configs)  # a chain grown by any rung is used
+    if start >= matrix.correct.shape[2]:
+        raise ReplayError(f"no chain of {step.config.label} is left for this plan")
     correct, answered, cost, sure = _exit_chain(matrix, p, step, start)
     for c in configs:
         used[c] = start + 1
@@ -188,7 +192,8 @@ def _step(
     elif step.escalate == "no_answer":
         escalate = answered == 0
     elif step.escalate == "unsure":
-        assert matrix.signals is not None
+        if matrix.signals is None:
+            raise ReplayError(f"answer confidences are not recorded for {step.config.label}")
         prob = float(matrix.signals.prob[p, c, start])
         escalate = answered == 0 or not prob >= (step.min_prob or 0.0)
     else:

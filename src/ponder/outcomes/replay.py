@@ -317,7 +317,9 @@ def _run_exit_step(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """An exit step inside a plan: the next unused chain, in recorded order."""
     configs = exit_rung_configs(matrix, step)
-    start = used.setdefault(configs[-1], np.zeros(matrix.n_problems, dtype=np.int64))[rows]
+    zeros = np.zeros(matrix.n_problems, dtype=np.int64)
+    # A chain any earlier step grew or drew at one of these rungs is used: take a fresh one.
+    start = np.max([used.get(c, zeros)[rows] for c in configs], axis=0)
     if (start >= matrix.correct.shape[2]).any():
         raise ReplayError(f"no chain of {step.config.label} is left for this plan")
     out = run_exit(matrix, rows, step, start)
