@@ -158,6 +158,35 @@ def _sweet_spot(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
     return [Candidate(f"sweet_spot {t}", "sweet_spot", build(t)) for t in ("best", "noise")]
 
 
+def _has_ladder(matrix: OutcomeMatrix) -> None:
+    if matrix.signals is None or not matrix.signals.has_chains:
+        raise CannotRun(
+            "reads probes during generation: needs ladder data from a live sweep "
+            "(`ponder sweep run`), which imported outcomes do not have"
+        )
+
+
+def _early_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.early_exit import EarlyExit
+
+    _has_ladder(matrix)
+    return _priced("early_exit", EarlyExit)
+
+
+def _probe_escalate(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.early_exit import ProbeEscalate
+
+    _has_ladder(matrix)
+    return _priced("probe_escalate", ProbeEscalate)
+
+
+def _level_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.early_exit import LevelExit
+
+    _has_ladder(matrix)
+    return _priced("level_exit", LevelExit)
+
+
 def _published(name: str) -> Builder:
     """A published rule at its paper's defaults: one candidate, no parameter sweep (its fit
     only picks what the rule leaves open, e.g. which model's chain). Data it cannot run on
@@ -188,6 +217,9 @@ REGISTRY: dict[str, Builder] = {
     "cascade": _cascade,
     "adaptive_consistency": _consistency,
     "sweet_spot": _sweet_spot,
+    "early_exit": _early_exit,
+    "probe_escalate": _probe_escalate,
+    "level_exit": _level_exit,
     **{name: _published(name) for name in PUBLISHED},
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)

@@ -45,6 +45,7 @@ _BUILTIN_MODULES = (
     "cascade",
     "consistency",
     "published",
+    "early_exit",
 )
 
 
