@@ -9,9 +9,10 @@ first rung where the rule holds (early exit): the plan a runner or server execut
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -101,6 +102,86 @@ class StopRule:
         )
 
 
+PROBE_FEATURES: tuple[str, ...] = (
+    "prob",
+    "token_prob",
+    "entropy",
+    "answered",
+    "agree",
+    "streak",
+    "changes",
+    "log_budget",
+)
+
+
+def probe_features(
+    answers: Sequence[Hashable | None],
+    budgets: Sequence[int],
+    prob: float | None,
+    token_prob: float | None,
+    entropy: float | None,
+) -> dict[str, float]:
+    """What the probes so far show, as numbers a `Score` weighs (unknown signals are 0).
+
+    `answers` and `budgets` are the probes up to now (None: no answer); the signals are the
+    latest probe's. agree: the latest answer equals the one before; streak: how many probes in
+    a row end with the latest answer; changes: how often the answer changed so far.
+    """
+    latest = answers[-1]
+    streak = 0
+    if latest is not None:
+        for a in reversed(answers):
+            if a != latest:
+                break
+            streak += 1
+    changes = sum(1 for a, b in itertools.pairwise(answers) if a != b)
+    return {
+        "prob": _known(prob),
+        "token_prob": _known(token_prob),
+        "entropy": _known(entropy),
+        "answered": float(latest is not None),
+        "agree": float(len(answers) > 1 and latest is not None and answers[-2] == latest),
+        "streak": float(streak),
+        "changes": float(changes),
+        "log_budget": math.log2(budgets[-1]),
+    }
+
+
+def _known(value: float | None) -> float:
+    return 0.0 if value is None or math.isnan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A logistic score of the probes so far: p = 1 / (1 + exp(-(bias + sum w * feature))),
+    compared with `threshold` (a probability). Features are `PROBE_FEATURES`."""
+
+    weights: tuple[tuple[str, float], ...]
+    bias: float
+    threshold: float
+
+    def __post_init__(self) -> None:
+        unknown = [name for name, _ in self.weights if name not in PROBE_FEATURES]
+        if unknown:
+            raise ValueError(
+                f"unknown probe feature {unknown[0]!r}; known: {', '.join(PROBE_FEATURES)}"
+            )
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"score threshold must be a probability, got {self.threshold}")
+
+    def probability(self, features: Mapping[str, float]) -> float:
+        logit = self.bias + sum(w * features[name] for name, w in self.weights)
+        return 1.0 / (1.0 + math.exp(-max(min(logit, 700.0), -700.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": dict(self.weights), "bias": self.bias, "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Score:
+        weights = tuple((str(k), float(v)) for k, v in dict(data["weights"]).items())
+        return cls(weights, float(data["bias"]), float(data["threshold"]))
+
+
 @dataclass(frozen=True)
 class ExitRule:
     """Grow one chain through `rungs` (thinking budgets); stop at the first rung whose probe
@@ -111,6 +192,10 @@ class ExitRule:
     - `min_prob`: the probe answer's probability is at least this (confidence).
     - `min_token_prob`: the probe answer's per-token (geometric mean) probability is at least
       this (DEER's confidence, a mean over the answer's tokens).
+    - `confident`: a fitted score of the probes so far (`Score`) is at least its threshold.
+
+    `hopeless` is the other way out: stop (giving up, and `unsure`) when its score is at most
+    its threshold, e.g. when the answers keep changing and more thinking is unlikely to help.
     - `max_entropy`: the mean entropy of the last thinking tokens is at most this (a calm chain).
 
     A chain that ends on its own stops there (its natural answer). At the last rung, the hard
@@ -122,16 +207,18 @@ class ExitRule:
     min_prob: float | None = None
     max_entropy: float | None = None
     min_token_prob: float | None = None
+    confident: Score | None = None
+    hopeless: Score | None = None
 
     def __post_init__(self) -> None:
         if not self.rungs:
             raise ValueError("an exit rule needs at least one rung")
         if any(r < 1 for r in self.rungs) or list(self.rungs) != sorted(set(self.rungs)):
             raise ValueError(f"exit rungs must be positive and strictly increasing: {self.rungs}")
-        conditions = (self.window, self.min_prob, self.max_entropy, self.min_token_prob)
-        if all(c is None for c in conditions):
+        if not self.has_sure_conditions and self.hopeless is None:
             raise ValueError(
-                "an exit rule needs a window, a min_prob, a min_token_prob or a max_entropy"
+                "an exit rule needs a window, a min_prob, a min_token_prob, a max_entropy, "
+                "a confident score or a hopeless score"
             )
         if self.window is not None and self.window < 1:
             raise ValueError(f"exit window must be at least 1, got {self.window}")
@@ -146,17 +233,25 @@ class ExitRule:
     def cap(self) -> int:
         return self.rungs[-1]
 
+    @property
+    def has_sure_conditions(self) -> bool:
+        """Whether any condition can accept an answer (the hopeless score only gives up)."""
+        sure = (self.window, self.min_prob, self.max_entropy, self.min_token_prob, self.confident)
+        return any(c is not None for c in sure)
+
     def holds(
         self,
         answers: Sequence[Hashable | None],
         prob: float | None,
         entropy: float | None,
         token_prob: float | None = None,
+        budgets: Sequence[int] | None = None,
     ) -> bool:
-        """Whether the rule holds at the latest probe: `answers` are the probe answers so far
-        (None: no answer), `prob` and `entropy` the latest probe's signals (None: unknown).
-        The one-request form of what replay computes for many; a live runner calls it."""
-        if not answers:
+        """Whether the rule accepts the latest probe: `answers` are the probe answers so far
+        (None: no answer), `prob`, `entropy` and `token_prob` the latest probe's signals
+        (None: unknown), `budgets` the rungs probed so far (needed by scores). The one-request
+        form of what replay computes for many; a live runner calls it."""
+        if not answers or not self.has_sure_conditions:
             return False
         if self.window is not None:
             last = answers[-self.window :]
@@ -168,13 +263,49 @@ class ExitRule:
             token_prob is not None and token_prob >= self.min_token_prob
         ):
             return False
-        return self.max_entropy is None or (entropy is not None and entropy <= self.max_entropy)
+        if self.max_entropy is not None and not (
+            entropy is not None and entropy <= self.max_entropy
+        ):
+            return False
+        if self.confident is not None:
+            features = self._features(answers, budgets, prob, token_prob, entropy)
+            return self.confident.probability(features) >= self.confident.threshold
+        return True
+
+    def gives_up(
+        self,
+        answers: Sequence[Hashable | None],
+        prob: float | None,
+        entropy: float | None,
+        token_prob: float | None = None,
+        budgets: Sequence[int] | None = None,
+    ) -> bool:
+        """Whether the hopeless score says to stop trying at the latest probe."""
+        if self.hopeless is None or not answers:
+            return False
+        features = self._features(answers, budgets, prob, token_prob, entropy)
+        return self.hopeless.probability(features) <= self.hopeless.threshold
+
+    def _features(
+        self,
+        answers: Sequence[Hashable | None],
+        budgets: Sequence[int] | None,
+        prob: float | None,
+        token_prob: float | None,
+        entropy: float | None,
+    ) -> dict[str, float]:
+        budgets = budgets if budgets is not None else self.rungs[: len(answers)]
+        return probe_features(answers, budgets, prob, token_prob, entropy)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rungs": list(self.rungs)}
         for key in ("window", "min_prob", "max_entropy", "min_token_prob"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        for key in ("confident", "hopeless"):
+            score = getattr(self, key)
+            if score is not None:
+                out[key] = score.to_dict()
         return out
 
     @classmethod
@@ -189,6 +320,8 @@ class ExitRule:
             min_prob=opt("min_prob", float),
             max_entropy=opt("max_entropy", float),
             min_token_prob=opt("min_token_prob", float),
+            confident=None if data.get("confident") is None else Score.from_dict(data["confident"]),
+            hopeless=None if data.get("hopeless") is None else Score.from_dict(data["hopeless"]),
         )
 
 

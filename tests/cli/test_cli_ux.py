@@ -340,6 +340,8 @@ COMMANDS = (
     ("data",),
     ("data", "list"),
     ("data", "pull"),
+    ("run",),
+    ("sweep", "run"),
 )
 HEAVY = ("pandas", "numpy", "matplotlib", "sklearn", "math_verify", "scipy", "sympy")
 

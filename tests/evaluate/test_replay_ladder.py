@@ -11,12 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ponder.decision import Config, Decision, DecisionBatch, ExitRule, Step, StopRule
+from ponder.decision import (
+    PROBE_FEATURES,
+    Config,
+    Decision,
+    DecisionBatch,
+    ExitRule,
+    Score,
+    Step,
+    StopRule,
+    probe_features,
+)
 from ponder.errors import InputError
 from ponder.evaluate import CostModel, OutcomeMatrix, Price, ReplayError, replay
 from ponder.outcomes.matrix import NO_ANSWER, NO_CHAIN, Signals
 from ponder.outcomes.reference import replay_reference
-from ponder.outcomes.replay import run_exit
+from ponder.outcomes.replay import exit_mask, give_up_mask, probe_feature_arrays, run_exit
 
 # (model, mode) pairs a random ladder's chain families are drawn from: mode names are free.
 FAMILY_POOL = (("m0", "think"), ("m1", "think"), ("m0", "slow"))
@@ -36,6 +46,13 @@ def _problems(n: int) -> pd.DataFrame:
 
 
 # -- random ladders and plans ----------------------------------------------------------------
+
+
+def _random_score(rng: np.random.Generator) -> Score:
+    """A logistic score over a random subset of the probe features."""
+    names = [str(n) for n in rng.choice(PROBE_FEATURES, int(rng.integers(1, 5)), replace=False)]
+    weights = tuple((n, float(rng.normal(0, 2))) for n in names)
+    return Score(weights, float(rng.normal(0, 1)), float(rng.random()))
 
 
 class Ladder:
@@ -110,7 +127,7 @@ class Ladder:
         model, mode, rungs = self.families[int(rng.integers(len(self.families)))]
         size = int(rng.integers(1, len(rungs) + 1))
         subset = tuple(sorted(int(r) for r in rng.choice(rungs, size, replace=False)))
-        conditions: dict[str, float | int] = {}
+        conditions: dict[str, object] = {}
         while not conditions:
             if rng.random() < 0.5:
                 conditions["window"] = int(rng.integers(1, 4))
@@ -120,7 +137,11 @@ class Ladder:
                 conditions["max_entropy"] = float(rng.random() * 3)
             if rng.random() < 0.3:
                 conditions["min_token_prob"] = float(rng.random())
-        rule = ExitRule(subset, **conditions)
+            if rng.random() < 0.3:
+                conditions["confident"] = _random_score(rng)
+            if rng.random() < 0.3:
+                conditions["hopeless"] = _random_score(rng)
+        rule = ExitRule(subset, **conditions)  # type: ignore[arg-type]
         return Step(Config(model, mode, subset[-1]), exit=rule, escalate=escalate)
 
     def plan(self, rng: np.random.Generator) -> Decision:
@@ -565,3 +586,43 @@ def test_subset_and_select_configs_keep_signals_aligned() -> None:
         np.testing.assert_array_equal(getattr(part.signals, name), want)
     np.testing.assert_array_equal(part.answer, matrix.answer[[1]][:, [2, 1]])
     assert part.signals.prob[0, 0, 0] == 0.95
+
+
+def test_vectorised_probe_features_equal_the_one_request_form() -> None:
+    """What replay computes for every row and rung is what a live runner computes per probe."""
+    rng = np.random.default_rng(5)
+    n, k = 200, 6
+    answer = rng.integers(-1, 3, (n, k))
+    prob = np.where(rng.random((n, k)) < 0.2, np.nan, rng.random((n, k)))
+    token = np.where(rng.random((n, k)) < 0.2, np.nan, rng.random((n, k)))
+    entropy = np.where(rng.random((n, k)) < 0.2, np.nan, 3 * rng.random((n, k)))
+    budgets = (16, 32, 64, 128, 256, 512)
+    arrays = probe_feature_arrays(answer, prob, token, entropy, budgets)
+    for row in range(n):
+        answers: list[int | None] = []
+        for i in range(k):
+            answers.append(int(answer[row, i]) if answer[row, i] >= 0 else None)
+
+            def value(x: float) -> float | None:
+                return None if np.isnan(x) else float(x)
+
+            one = probe_features(
+                answers,
+                budgets[: i + 1],
+                value(prob[row, i]),
+                value(token[row, i]),
+                value(entropy[row, i]),
+            )
+            assert {name: float(arrays[name][row, i]) for name in PROBE_FEATURES} == one
+
+
+def test_a_hopeless_score_gives_up_and_escalates() -> None:
+    """A rule that only gives up stops at the first rung whose score is low, as unsure."""
+    changes_hurt = Score((("changes", -4.0),), bias=2.0, threshold=0.5)  # p <= .5 at 1 change
+    rule = ExitRule((16, 32, 64), hopeless=changes_hurt)
+    assert not rule.holds([1], 0.9, 0.1)
+    assert not rule.gives_up([1], 0.9, 0.1) and rule.gives_up([1, 2], 0.9, 0.1)
+    answer = np.array([[1, 2, 2], [1, 1, 1]])
+    mask = give_up_mask(rule, answer, np.ones((2, 3)), np.zeros((2, 3)))
+    assert mask.tolist() == [[False, True, True], [False, False, False]]
+    assert not exit_mask(rule, answer, np.ones((2, 3)), np.zeros((2, 3))).any()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ponder.backends.base import Chain
@@ -106,11 +106,16 @@ async def run_ladder(
     min_thinking: int | None = None,
     wait_cue: str = WAIT_CUE,
     entropy_window: int = ENTROPY_WINDOW,
+    stop_when: Callable[[tuple[Rung, ...]], bool] | None = None,
 ) -> LadderResult:
     """Grow ``chain`` to the last rung, forking an answer at each; see the module docstring.
 
     ``min_thinking`` turns on the "Wait" extension: a chain that ends before that many tokens
     gets ``wait_cue`` appended and goes on (at most once per rung stretch).
+
+    ``stop_when`` is asked after each rung with the rungs so far; when it says True the chain
+    grows no further and the result holds only those rungs (early exit: a live runner stops
+    paying for a chain whose answer has settled).
     """
     budgets = check_rungs(rungs, reserve)
     started = time.perf_counter()
@@ -149,6 +154,8 @@ async def run_ladder(
                     latency_s=time.perf_counter() - t0,
                 )
             )
+            if stop_when is not None and stop_when(tuple(out)):
+                break
             continue
         probe = await chain.fork(cue, reserve, stop)
         probe_tokens += probe.tokens
@@ -167,6 +174,8 @@ async def run_ladder(
                 latency_s=time.perf_counter() - t0,
             )
         )
+        if stop_when is not None and stop_when(tuple(out)):
+            break
     return LadderResult(
         rungs=tuple(out),
         chain_text=chain.text,

@@ -81,6 +81,7 @@ def _register() -> None:
         policy_cmd,
         problems_cmd,
         report_cmd,
+        run_cmd,
         sweep_cmd,
     )
     from ponder.cli._common import reflow
@@ -95,6 +96,7 @@ def _register() -> None:
     app.command("evaluate")(policy_cmd.evaluate_command)
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
+    app.command("run", help=reflow(run_cmd.run_command.__doc__))(run_cmd.run_command)
     app.add_typer(data_cmd.data_app, name="data")
     if not any(c.name == "export" for c in sweep_cmd.sweep_app.registered_commands):
         sweep_cmd.sweep_app.command("export")(builtin_cmd.export_command)

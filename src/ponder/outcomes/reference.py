@@ -48,6 +48,10 @@ def _stops(rule: StopRule, answers: list[int]) -> bool:
     return window[0] >= 0 and all(a == window[0] for a in window)
 
 
+def _value(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
 def _exit_chain(
     matrix: OutcomeMatrix, p: int, step: Step, slot: int
 ) -> tuple[float, float, float, bool]:
@@ -61,7 +65,7 @@ def _exit_chain(
         matrix.config_index(Config(step.config.model, step.config.mode, r)) for r in rule.rungs
     ]
     chain = int(signals.chain[p, configs[0], slot])
-    seen: list[int] = []
+    seen: list[int | None] = []
     probes = 0.0
     for i, c in enumerate(configs):
         if np.isnan(matrix.correct[p, c, slot]) or chain < 0:
@@ -69,21 +73,17 @@ def _exit_chain(
         if int(signals.chain[p, c, slot]) != chain:
             raise ReplayError("rungs are not from one chain")
         answer = int(matrix.answer[p, c, slot])
-        seen.append(answer)
-        holds = True
-        if rule.window is not None:
-            last = seen[-rule.window :]
-            holds &= len(last) == rule.window and last[0] >= 0 and len(set(last)) == 1
-        if rule.min_prob is not None:
-            holds &= bool(signals.prob[p, c, slot] >= rule.min_prob)
-        if rule.max_entropy is not None:
-            holds &= bool(signals.entropy[p, c, slot] <= rule.max_entropy)
-        if rule.min_token_prob is not None:
-            if signals.token_prob is None:
-                raise ReplayError("per-token answer probabilities were not recorded")
-            holds &= bool(signals.token_prob[p, c, slot] >= rule.min_token_prob)
+        seen.append(answer if answer >= 0 else None)
+        if signals.token_prob is None and rule.min_token_prob is not None:
+            raise ReplayError("per-token answer probabilities were not recorded")
+        prob = _value(signals.prob[p, c, slot])
+        entropy = _value(signals.entropy[p, c, slot])
+        token_prob = None if signals.token_prob is None else _value(signals.token_prob[p, c, slot])
+        budgets = rule.rungs[: i + 1]
+        holds = rule.holds(seen, prob, entropy, token_prob, budgets)
+        gives_up = rule.gives_up(seen, prob, entropy, token_prob, budgets)
         natural = signals.natural[p, c, slot] == 1
-        if holds or natural or i == len(configs) - 1:
+        if holds or gives_up or natural or i == len(configs) - 1:
             cost = float(matrix.cost[p, c, slot]) + probes
             return float(matrix.correct[p, c, slot]), float(answer >= 0), cost, holds or natural
         probes += float(signals.probe_cost[p, c, slot])

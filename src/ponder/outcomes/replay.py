@@ -12,12 +12,13 @@ not recorded is an error, never a guess.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import betainc
 
-from ponder.decision import Config, Decision, DecisionBatch, ExitRule, Step, StopRule
+from ponder.decision import Config, Decision, DecisionBatch, ExitRule, Score, Step, StopRule
 from ponder.errors import PonderError
 from ponder.outcomes.matrix import NO_ANSWER, NO_CHAIN, UNKNOWN_ANSWER, OutcomeMatrix, Signals
 
@@ -229,14 +230,62 @@ def exit_rung_configs(matrix: OutcomeMatrix, step: Step) -> list[int]:
     ]
 
 
+def probe_feature_arrays(
+    answer: np.ndarray,
+    prob: np.ndarray,
+    token_prob: np.ndarray | None,
+    entropy: np.ndarray,
+    budgets: Sequence[int],
+) -> dict[str, np.ndarray]:
+    """`ponder.decision.probe_features` for every [row, rung] at once (probes up to each)."""
+    n, k = answer.shape
+    valid = answer >= 0
+    agree = np.zeros((n, k), dtype=bool)
+    agree[:, 1:] = valid[:, 1:] & (answer[:, 1:] == answer[:, :-1])
+    streak = np.zeros((n, k))
+    changes = np.zeros((n, k))
+    for i in range(k):
+        before = streak[:, i - 1] if i else np.zeros(n)
+        streak[:, i] = np.where(valid[:, i], np.where(agree[:, i], before + 1, 1), 0)
+        if i:
+            changes[:, i] = changes[:, i - 1] + (answer[:, i] != answer[:, i - 1])
+
+    def known(values: np.ndarray | None) -> np.ndarray:
+        return np.zeros((n, k)) if values is None else np.nan_to_num(values, nan=0.0)
+
+    return {
+        "prob": known(prob),
+        "token_prob": known(token_prob),
+        "entropy": known(entropy),
+        "answered": valid.astype(float),
+        "agree": agree.astype(float),
+        "streak": streak,
+        "changes": changes,
+        "log_budget": np.broadcast_to(np.log2(np.asarray(budgets, dtype=float)), (n, k)),
+    }
+
+
+def score_probability(score: Score, features: dict[str, np.ndarray]) -> np.ndarray:
+    """The score's probability at every [row, rung]."""
+    logit = np.full(next(iter(features.values())).shape, score.bias)
+    for name, weight in score.weights:
+        logit = logit + weight * features[name]
+    probability: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logit, -700.0, 700.0)))
+    return probability
+
+
 def exit_mask(
     rule: ExitRule,
     answer: np.ndarray,
     prob: np.ndarray,
     entropy: np.ndarray,
     token_prob: np.ndarray | None = None,
+    features: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """[row, rung]: whether the exit rule holds at each rung, from probes up to that rung."""
+    """[row, rung]: whether the exit rule accepts the probe at each rung, from probes up to
+    that rung (False everywhere for a rule that can only give up)."""
+    if not rule.has_sure_conditions:
+        return np.zeros(answer.shape, dtype=bool)
     holds = np.ones(answer.shape, dtype=bool)
     if rule.window is not None:
         w = rule.window
@@ -254,7 +303,28 @@ def exit_mask(
             if token_prob is None:
                 raise ReplayError("per-token answer probabilities were not recorded")
             holds &= token_prob >= rule.min_token_prob
+    if rule.confident is not None:
+        if features is None:
+            features = probe_feature_arrays(answer, prob, token_prob, entropy, rule.rungs)
+        holds &= score_probability(rule.confident, features) >= rule.confident.threshold
     return holds
+
+
+def give_up_mask(
+    rule: ExitRule,
+    answer: np.ndarray,
+    prob: np.ndarray,
+    entropy: np.ndarray,
+    token_prob: np.ndarray | None = None,
+    features: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """[row, rung]: whether the rule's hopeless score gives up at each rung."""
+    if rule.hopeless is None:
+        return np.zeros(answer.shape, dtype=bool)
+    if features is None:
+        features = probe_feature_arrays(answer, prob, token_prob, entropy, rule.rungs)
+    mask: np.ndarray = score_probability(rule.hopeless, features) <= rule.hopeless.threshold
+    return mask
 
 
 def run_exit(matrix: OutcomeMatrix, rows: np.ndarray, step: Step, slot: np.ndarray) -> ExitOutcome:
@@ -295,9 +365,14 @@ def run_exit(matrix: OutcomeMatrix, rows: np.ndarray, step: Step, slot: np.ndarr
             "(no token counts recorded)"
         )
     token_prob = None if signals.token_prob is None else signals.token_prob[index]
-    rule = exit_mask(step.exit, answer, signals.prob[index], signals.entropy[index], token_prob)
+    prob, entropy = signals.prob[index], signals.entropy[index]
+    features = None
+    if step.exit.confident is not None or step.exit.hopeless is not None:
+        features = probe_feature_arrays(answer, prob, token_prob, entropy, step.exit.rungs)
+    rule = exit_mask(step.exit, answer, prob, entropy, token_prob, features)
+    give_up = give_up_mask(step.exit, answer, prob, entropy, token_prob, features)
     natural = signals.natural[index] == 1
-    done = rule | natural
+    done = rule | give_up | natural
     done[:, -1] = True  # the hard cap
     stop = done.argmax(axis=1)
     at = (np.arange(len(rows)), stop)
