@@ -17,7 +17,7 @@ the chosen plan is then replayed with `replay_decision`, whose figures are the o
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -302,6 +302,38 @@ class Scored:
         return int(np.lexsort((spent, -value))[0])
 
 
+_CACHE: dict[tuple[Any, ...], Any] = {}
+_CACHE_SIZE = 16
+
+
+def _cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """Price-independent fit work, shared by the fits of one price sweep.
+
+    An evaluation fits each family at nine prices on the same training problems; the grid
+    scores do not depend on the price, only the choice among them does. Keyed by the training
+    matrix's fingerprint, so different data never share an entry.
+    """
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = compute()
+    return _CACHE[key]
+
+
+def scored_grid(
+    outcomes: OutcomeMatrix, families: Sequence[ChainFamily], kinds: Sequence[str]
+) -> tuple[list[Ladder], Scored]:
+    """The ladders of `families` and every exit step of the grid on them (cached)."""
+    key = ("grid", outcomes.fingerprint(), tuple(f.label for f in families), tuple(kinds))
+
+    def compute() -> tuple[list[Ladder], Scored]:
+        ladders = [Ladder(outcomes, f) for f in families]
+        return ladders, score_exit_grid(ladders, kinds)
+
+    result: tuple[list[Ladder], Scored] = _cached(key, compute)
+    return result
+
+
 def score_exit_grid(ladders: Sequence[Ladder], kinds: Sequence[str]) -> Scored:
     """Every exit step of the grid on every ladder, scored as one-step plans (expectation)."""
     steps: list[Step] = []
@@ -389,8 +421,7 @@ class EarlyExit(Policy):
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
         families = require_families(outcomes, self.name, self.model, self.mode)
-        ladders = [Ladder(outcomes, f) for f in families]
-        scored = score_exit_grid(ladders, _check_kinds(self.signals))
+        _, scored = scored_grid(outcomes, families, _check_kinds(self.signals))
         step = scored.steps[scored.best(self.price_per_unit)]
         result = replay_decision(outcomes, np.arange(outcomes.n_problems), Decision((step,)))
         self.step_ = step
@@ -624,8 +655,13 @@ class ProbeEscalate(Policy):
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
         families = require_families(outcomes, self.name)
-        units = [ladder_unit(Ladder(outcomes, f)) for f in families]
-        units += [direct_unit(outcomes, c) for c in direct_configs(outcomes, families)]
+
+        def compute() -> list[Unit]:
+            units = [ladder_unit(Ladder(outcomes, f)) for f in families]
+            return units + [direct_unit(outcomes, c) for c in direct_configs(outcomes, families)]
+
+        key = ("units", outcomes.fingerprint(), tuple(f.label for f in families))
+        units: list[Unit] = _cached(key, compute)
         accuracy = np.array([u.accuracy for u in units])
         cost = np.array([u.cost for u in units])
         score = accuracy - self.price_per_unit * cost
@@ -823,9 +859,8 @@ class LevelExit(Policy):
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
         families = require_families(outcomes, self.name, self.model, self.mode)
-        ladders = [Ladder(outcomes, f) for f in families]
+        ladders, scored = scored_grid(outcomes, families, _check_kinds(self.signals))
         price = self.price_per_unit
-        scored = score_exit_grid(ladders, _check_kinds(self.signals))
         best = scored.best(price)
         global_step = scored.steps[best]
         # Per group: the global rule over any contiguous run of rungs of any family.
