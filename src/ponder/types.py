@@ -13,6 +13,13 @@ from typing import Any, Literal
 # Conventional modes. A mode is a free string; these are the ones presets write.
 THINK = "think"
 NO_THINK = "no-think"
+GREEDY_SUFFIX = "-greedy"  # a sweep's greedy chains are a mode of their own: "think-greedy"
+
+
+def base_mode(mode: str) -> str:
+    """The prompting mode of a recorded mode label ("think-greedy" -> "think")."""
+    return mode.removesuffix(GREEDY_SUFFIX)
+
 
 BudgetKind = Literal["hard_cap", "forced", "effort", "none", "unspecified"]
 

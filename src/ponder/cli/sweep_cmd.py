@@ -363,23 +363,27 @@ def run_command(
     spec = _load(spec_path, flags)
     plan = build_plan(spec)
     path = store_path(store)
-    if path.exists():
-        with Store(path, readonly=True) as st:
-            todo, done, _ = pending_items(plan, st, retry_errors=not no_retry_errors)
-    else:
-        todo, done = list(plan.items), 0
-    est = estimate(plan, todo)
     if dry_run:
+        if path.exists():
+            with Store(path, readonly=True) as st:
+                todo, done, _ = pending_items(plan, st, retry_errors=not no_retry_errors)
+        else:
+            todo, done = list(plan.items), 0
+        est = estimate(plan, todo)
         if json_out:
             echo_json({"sweep": spec.name, "store": str(path), "estimate": _estimate_dict(est)})
         else:
             _print_estimate(plan, est, done)
             err_console.print("dry run: nothing was run")
         return
-    if not json_out:
-        _print_estimate(plan, est, done)
-    bar = _bar(enabled=sys.stderr.isatty() and not json_out)
+    # Open for writing before counting what is done: a store whose creator was killed before
+    # its schema was committed is finished here, not refused as unreadable.
     with Store(path) as st:
+        todo, done, _ = pending_items(plan, st, retry_errors=not no_retry_errors)
+        est = estimate(plan, todo)
+        if not json_out:
+            _print_estimate(plan, est, done)
+        bar = _bar(enabled=sys.stderr.isatty() and not json_out)
         try:
             summary = asyncio.run(
                 run_plan(plan, st, retry_errors=not no_retry_errors, reporter=bar, ray_address=ray)

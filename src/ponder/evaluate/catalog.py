@@ -99,8 +99,9 @@ def _adaptive(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
 
 def _router(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
     from ponder.policies.router import ThinkRouter
+    from ponder.types import base_mode
 
-    modes = {c.mode for c, _ in configs}
+    modes = {base_mode(c.mode) for c, _ in configs}
     if not {"think", "no-think"} <= modes:
         raise CannotRun("needs both think and no-think configurations")
     return _priced("router", ThinkRouter)
@@ -187,6 +188,20 @@ def _level_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
     return _priced("level_exit", LevelExit)
 
 
+def _learned_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.learned_exit import LearnedExit
+
+    _has_ladder(matrix)
+    return _priced("learned_exit", LearnedExit)
+
+
+def _learned_escalate(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+    from ponder.policies.learned_exit import LearnedEscalate
+
+    _has_ladder(matrix)
+    return _priced("learned_escalate", LearnedEscalate)
+
+
 def _published(name: str) -> Builder:
     """A published rule at its paper's defaults: one candidate, no parameter sweep (its fit
     only picks what the rule leaves open, e.g. which model's chain). Data it cannot run on
@@ -201,6 +216,15 @@ def _published(name: str) -> Builder:
     return build
 
 
+# Families that read signals during generation (probe answers, confidences): ponder's own.
+ONLINE: tuple[str, ...] = (
+    "early_exit",
+    "probe_escalate",
+    "level_exit",
+    "learned_exit",
+    "learned_escalate",
+)
+# The published rules, each at its paper's defaults (docs/baselines.md).
 PUBLISHED: tuple[str, ...] = (
     "dynasor_cot",
     "deer",
@@ -220,6 +244,8 @@ REGISTRY: dict[str, Builder] = {
     "early_exit": _early_exit,
     "probe_escalate": _probe_escalate,
     "level_exit": _level_exit,
+    "learned_exit": _learned_exit,
+    "learned_escalate": _learned_escalate,
     **{name: _published(name) for name in PUBLISHED},
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)

@@ -15,7 +15,7 @@ from ponder.decision import Config
 from ponder.policies.adaptive import DifficultyAdaptive, config_or_none
 from ponder.policies.base import PolicyError
 from ponder.policies.serialization import register
-from ponder.types import NO_THINK, THINK
+from ponder.types import NO_THINK, THINK, base_mode
 
 if TYPE_CHECKING:
     from ponder.outcomes.matrix import OutcomeMatrix
@@ -56,7 +56,11 @@ class ThinkRouter(DifficultyAdaptive):
             cost = np.nansum(outcomes.cost, axis=(0, 2)) / recorded.sum(axis=(0, 2))
         no_think = self.no_think
         if no_think is None:
-            cheap = [(cost[i], c) for c, i in zip(full, index, strict=True) if c.mode == NO_THINK]
+            cheap = [
+                (cost[i], c)
+                for c, i in zip(full, index, strict=True)
+                if base_mode(c.mode) == NO_THINK
+            ]
             if not cheap:
                 raise PolicyError(
                     f"no {NO_THINK!r} configuration recorded for every training problem: "
@@ -68,7 +72,7 @@ class ThinkRouter(DifficultyAdaptive):
             pool = [
                 (-accuracy[i], cost[i], c)
                 for c, i in zip(full, index, strict=True)
-                if c.mode == THINK
+                if base_mode(c.mode) == THINK
             ]
             if not pool:
                 raise PolicyError(

@@ -46,6 +46,7 @@ _BUILTIN_MODULES = (
     "consistency",
     "published",
     "early_exit",
+    "learned_exit",
 )
 
 

@@ -581,6 +581,294 @@ def policy_conclusion(summary: Summary) -> str:
     return f"{verdict}: none is as accurate, and none is as cheap."
 
 
+# -- during generation: policies that read the chain vs the published rules ---------------------
+
+
+def family_groups() -> dict[str, tuple[str, ...]]:
+    """Which registered families are ponder's online ones, published rules, or decide a priori
+    (from what is known before generation): the one place the report groups them."""
+    from ponder.evaluate.catalog import FAMILIES, ONLINE, PUBLISHED
+
+    online = ONLINE
+    published = tuple(PUBLISHED)
+    a_priori = tuple(f for f in FAMILIES if f not in online and f not in published)
+    return {"online": online, "published": published, "a priori": a_priori}
+
+
+def _fig(row: Any, key: str) -> tuple[float, float, float, str]:
+    """A summary figure: value, 95% CI low and high, and the note saying why it is undefined."""
+    note = row.get(f"{key}_note") if hasattr(row, "get") else None
+    return (
+        _value(row, key),
+        _value(row, f"{key}_ci_low"),
+        _value(row, f"{key}_ci_high"),
+        note if isinstance(note, str) else "",
+    )
+
+
+def _share(v: float) -> str:
+    return f"{v:.1%}"
+
+
+def _points(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+# The measures a family is compared on, in order, both relative to the same baseline:
+# (column, what it is, value format, unit after the value).
+_MEASURES: tuple[tuple[str, str, Callable[[float], str], str], ...] = (
+    ("saved_at_iso_accuracy", "cost saved at the baseline's accuracy", _share, ""),
+    ("gain_at_iso_cost", "accuracy gained at the baseline's cost", _points, " pts"),
+)
+
+
+def _with_interval(row: Any, key: str) -> str:
+    """`-1.3 pts, 95% CI -3.9 to +0.0` for one of the `_MEASURES`."""
+    _, _, fmt, unit = next(m for m in _MEASURES if m[0] == key)
+    value, lo, hi, _ = _fig(row, key)
+    return f"{fmt(value)}{unit}, 95% CI {fmt(lo)} to {fmt(hi)}"
+
+
+def _rank(row: Any) -> tuple[float, float, float, float]:
+    """Best online family: largest saving at the baseline's accuracy; if none reaches that
+    accuracy, largest accuracy gain at the baseline's cost; then the most accurate, then the
+    cheapest."""
+
+    def known(v: float) -> float:
+        return v if math.isfinite(v) else -math.inf
+
+    return (
+        known(_value(row, "saved_at_iso_accuracy")),
+        known(_value(row, "gain_at_iso_cost")),
+        known(_value(row, "best_accuracy")),
+        known(-_value(row, "best_accuracy_cost")),
+    )
+
+
+def _versus_baseline(row: Any, unit: str) -> str:
+    """Cost saved at the baseline's accuracy and accuracy change at its cost, with 95% CIs."""
+    saved, lo, hi, note = _fig(row, "saved_at_iso_accuracy")
+    interval = f"95% CI {_share(lo)} to {_share(hi)}"
+    if math.isnan(saved):
+        first = f"no saving: {note or _NOT_AS_ACCURATE}"
+    elif lo > 0:
+        first = f"it needs {_share(saved)} fewer {unit} at the baseline's accuracy ({interval})"
+    elif hi < 0:
+        first = (
+            f"no saving: it needs {_share(-saved)} more {unit} at the baseline's accuracy "
+            f"({interval})"
+        )
+    else:
+        first = (
+            f"no saving: interval includes 0 ({_share(saved)} fewer {unit} at the baseline's "
+            f"accuracy, {interval})"
+        )
+    gain, _, _, gain_note = _fig(row, "gain_at_iso_cost")
+    if math.isnan(gain):
+        second = f"at the baseline's cost: {gain_note or _NOT_AS_CHEAP}"
+    else:
+        _, glo, ghi, _ = _fig(row, "gain_at_iso_cost")
+        second = (
+            f"at the baseline's cost its accuracy changes by {_points(gain)} pts "
+            f"(95% CI {_points(glo)} to {_points(ghi)})"
+        )
+    return f"{first}; {second}"
+
+
+def compare_with_rule(family: Any, rule: Any) -> tuple[str, str]:
+    """(verdict, measure): "ahead", "behind" or "tied" on the first of `_MEASURES` both have
+    with a 95% CI (ahead: the family's interval lies above the rule's; behind: below; tied:
+    they overlap), or ("not compared", why) when they share none."""
+    for key, _, _, _ in _MEASURES:
+        a, alo, ahi, _ = _fig(family, key)
+        b, blo, bhi, _ = _fig(rule, key)
+        if not all(math.isfinite(v) for v in (a, alo, ahi, b, blo, bhi)):
+            continue
+        if alo > bhi:
+            return "ahead", key
+        if ahi < blo:
+            return "behind", key
+        return "tied", key
+    reasons = [_fig(rule, key)[3] for key, _, _, _ in _MEASURES if math.isnan(_value(rule, key))]
+    return "not compared", "; ".join(
+        dict.fromkeys(r for r in reasons if r)
+    ) or "no figure in common"
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _reason(family: str, why: str) -> str:
+    """A skip reason without the family name it often starts with."""
+    return why.removeprefix(f"{family}: ").removeprefix(f"{family} ")
+
+
+def _rules_sentence(best: str, row: Any, rules: dict[str, Any]) -> str:
+    """The best online family against each published rule, with the figures it rests on."""
+    compared = {rule: compare_with_rule(row, rule_row) for rule, rule_row in rules.items()}
+    used = list(dict.fromkeys(m for v, m in compared.values() if v != "not compared"))
+    short = {"saved_at_iso_accuracy": "saving ", "gain_at_iso_cost": "gain "}
+    verdicts: dict[str, list[str]] = {}
+    for rule, (verdict, measure) in compared.items():
+        if verdict == "not compared":
+            figure = measure  # why not
+        else:
+            prefix = short[measure] if len(used) > 1 else ""
+            figure = prefix + _with_interval(rules[rule], measure)
+        verdicts.setdefault(verdict, []).append(f"{rule} ({figure})")
+    phrases = {
+        "ahead": "ahead of",
+        "tied": "tied within the CIs with",
+        "behind": "behind",
+        "not compared": "not comparable with",
+    }
+    text = "; ".join(f"{phrases[v]} {_join(verdicts[v])}" for v in phrases if v in verdicts)
+    basis = ", else on ".join(
+        f"{what} ({best} {_with_interval(row, key)})"
+        for key, what, _, _ in _MEASURES
+        if key in used
+    )
+    lead = "Against the published rules on the same problems"
+    if basis:
+        lead += f", compared on {basis}"
+    return f"{lead}, {best} is {text}."
+
+
+def online_conclusion(summary: Summary) -> list[str]:
+    """Plain sentences from the numbers: the best online family against the best uniform
+    configuration and against each published rule that ran, its share of the gap to the
+    oracle, and which of these families could not run and why. Empty when none of them ran."""
+    groups = family_groups()
+    group = (*groups["online"], *groups["published"])
+    families = summary.families.set_index("family", drop=False)
+    ran_online = [f for f in groups["online"] if f in families.index]
+    ran_rules = [f for f in groups["published"] if f in families.index]
+    if not ran_online and not ran_rules:
+        return []
+    unit = summary.unit
+    figures: dict[str, float] = getattr(summary, "baseline_figures", {}) or {}
+    base_acc, base_cost = _value(figures, "accuracy"), _value(figures, "mean_cost")
+    points = summary.points.set_index("label")
+    if math.isnan(base_acc) and summary.baseline in points.index:
+        base_acc = _value(points.loc[summary.baseline], "accuracy")
+        base_cost = _value(points.loc[summary.baseline], "mean_cost")
+    baseline = (
+        f"{base_acc:.3f} at {base_cost:,.0f} for the best uniform configuration, "
+        f"{summary.baseline.removeprefix('uniform ')}"
+    )
+    sentences: list[str] = []
+    if ran_online:
+        best = max(ran_online, key=lambda f: _rank(families.loc[f]))
+        row = families.loc[best]
+        acc, _, _, cost = _best_point(summary, row, points)
+        where = (
+            f"with accuracy {acc:.3f} at {cost:,.0f} {unit} per request against {baseline}"
+            if math.isfinite(acc)
+            else f"though its most accurate setting is undefined (the baseline: {baseline})"
+        )
+        sentences.append(
+            f"Of the policies that read the chain ({_join(ran_online)}), {best} does best on "
+            f"held-out problems, {where}; {_versus_baseline(row, unit)}."
+        )
+        if ran_rules:
+            sentences.append(_rules_sentence(best, row, {r: families.loc[r] for r in ran_rules}))
+        sentences.append(_gap_sentence(summary, families, best))
+    else:
+        sentences.append(
+            f"None of the policies that read the chain ran here; against {baseline} ({unit}), "
+            + "; ".join(f"{r}: {_versus_baseline(families.loc[r], unit)}" for r in ran_rules)
+            + "."
+        )
+    # Why the others did not run: one clause per reason (several rules often share one).
+    by_reason: dict[str, list[str]] = {}
+    for family, why in getattr(summary, "skipped", ()):
+        owner = next((g for g in group if family == g or family.startswith(f"{g} ")), None)
+        if owner is not None:
+            by_reason.setdefault(_reason(owner, why), []).append(family)
+    named = {f for names in by_reason.values() for f in names}
+    missing = [
+        f
+        for f in group
+        if f not in families.index and f not in named and f in _registered_families()
+    ]
+    tail = []
+    if by_reason:
+        tail.append(
+            "Could not run here: "
+            + "; ".join(f"{_join(names)} ({why})" for why, names in by_reason.items())
+        )
+    if missing:
+        tail.append(f"Not in this evaluation (no reason recorded): {_join(missing)}")
+    if tail:
+        sentences.append(". ".join(tail) + ".")
+    return sentences
+
+
+def _registered_families() -> tuple[str, ...]:
+    from ponder.evaluate.catalog import FAMILIES
+
+    return FAMILIES
+
+
+def _gap_sentence(summary: Summary, families: pd.DataFrame, best: str) -> str:
+    """How much of the uniform-to-oracle gap the best online family recovers."""
+    unit = summary.unit
+    if "oracle" not in families.index:
+        return "No oracle was evaluated, so the gap to it is not measured."
+    oracle = families.loc["oracle"]
+    row = families.loc[best]
+    saved, lo, hi, note = _fig(oracle, "saved_at_iso_accuracy")
+    if math.isnan(saved):
+        cost_gap = f"The oracle's saving at the baseline's accuracy is undefined ({note})"
+    else:
+        cost_gap = (
+            f"The oracle (it knows the answers; not servable) needs {_share(saved)} fewer "
+            f"{unit} at the baseline's accuracy (95% CI {_share(lo)} to {_share(hi)})"
+        )
+        own, own_lo, _, _ = _fig(row, "saved_at_iso_accuracy")
+        if math.isfinite(own) and own_lo > 0 and saved > 0:
+            cost_gap += (
+                f"; {best} recovers {own / saved:.0%} of that saving (ratio of the two estimates)"
+            )
+        else:
+            cost_gap += f"; {best} recovers none of it measurably"
+    gap, glo, ghi, gnote = _fig(row, "gap_recovered")
+    if math.isnan(gap):
+        acc_gap = f"its share of the oracle's accuracy lead is undefined ({gnote or 'no figure'})"
+    else:
+        acc_gap = (
+            f"it recovers {gap:.0%} of the oracle's accuracy lead at the baseline's cost "
+            f"(95% CI {glo:.0%} to {ghi:.0%})"
+        )
+    return f"{cost_gap}, and {acc_gap}."
+
+
+def _online_section(summary: Summary, label: str) -> dict[str, Any] | None:
+    """The sub-section on policies that read the chain vs the published rules (None when
+    none of them ran): plain words and one accuracy-cost plot."""
+    sentences = online_conclusion(summary)
+    if not sentences:
+        return None
+    groups = family_groups()
+    png, left_out = plots.online_curves(
+        summary,
+        online=groups["online"],
+        published=groups["published"],
+        title=f"{label}: during generation",
+    )
+    present = set(summary.families["family"])
+    return {
+        "sentences": sentences,
+        "plot": _b64(png),
+        "online": [f for f in groups["online"] if f in present],
+        "published": [f for f in groups["published"] if f in present],
+        "left_out": left_out,
+    }
+
+
 def _policy_section(name: str, summary: Summary, label: str = "") -> dict[str, Any]:
     """One evaluated dataset: its conclusion, accuracy-cost plot and the policies table."""
     tables = _families_table(summary)
@@ -598,4 +886,5 @@ def _policy_section(name: str, summary: Summary, label: str = "") -> dict[str, A
         "plot": _b64(plots.policy_curves(summary, title=label or name)),
         "table": tables[0],
         "hindsight": tables[1],
+        "online": _online_section(summary, label or name),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from typing import Any
 
 import matplotlib
@@ -298,18 +299,34 @@ _LABEL_OFFSETS: tuple[tuple[float, float, str, str], ...] = (
 
 
 def place_labels(
-    ax: Any, xs: np.ndarray, ys: np.ndarray, labels: list[str], *, fontsize: float = 6.5
+    ax: Any,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    labels: list[str],
+    *,
+    fontsize: float = 6.5,
+    avoid: np.ndarray | None = None,
+    backdrop: bool = False,
+    colors: list[Any] | None = None,
 ) -> list[str]:
     """Label points without any two labels overlapping; return the labels left out.
 
     Greedy: points in the given order (put the important ones first) try a few positions
     around themselves and take the first whose box overlaps no placed label, no other marker
     and stays inside the axes. A label that fits nowhere is left out for a table to carry.
+    `avoid` holds further (x, y) markers that get no label but must not be covered either;
+    `backdrop` puts a translucent white box behind each label so lines under it stay legible;
+    `colors` gives each label its series' colour, so it is not read as a neighbour's.
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     frame_box = ax.get_window_extent(renderer)
     centers = ax.transData.transform(np.column_stack([xs, ys]))
+    extra = (
+        ax.transData.transform(np.asarray(avoid, dtype=float).reshape(-1, 2))
+        if avoid is not None and len(avoid)
+        else np.empty((0, 2))
+    )
     pad = 1.5
     placed: list[Any] = []
     left_out: list[str] = []
@@ -323,6 +340,12 @@ def place_labels(
                 ha=ha,
                 va=va,
                 fontsize=fontsize,
+                color=colors[i] if colors is not None else "black",
+                bbox=(
+                    {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
+                    if backdrop
+                    else None
+                ),
             )
             box = text.get_window_extent(renderer).expanded(1.0, 1.0)
             x0, y0, x1, y1 = box.x0 - pad, box.y0 - pad, box.x1 + pad, box.y1 + pad
@@ -333,7 +356,7 @@ def place_labels(
                 and y1 <= frame_box.y1
             )
             hits_label = any(x0 < b.x1 and b.x0 < x1 and y0 < b.y1 and b.y0 < y1 for b in placed)
-            others = np.delete(centers, i, axis=0)
+            others = np.vstack([np.delete(centers, i, axis=0), extra])
             hits_point = bool(
                 (
                     (others[:, 0] > x0 - 2)
@@ -401,19 +424,22 @@ def accuracy_vs_tokens_points(points: pd.DataFrame, title: str) -> bytes:
     return _png(accuracy_vs_tokens_points_figure(points, title)[0])
 
 
-def policy_curves(summary: Any, *, title: str = "") -> bytes:
-    """Accuracy vs mean cost of every evaluated point: uniform configurations as grey dots,
-    each policy family as a line through its sweep, the oracle as a star; 95% CI bars."""
-    points = summary.points
-    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+def _accuracy_bars(group: pd.DataFrame) -> list[np.ndarray]:
+    """Vertical error-bar lengths (below, above) from a points table's 95% CI columns."""
+    acc = group["accuracy"].to_numpy(dtype=float)
+    low = group["accuracy_ci_low"].to_numpy(dtype=float)
+    high = group["accuracy_ci_high"].to_numpy(dtype=float)
+    return [np.nan_to_num(acc - low), np.nan_to_num(high - acc)]
+
+
+def _draw_uniform(ax: Any, points: pd.DataFrame, *, frontier: bool = False) -> None:
+    """Uniform configurations as grey dots with CI bars; with `frontier`, a grey dashed line
+    through the ones no other configuration beats on both accuracy and cost."""
     uniform = points[points["family"] == "uniform"]
     ax.errorbar(
         uniform["mean_cost"],
         uniform["accuracy"],
-        yerr=[
-            uniform["accuracy"] - uniform["accuracy_ci_low"],
-            uniform["accuracy_ci_high"] - uniform["accuracy"],
-        ],
+        yerr=_accuracy_bars(uniform),
         fmt="o",
         color="0.6",
         alpha=0.6,
@@ -421,25 +447,22 @@ def policy_curves(summary: Any, *, title: str = "") -> bytes:
         capsize=0,
         label="uniform configurations",
     )
-    others = [f for f in dict.fromkeys(points["family"]) if f not in ("uniform", "oracle")]
-    for i, family in enumerate(others):
-        group = points[points["family"] == family].sort_values("mean_cost")
-        color = _COLORS[(2 * i) % len(_COLORS)]
-        # Error bars rather than bands: one band per family stacks into an unreadable area.
-        ax.errorbar(
-            group["mean_cost"],
-            group["accuracy"],
-            yerr=[
-                group["accuracy"] - group["accuracy_ci_low"],
-                group["accuracy_ci_high"] - group["accuracy"],
-            ],
-            fmt="o-",
-            color=color,
-            markersize=4,
-            elinewidth=0.8,
-            capsize=2,
-            label=family,
+    if frontier and len(uniform):
+        front = pareto_front(
+            uniform["mean_cost"].to_numpy(dtype=float), uniform["accuracy"].to_numpy(dtype=float)
         )
+        ax.plot(
+            uniform["mean_cost"].to_numpy(dtype=float)[front],
+            uniform["accuracy"].to_numpy(dtype=float)[front],
+            "--",
+            color="0.55",
+            linewidth=1.0,
+            zorder=1,
+            gid="uniform-front",
+        )
+
+
+def _draw_oracle(ax: Any, points: pd.DataFrame) -> None:
     oracle = points[points["family"] == "oracle"]
     if len(oracle):
         ax.plot(
@@ -449,7 +472,50 @@ def policy_curves(summary: Any, *, title: str = "") -> bytes:
             color="black",
             markersize=12,
             label="oracle (upper bound)",
+            gid="oracle",
+            zorder=5,
         )
+
+
+def _draw_family_curve(ax: Any, group: pd.DataFrame, color: Any, label: str) -> None:
+    """One family's sweep as a line through its points, with vertical 95% CI bars."""
+    group = group.sort_values("mean_cost")
+    # Error bars rather than bands: one band per family stacks into an unreadable area.
+    ax.errorbar(
+        group["mean_cost"],
+        group["accuracy"],
+        yerr=_accuracy_bars(group),
+        fmt="o-",
+        color=color,
+        markersize=4,
+        elinewidth=0.8,
+        capsize=2,
+        label=label,
+        gid=f"curve:{label}",
+    )
+
+
+def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both axes, cheapest first."""
+    order = np.lexsort((-accuracy, cost))
+    front: list[int] = []
+    for i in order:
+        if not front or accuracy[i] > accuracy[front[-1]] + 1e-12:
+            front.append(int(i))
+    return np.asarray(front, dtype=np.int64)
+
+
+def policy_curves(summary: Any, *, title: str = "") -> bytes:
+    """Accuracy vs mean cost of every evaluated point: uniform configurations as grey dots,
+    each policy family as a line through its sweep, the oracle as a star; 95% CI bars."""
+    points = summary.points
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    _draw_uniform(ax, points)
+    others = [f for f in dict.fromkeys(points["family"]) if f not in ("uniform", "oracle")]
+    for i, family in enumerate(others):
+        group = points[points["family"] == family]
+        _draw_family_curve(ax, group, _COLORS[(2 * i) % len(_COLORS)], str(family))
+    _draw_oracle(ax, points)
     ax.set_xscale("log")
     ax.set_xlabel(f"mean cost per request ({summary.unit})")
     ax.set_ylabel("accuracy (held out)")
@@ -458,3 +524,137 @@ def policy_curves(summary: Any, *, title: str = "") -> bytes:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.text(0.0, -0.14, summary.protocol, transform=ax.transAxes, fontsize=7, color="0.4")
     return _png(fig)
+
+
+# Published rules: one marker shape each, so a rule is told apart without its colour.
+_RULE_MARKERS: tuple[str, ...] = ("s", "D", "^", "v", "P", "X", "h", "p")
+_RULE_COLORS: tuple[tuple[float, ...], ...] = tuple(
+    tuple(float(v) for v in plt.get_cmap("Dark2")(i)) for i in range(8)
+)
+BASELINE_LABEL = "best uniform (baseline)"
+
+
+def online_curves_figure(
+    summary: Any,
+    *,
+    online: tuple[str, ...],
+    published: tuple[str, ...],
+    title: str = "",
+) -> tuple[Figure, list[str]]:
+    """Policies that read the chain vs the published rules, accuracy vs mean cost (held out).
+
+    Uniform configurations are grey dots (dashed: the non-dominated ones), the oracle a
+    star, each `online` family a line through its price sweep, each `published` rule one
+    labelled marker with 95% CI bars on both axes. Returns the figure and the labels that did
+    not fit without overlapping (the legend names every series anyway).
+    """
+    points = summary.points
+    fig = plt.figure(figsize=(10, 7))
+    # The legend and the protocol go under the axes, so the axes keep the full width.
+    ax = fig.add_axes((0.08, 0.33, 0.9, 0.61))
+    _draw_uniform(ax, points, frontier=True)
+    rule_labels: list[tuple[float, float, str, Any]] = []
+    other_labels: list[tuple[float, float, str, Any]] = []
+    curves = [f for f in online if (points["family"] == f).any()]
+    for i, family in enumerate(curves):
+        group = points[points["family"] == family].drop_duplicates(["mean_cost", "accuracy"])
+        color = _PANEL_COLORS[i % 10]
+        _draw_family_curve(ax, group, color, family)
+        top = group.sort_values(["accuracy", "mean_cost"], ascending=[False, True]).iloc[0]
+        other_labels.append((float(top["mean_cost"]), float(top["accuracy"]), family, color))
+    rules = [f for f in published if (points["family"] == f).any()]
+    for i, rule in enumerate(rules):
+        one = points[points["family"] == rule].iloc[:1]
+        x, y = float(one["mean_cost"].iloc[0]), float(one["accuracy"].iloc[0])
+        cost_low = float(one["cost_ci_low"].iloc[0]) if "cost_ci_low" in one else x
+        cost_high = float(one["cost_ci_high"].iloc[0]) if "cost_ci_high" in one else x
+        color = _RULE_COLORS[i % len(_RULE_COLORS)]
+        ax.errorbar(
+            [x],
+            [y],
+            yerr=_accuracy_bars(one),
+            xerr=[[np.nan_to_num(x - cost_low)], [np.nan_to_num(cost_high - x)]],
+            fmt=_RULE_MARKERS[i % len(_RULE_MARKERS)],
+            color=color,
+            markersize=8,
+            markeredgecolor="black",
+            markeredgewidth=0.6,
+            elinewidth=0.8,
+            capsize=2,
+            label=f"{rule} (published rule)",
+            gid=f"rule:{rule}",
+            zorder=5,
+        )
+        rule_labels.append((x, y, rule, color))
+    _draw_oracle(ax, points)
+    oracle = points[points["family"] == "oracle"]
+    if len(oracle):
+        x, y = float(oracle["mean_cost"].iloc[0]), float(oracle["accuracy"].iloc[0])
+        other_labels.append((x, y, "oracle", "black"))
+    base = points[points["label"] == summary.baseline]
+    if len(base):
+        x, y = float(base["mean_cost"].iloc[0]), float(base["accuracy"].iloc[0])
+        ax.plot(
+            [x],
+            [y],
+            "o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgecolor="0.3",
+            markeredgewidth=1.2,
+            gid="baseline",
+            label=BASELINE_LABEL,
+            zorder=5,
+        )
+        other_labels.append((x, y, BASELINE_LABEL, "0.3"))
+    policy_costs = points.loc[points["family"] != "uniform", "mean_cost"].to_numpy(dtype=float)
+    policy_costs = policy_costs[np.isfinite(policy_costs) & (policy_costs > 0)]
+    if len(policy_costs) and np.quantile(policy_costs, 0.9) > 20 * np.quantile(policy_costs, 0.1):
+        ax.set_xscale("log")  # policies spread over orders of magnitude
+    else:
+        ax.set_xlim(left=0)  # savings read as distances
+    ax.set_xlabel(f"mean cost per request ({summary.unit}, held out)")
+    ax.set_ylabel("accuracy (held out)")
+    ax.set_title(title or "during generation: policies that read the chain vs published rules")
+    ax.grid(True, alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    legend = fig.legend(
+        handles,
+        names,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.25),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.canvas.draw()  # fix the limits before measuring where labels fit
+    labelled = rule_labels + other_labels  # rules first: they get the best label spots
+    shown = points[points["family"].isin(["uniform", *curves])]
+    left_out = place_labels(
+        ax,
+        np.array([p[0] for p in labelled]),
+        np.array([p[1] for p in labelled]),
+        [p[2] for p in labelled],
+        fontsize=7.5,
+        avoid=shown[["mean_cost", "accuracy"]].to_numpy(dtype=float),
+        backdrop=True,
+        colors=[p[3] for p in labelled],
+    )
+    under = legend.get_window_extent().y0 / fig.bbox.height  # the protocol, right below it
+    fig.text(
+        0.08,
+        under - 0.01,
+        textwrap.fill(str(summary.protocol), 150),
+        fontsize=7,
+        color="0.4",
+        va="top",
+    )
+    return fig, left_out
+
+
+def online_curves(
+    summary: Any, *, online: tuple[str, ...], published: tuple[str, ...], title: str = ""
+) -> tuple[bytes, list[str]]:
+    """PNG of :func:`online_curves_figure` and the labels left out of it."""
+    fig, left_out = online_curves_figure(summary, online=online, published=published, title=title)
+    return _png(fig), left_out

@@ -55,7 +55,7 @@ from ponder.store import Store
 from ponder.sweep.plan import ProblemRef, canonical_digest, interleave_levels, load_problems
 from ponder.sweep.runner import open_backends
 from ponder.sweep.spec import ModelSpec, SweepSpec, _Fields, _problem_source
-from ponder.types import Run
+from ponder.types import GREEDY_SUFFIX, Run, base_mode
 
 POLICY_MODE = "policy"
 # The sampled decoding of ponder's recorded sweep (sweeps/arith-v1.yaml): a mode label
@@ -108,8 +108,8 @@ def decoding_for(mode: str, settings: RunSettings) -> Decoding:
     ``-greedy`` is temperature 0, ``-t0.7`` (``-p0.95``) name the sampling."""
     if mode in MODES:
         return Decoding(mode, settings.temperature, settings.top_p)
-    if mode.endswith("-greedy") and mode[: -len("-greedy")] in MODES:
-        return Decoding(mode[: -len("-greedy")], 0.0, 1.0)
+    if mode.endswith(GREEDY_SUFFIX) and base_mode(mode) in MODES:
+        return Decoding(base_mode(mode), 0.0, 1.0)
     match = _SAMPLED_LABEL.match(mode)
     if match and match["base"] in MODES:
         top_p = settings.top_p if match["p"] is None else float(match["p"])

@@ -22,7 +22,7 @@ from ponder.budgets.ladder import ANSWER_CUE, DIRECT_CUE
 from ponder.budgets.prompts import NO_THINK_INSTRUCTION, THINK_INSTRUCTION, prompt_version
 from ponder.errors import InputError
 from ponder.sweep.spec import ModelSpec, ProblemSource, SamplingSpec, Strategy, SweepSpec
-from ponder.types import PROBLEM_FIELDS, BudgetKind, Run
+from ponder.types import GREEDY_SUFFIX, PROBLEM_FIELDS, BudgetKind, Run
 
 
 def canonical_digest(data: Any) -> str:
@@ -79,7 +79,7 @@ def mode_label(mode: str, sampling: SamplingSpec, spec: SweepSpec) -> str:
     each gets its temperature (and top_p) in the label for the same reason.
     """
     if sampling.greedy:
-        return f"{mode}-greedy"
+        return f"{mode}{GREEDY_SUFFIX}"
     sampled = [s for s in spec.sampling if not s.greedy]
     if len(sampled) <= 1:
         return mode
