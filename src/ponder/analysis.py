@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,7 +101,7 @@ def evaluate_policies(
     Datasets without token counts (their cost needs a price table) or with fewer problems than
     folds are skipped; run `ponder evaluate --cost calls --prices ...` for those.
     """
-    from ponder.evaluate.catalog import FAMILIES, candidates
+    from ponder.evaluate.catalog import FAMILIES, Skipped, candidates
     from ponder.evaluate.metrics import summarize
     from ponder.evaluate.protocol import complete, cross_validate
     from ponder.policies.base import PolicyError
@@ -114,12 +115,17 @@ def evaluate_policies(
             matrix = complete(load_matrix(store, datasets=[name]))
             if matrix.n_problems < 2 * folds or len(matrix.configs) < 2:
                 continue
-            evaluation = cross_validate(
-                matrix, candidates(matrix, families or FAMILIES), folds=folds, seed=seed
-            )
+            skipped: list[Skipped] = []
+            cands = candidates(matrix, families or FAMILIES, skipped=skipped)
+            evaluation = cross_validate(matrix, cands, folds=folds, seed=seed)
         except PolicyError:
             continue  # nothing complete to compare against: not evaluable this way
-        out.append((str(name), summarize(evaluation, n_boot=n_boot, seed=seed)))
+        summary = summarize(evaluation, n_boot=n_boot, seed=seed)
+        # Families the data rules out before fitting (e.g. no ladder) are reported with why.
+        summary = dataclasses.replace(
+            summary, skipped=tuple((s.family, s.reason) for s in skipped) + summary.skipped
+        )
+        out.append((str(name), summary))
         if on_dataset is not None:
             on_dataset(str(name))
     return out

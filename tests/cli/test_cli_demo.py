@@ -213,7 +213,8 @@ def test_damaged_builtin_sweep_is_one_line_and_keeps_the_last_store(tmp_path: Pa
 
 def test_policy_summary_is_the_cross_validated_conclusion(ponder: Any, tmp_path: Path) -> None:
     """On a sweep big enough to cross-validate (fake backend, 20 problems, patched in as the
-    built-in one), the demo's policy line is `ponder evaluate`'s conclusion for that data."""
+    built-in one), the demo's policy line is `ponder evaluate`'s conclusion for that data over
+    the demo's families."""
     import os
 
     from ponder.builtin.export import export_sweep
@@ -268,11 +269,14 @@ def test_policy_summary_is_the_cross_validated_conclusion(ponder: Any, tmp_path:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    from ponder.evaluate.catalog import DEMO_FAMILIES
+
     evaluated = json.loads(
         ponder(
             "evaluate",
             "-d",
             "toy",
+            *[arg for family in DEMO_FAMILIES for arg in ("-P", family)],
             "--n-boot",
             "200",
             "--json",

@@ -215,6 +215,7 @@ def _remove(store_file: Path) -> None:
 
 def _analyse(st: Store, out: Path, console: Console, *, n_boot: int, policies: bool) -> None:
     from ponder.analysis import evaluate_policies, load_curves
+    from ponder.evaluate.catalog import DEMO_FAMILIES
     from ponder.report import build_report
 
     frame = st.outcomes_frame()
@@ -227,6 +228,7 @@ def _analyse(st: Store, out: Path, console: Console, *, n_boot: int, policies: b
             task = bar.add_task("evaluating policies", total=frame["dataset"].nunique())
             evaluations = evaluate_policies(
                 st,
+                families=DEMO_FAMILIES,
                 n_boot=n_boot,
                 on_dataset=lambda name: bar.update(
                     task, advance=1, description=f"evaluated {name}"
@@ -278,6 +280,10 @@ def print_policy_summary(console: Console, evaluations: list[tuple[str, Summary]
             highlight=False,
             soft_wrap=True,
         )
+    console.print(
+        "  every family, with CIs per family: `ponder evaluate -d DATASET` on the demo's store",
+        highlight=False,
+    )
 
 
 # -- --live -------------------------------------------------------------------------------------
