@@ -306,7 +306,7 @@ _CACHE: dict[tuple[Any, ...], Any] = {}
 _CACHE_SIZE = 16
 
 
-def _cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+def cached_fit(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """Price-independent fit work, shared by the fits of one price sweep.
 
     An evaluation fits each family at nine prices on the same training problems; the grid
@@ -330,7 +330,7 @@ def scored_grid(
         ladders = [Ladder(outcomes, f) for f in families]
         return ladders, score_exit_grid(ladders, kinds)
 
-    result: tuple[list[Ladder], Scored] = _cached(key, compute)
+    result: tuple[list[Ladder], Scored] = cached_fit(key, compute)
     return result
 
 
@@ -661,7 +661,7 @@ class ProbeEscalate(Policy):
             return units + [direct_unit(outcomes, c) for c in direct_configs(outcomes, families)]
 
         key = ("units", outcomes.fingerprint(), tuple(f.label for f in families))
-        units: list[Unit] = _cached(key, compute)
+        units: list[Unit] = cached_fit(key, compute)
         accuracy = np.array([u.accuracy for u in units])
         cost = np.array([u.cost for u in units])
         score = accuracy - self.price_per_unit * cost

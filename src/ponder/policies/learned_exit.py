@@ -46,6 +46,7 @@ from ponder.policies.early_exit import (
     Ladder,
     StageOptions,
     Unit,
+    cached_fit,
     describe_step,
     direct_configs,
     direct_unit,
@@ -160,6 +161,7 @@ class ScoredLadder:
         self.n_rows_ = int(keep.sum())
         self.confident = fit_score(design, correct[keep], C)
         self.hopeless = fit_score(design, at_cap[keep], C)
+        self._memo: dict[tuple[Any, ...], Any] = {}  # grid scores: the same at every price
 
     def _flat(
         self, positions: tuple[int, ...]
@@ -237,6 +239,13 @@ class ScoredLadder:
     def score_grid(self, family: int) -> tuple[list[Candidate], np.ndarray, np.ndarray]:
         """Every candidate of the grid with its per-problem expected correctness and cost
         over the recorded chains ([candidate, problem]), as a one-step plan replays it."""
+        key = ("grid", family)
+        if key not in self._memo:
+            self._memo[key] = self._score_grid(family)
+        result: tuple[list[Candidate], np.ndarray, np.ndarray] = self._memo[key]
+        return result
+
+    def _score_grid(self, family: int) -> tuple[list[Candidate], np.ndarray, np.ndarray]:
         ladder = self.ladder
         k = ladder.correct.shape[2]
         # The cap alone: the plain chain at that budget.
@@ -258,6 +267,16 @@ class ScoredLadder:
         return candidates, np.vstack(correct), np.vstack(cost)
 
     def first_chain_options(
+        self, family: int, escalate: Escalate
+    ) -> tuple[list[Step], np.ndarray, np.ndarray, np.ndarray]:
+        """The coarse grid's exit steps on each problem's first chain (see `_first_chain`)."""
+        key = ("first", family, escalate)
+        if key not in self._memo:
+            self._memo[key] = self._first_chain_options(family, escalate)
+        result: tuple[list[Step], np.ndarray, np.ndarray, np.ndarray] = self._memo[key]
+        return result
+
+    def _first_chain_options(
         self, family: int, escalate: Escalate
     ) -> tuple[list[Step], np.ndarray, np.ndarray, np.ndarray]:
         """Steps of a coarse grid over every rung, run on each problem's first chain (what a
@@ -304,6 +323,19 @@ class ScoredLadder:
             hopeless = Score(self.hopeless.weights, self.hopeless.bias, candidate.hopeless)
         rule = ExitRule(rungs, confident=confident, hopeless=hopeless)
         return Step(config, escalate=escalate, exit=rule)
+
+
+def scored_ladders(
+    outcomes: OutcomeMatrix, families: Sequence[ChainFamily], C: float
+) -> list[ScoredLadder]:
+    """The families' ladders with fitted scores, shared by the fits of one price sweep."""
+
+    def compute() -> list[ScoredLadder]:
+        return [ScoredLadder(Ladder(outcomes, f), C) for f in families]
+
+    key = ("scored", outcomes.fingerprint(), tuple(f.label for f in families), C)
+    ladders: list[ScoredLadder] = cached_fit(key, compute)
+    return ladders
 
 
 def _by_candidate(values: np.ndarray) -> np.ndarray:
@@ -373,7 +405,7 @@ class LearnedExit(Policy):
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
         families = require_families(outcomes, self.name, self.model, self.mode)
-        ladders = [ScoredLadder(Ladder(outcomes, f), self.C) for f in families]
+        ladders = scored_ladders(outcomes, families, self.C)
         candidates: list[Candidate] = []
         correct: list[np.ndarray] = []
         cost: list[np.ndarray] = []
@@ -511,10 +543,8 @@ class LearnedEscalate(Policy):
     def _fit(self, outcomes: OutcomeMatrix) -> None:
         families = require_families(outcomes, self.name)
         price = self.price_per_unit
-        units = [
-            learned_unit(ScoredLadder(Ladder(outcomes, f), self.C), i, price)
-            for i, f in enumerate(families)
-        ]
+        ladders = scored_ladders(outcomes, families, self.C)
+        units = [learned_unit(ladder, i, price) for i, ladder in enumerate(ladders)]
         units += [direct_unit(outcomes, c) for c in direct_configs(outcomes, families)]
         accuracy = np.array([u.accuracy for u in units])
         cost = np.array([u.cost for u in units])
