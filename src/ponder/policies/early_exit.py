@@ -372,11 +372,19 @@ def describe_step(step: Step) -> str:
     rungs = step.exit.rungs
     if len(rungs) == 1:
         return f"{config.model}|{config.mode} {rungs[0]} (no early exit)"
-    rule = " ".join(f"{k}={v:g}" for k, v in _conditions_of(step).items())
+    parts = []
+    for key, value in step.exit.to_dict().items():
+        if key == "rungs":
+            continue
+        if isinstance(value, dict):  # a fitted score: its threshold says when it fires
+            parts.append(f"{key}{'<=' if key == 'hopeless' else '>='}{value['threshold']:g}")
+        else:
+            parts.append(f"{key}={value:g}")
+    rule = " ".join(parts)
     return f"{config.model}|{config.mode} rungs {rungs[0]}..{rungs[-1]} ({len(rungs)}) {rule}"
 
 
-def _check_price(price_per_unit: float) -> float:
+def check_price(price_per_unit: float) -> float:
     price = float(price_per_unit)
     if not np.isfinite(price) or price < 0:
         raise ValueError(f"price_per_unit must be finite and >= 0, got {price_per_unit}")
@@ -414,7 +422,7 @@ class EarlyExit(Policy):
         mode: str | None = None,
         signals: Sequence[str] | None = None,
     ) -> None:
-        self.price_per_unit = _check_price(price_per_unit)
+        self.price_per_unit = check_price(price_per_unit)
         self.model = model
         self.mode = mode
         self.signals = None if signals is None else _check_kinds(signals)
@@ -645,7 +653,7 @@ class ProbeEscalate(Policy):
     name = "probe_escalate"
 
     def __init__(self, price_per_unit: float, max_steps: int = 3, pool: int = 4) -> None:
-        self.price_per_unit = _check_price(price_per_unit)
+        self.price_per_unit = check_price(price_per_unit)
         if not 1 <= max_steps <= 3:
             raise ValueError(f"max_steps must be 1, 2 or 3, got {max_steps}")
         if pool < 1:
@@ -653,8 +661,8 @@ class ProbeEscalate(Policy):
         self.max_steps = max_steps
         self.pool = pool
 
-    def _fit(self, outcomes: OutcomeMatrix) -> None:
-        families = require_families(outcomes, self.name)
+    def _units(self, outcomes: OutcomeMatrix, families: Sequence[ChainFamily]) -> list[Unit]:
+        """What the plans are built from: each ladder and each one-sample configuration."""
 
         def compute() -> list[Unit]:
             units = [ladder_unit(Ladder(outcomes, f)) for f in families]
@@ -662,6 +670,11 @@ class ProbeEscalate(Policy):
 
         key = ("units", outcomes.fingerprint(), tuple(f.label for f in families))
         units: list[Unit] = cached_fit(key, compute)
+        return units
+
+    def _fit(self, outcomes: OutcomeMatrix) -> None:
+        families = require_families(outcomes, self.name)
+        units = self._units(outcomes, families)
         accuracy = np.array([u.accuracy for u in units])
         cost = np.array([u.cost for u in units])
         score = accuracy - self.price_per_unit * cost
@@ -693,7 +706,7 @@ class ProbeEscalate(Policy):
 
     def decide_batch(self, problems: pd.DataFrame) -> DecisionBatch:
         self.check_fitted()
-        return DecisionBatch.same(Decision(self.steps_, reason="probe, escalate"), len(problems))
+        return DecisionBatch.same(Decision(self.steps_, reason=self.name), len(problems))
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -722,7 +735,7 @@ class ProbeEscalate(Policy):
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.steps_ = tuple(Step.from_dict(s) for s in state["steps"])
         if not self.steps_:
-            raise ValueError("a probe-escalate plan needs at least one step")
+            raise ValueError(f"a {self.name} plan needs at least one step")
         self.units_ = [str(u) for u in state["units"]]
         self.train_accuracy_ = float(state["train_accuracy"])
         self.train_cost_ = float(state["train_cost"])
@@ -730,8 +743,8 @@ class ProbeEscalate(Policy):
 
     def describe(self) -> str:
         if not hasattr(self, "steps_"):
-            return f"probe_escalate price={self.price_per_unit:.3g}"
-        return "probe_escalate " + " > ".join(describe_step(s) for s in self.steps_)
+            return f"{self.name} price={self.price_per_unit:.3g}"
+        return f"{self.name} " + " > ".join(describe_step(s) for s in self.steps_)
 
 
 # -- LevelExit -----------------------------------------------------------------------------------
@@ -825,7 +838,7 @@ class LevelExit(Policy):
         shrinkage: float = 10.0,
         difficulty_bins: int = 3,
     ) -> None:
-        self.price_per_unit = _check_price(price_per_unit)
+        self.price_per_unit = check_price(price_per_unit)
         if grouping not in GROUPINGS:
             raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)}, got {grouping!r}")
         if min_problems < 1 or shrinkage < 0 or difficulty_bins < 2:

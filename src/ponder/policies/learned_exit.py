@@ -19,7 +19,6 @@ stopped by its scores, escalating when it gives up or hits its cap, then the lar
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,19 +38,19 @@ from ponder.decision import (
 )
 from ponder.outcomes.replay import probe_feature_arrays, replay_decision, score_probability
 from ponder.policies.base import Policy, PolicyError
-from ponder.policies.cascade import pareto_pool
 from ponder.policies.early_exit import (
     TIE_DECIMALS,
     ChainFamily,
     Ladder,
+    ProbeEscalate,
     StageOptions,
     Unit,
     cached_fit,
+    check_price,
     describe_step,
     direct_configs,
     direct_unit,
     require_families,
-    sequence_values,
 )
 from ponder.policies.serialization import register
 
@@ -352,27 +351,6 @@ def best_candidate(correct: np.ndarray, cost: np.ndarray, price: float) -> int:
     return int(np.lexsort((spent, -value))[0])
 
 
-def describe_learned(step: Step) -> str:
-    """`model|mode rungs 16..512 (6) confident>=0.9 hopeless<=0.1`, or the plain config."""
-    rule = step.exit
-    if rule is None:
-        return f"{step.config.label} (no early exit)"
-    parts = [f"{step.config.model}|{step.config.mode} rungs {rule.rungs[0]}..{rule.cap}"]
-    parts[0] += f" ({len(rule.rungs)})"
-    if rule.confident is not None:
-        parts.append(f"confident>={rule.confident.threshold:g}")
-    if rule.hopeless is not None:
-        parts.append(f"hopeless<={rule.hopeless.threshold:g}")
-    return " ".join(parts)
-
-
-def _check_price(price_per_unit: float) -> float:
-    price = float(price_per_unit)
-    if not np.isfinite(price) or price < 0:
-        raise ValueError(f"price_per_unit must be finite and >= 0, got {price_per_unit}")
-    return price
-
-
 # -- LearnedExit ---------------------------------------------------------------------------------
 
 
@@ -396,7 +374,7 @@ class LearnedExit(Policy):
         mode: str | None = None,
         C: float = 1.0,
     ) -> None:
-        self.price_per_unit = _check_price(price_per_unit)
+        self.price_per_unit = check_price(price_per_unit)
         if not np.isfinite(C) or C <= 0:
             raise ValueError(f"C must be finite and > 0, got {C}")
         self.model = model
@@ -484,7 +462,7 @@ class LearnedExit(Policy):
     def describe(self) -> str:
         if not hasattr(self, "step_"):
             return f"learned_exit price={self.price_per_unit:.3g}"
-        return f"learned_exit {describe_learned(self.step_)}"
+        return f"learned_exit {describe_step(self.step_)}"
 
 
 # -- LearnedEscalate -----------------------------------------------------------------------------
@@ -513,7 +491,7 @@ def learned_unit(scored: ScoredLadder, family: int, price: float) -> Unit:
 
 
 @register
-class LearnedEscalate(Policy):
+class LearnedEscalate(ProbeEscalate):
     """Cheap first, dearer only when unsure, each ladder stopped by its own fitted scores.
 
     `ProbeEscalate`'s search over units, where each ladder's exit steps carry its fitted
@@ -529,61 +507,19 @@ class LearnedEscalate(Policy):
     def __init__(
         self, price_per_unit: float, max_steps: int = 3, pool: int = 4, C: float = 1.0
     ) -> None:
-        self.price_per_unit = _check_price(price_per_unit)
-        if not 1 <= max_steps <= 3:
-            raise ValueError(f"max_steps must be 1, 2 or 3, got {max_steps}")
-        if pool < 1:
-            raise ValueError(f"pool must be at least 1, got {pool}")
+        super().__init__(price_per_unit, max_steps=max_steps, pool=pool)
         if not np.isfinite(C) or C <= 0:
             raise ValueError(f"C must be finite and > 0, got {C}")
-        self.max_steps = max_steps
-        self.pool = pool
         self.C = float(C)
 
-    def _fit(self, outcomes: OutcomeMatrix) -> None:
-        families = require_families(outcomes, self.name)
-        price = self.price_per_unit
+    def _units(self, outcomes: OutcomeMatrix, families: Sequence[ChainFamily]) -> list[Unit]:
         ladders = scored_ladders(outcomes, families, self.C)
+        price = self.price_per_unit
         units = [learned_unit(ladder, i, price) for i, ladder in enumerate(ladders)]
-        units += [direct_unit(outcomes, c) for c in direct_configs(outcomes, families)]
-        accuracy = np.array([u.accuracy for u in units])
-        cost = np.array([u.cost for u in units])
-        pool = pareto_pool(accuracy, cost, accuracy - price * cost, min(self.pool, len(units)))
-        # Cheap to dear (so orders never get cheaper); equal costs by accuracy, then name.
-        ordered = sorted((units[i] for i in pool), key=lambda u: (u.cost, u.accuracy, u.label))
-        best: tuple[float, float] = (-np.inf, 0.0)
-        plan: list[Step] = []
-        for size in range(1, min(self.max_steps, len(ordered)) + 1):
-            for chosen in itertools.combinations(ordered, size):
-                value, spent, options = sequence_values(chosen, price)
-                if (value, -spent) <= best:
-                    continue
-                best = (value, -spent)
-                if size == 1:
-                    plan = [chosen[0].alone.steps[options[0]]]
-                    continue
-                pairs = zip(chosen[:-1], options[:-1], strict=True)
-                plan = [u.escalating.steps[o] for u, o in pairs]
-                plan.append(chosen[-1].final.steps[options[-1]])
-        steps = tuple(plan)
-        result = replay_decision(outcomes, np.arange(outcomes.n_problems), Decision(steps))
-        self.steps_ = steps
-        self.units_ = [u.label for u in ordered]
-        self.train_accuracy_ = result.accuracy
-        self.train_cost_ = result.mean_cost
-        self.reached_ = [float((result.steps > k).mean()) for k in range(len(steps))]
-
-    def decide_batch(self, problems: pd.DataFrame) -> DecisionBatch:
-        self.check_fitted()
-        return DecisionBatch.same(Decision(self.steps_, reason="learned escalate"), len(problems))
+        return units + [direct_unit(outcomes, c) for c in direct_configs(outcomes, families)]
 
     def get_params(self) -> dict[str, Any]:
-        return {
-            "price_per_unit": self.price_per_unit,
-            "max_steps": self.max_steps,
-            "pool": self.pool,
-            "C": self.C,
-        }
+        return {**super().get_params(), "C": self.C}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> LearnedEscalate:
@@ -593,27 +529,3 @@ class LearnedEscalate(Policy):
             pool=int(params.get("pool", 4)),
             C=float(params.get("C", 1.0)),
         )
-
-    def get_state(self) -> dict[str, Any]:
-        return {
-            "steps": [s.to_dict() for s in self.steps_],
-            "units": list(self.units_),
-            "train_accuracy": self.train_accuracy_,
-            "train_cost": self.train_cost_,
-            "reached": list(self.reached_),
-        }
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        self.steps_ = tuple(Step.from_dict(s) for s in state["steps"])
-        if not self.steps_:
-            raise PolicyError("learned_escalate state: a plan needs at least one step")
-        self.units_ = [str(u) for u in state["units"]]
-        self.train_accuracy_ = float(state["train_accuracy"])
-        self.train_cost_ = float(state["train_cost"])
-        self.reached_ = [float(r) for r in state["reached"]]
-
-    def describe(self) -> str:
-        if not hasattr(self, "steps_"):
-            return f"learned_escalate price={self.price_per_unit:.3g}"
-        parts = [describe_learned(s) if s.exit else describe_step(s) for s in self.steps_]
-        return "learned_escalate " + " > ".join(parts)
