@@ -192,11 +192,11 @@ class ExitRule:
     - `min_prob`: the probe answer's probability is at least this (confidence).
     - `min_token_prob`: the probe answer's per-token (geometric mean) probability is at least
       this (DEER's confidence, a mean over the answer's tokens).
+    - `max_entropy`: the mean entropy of the last thinking tokens is at most this (a calm chain).
     - `confident`: a fitted score of the probes so far (`Score`) is at least its threshold.
 
     `hopeless` is the other way out: stop (giving up, and `unsure`) when its score is at most
     its threshold, e.g. when the answers keep changing and more thinking is unlikely to help.
-    - `max_entropy`: the mean entropy of the last thinking tokens is at most this (a calm chain).
 
     A chain that ends on its own stops there (its natural answer). At the last rung, the hard
     cap, it stops whatever the rule says; `unsure` escalation then sends the request on.

@@ -60,8 +60,11 @@ def fit_command(
     policy: Annotated[
         str,
         typer.Argument(
-            help="uniform, oracle, adaptive, router, allocation, sweet_spot, cascade or "
-            "adaptive_consistency (parameters: docs/policies.md)."
+            help="uniform, oracle, adaptive, router, allocation, sweet_spot, cascade, "
+            "adaptive_consistency; on ladder data early_exit, probe_escalate, level_exit, "
+            "learned_exit, learned_escalate; the published rules dynasor_cot, deer, "
+            "adaptive_consistency_beta, esc, autothink, routellm_threshold "
+            "(parameters: docs/policies.md, docs/policies_sequential.md, docs/baselines.md)."
         ),
     ],
     dataset: DatasetsOption = None,
@@ -149,8 +152,11 @@ def evaluate_command(
         typer.Option(
             "--policy",
             "-P",
-            help="Families to evaluate: adaptive, router, allocation, cascade, "
-            "adaptive_consistency, sweet_spot (default: all). Uniform and oracle always run.",
+            help="Families to evaluate (default: all): adaptive, router, allocation, cascade, "
+            "adaptive_consistency, sweet_spot; reading the generation (ladder data): "
+            "early_exit, probe_escalate, level_exit, learned_exit, learned_escalate; published "
+            "rules: dynasor_cot, deer, adaptive_consistency_beta, esc, autothink, "
+            "routellm_threshold. Uniform and oracle always run.",
         ),
     ] = None,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds by problem.")] = 5,
