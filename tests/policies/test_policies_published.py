@@ -325,6 +325,14 @@ def test_autothink_without_level_ignores_it() -> None:
     assert len(blind.decisions) == 1  # nothing else tells the problems apart
 
 
+def test_autothink_on_budgets_above_the_papers_high_takes_the_second_as_high() -> None:
+    # MATH-500's sweep records 4096, 8192 and 16384: nothing lies below the paper's HIGH (4096),
+    # so HIGH is the second budget and LOW the one below it.
+    configs = {Config("m", "think", b): [[0], [1], [0], [1]] for b in (4096, 8192, 16384)}
+    policy = AutoThinkBudget().fit(answer_matrix(configs))
+    assert (policy.low_config_.budget, policy.high_config_.budget) == (4096, 8192)
+
+
 def test_autothink_needs_two_budgets() -> None:
     only = answer_matrix({Config("m", "think", 512): [[0], [1]]})
     with pytest.raises(PolicyError, match="two or more token budgets"):

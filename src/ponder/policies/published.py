@@ -590,8 +590,10 @@ class AutoThinkBudget(Policy):
         if self.high_budget is not None:
             return self.high_budget
         paper = int(_default("autothink", "high_budget"))
-        fits = [b for b in family.budgets if b <= paper]
-        return fits[-1] if fits else family.budgets[-1]
+        # The largest budget within the paper's HIGH that leaves a lower one to choose; data
+        # recorded only above it (MATH-500: 4096-16384) takes its second budget as HIGH.
+        fits = [b for b in family.budgets[1:] if b <= paper]
+        return fits[-1] if fits else family.budgets[min(1, len(family.budgets) - 1)]
 
     def _low(self, family: BudgetFamily, high: int) -> int:
         if self.low_budget is not None:
