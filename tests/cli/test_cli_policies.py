@@ -370,12 +370,19 @@ def test_own_csv_without_answers_same_accuracy_in_curves_and_evaluate(
     )
     oracle = next(p for p in evaluation["points"] if p["label"] == "oracle")
     assert oracle["accuracy"] == pytest.approx(solvable)
-    # Families that need answers cannot run here; they are listed with why.
-    assert {n["family"]: n["reason"] for n in evaluation["not_run"]} == {
+    # Families that need answers (or ladder data) cannot run here; they are listed with why.
+    not_run = {n["family"]: n["reason"] for n in evaluation["not_run"]}
+    assert {f: not_run.pop(f) for f in ("router", "cascade", "adaptive_consistency")} == {
         "router": "needs both think and no-think configurations",
         "cascade": "escalates when samples disagree: needs the extracted answers",
         "adaptive_consistency": "stops when samples agree: needs the extracted answers",
     }
+    from ponder.evaluate.catalog import ONLINE
+
+    for family in ONLINE:  # reading the generation needs a live sweep's probe ladder
+        assert "needs ladder data" in not_run.pop(family)
+    assert set(not_run) <= {"dynasor_cot", "deer", "adaptive_consistency_beta", "esc"}
+    assert all(reason.startswith(family) for family, reason in not_run.items())
     # The text report: an 80-column table, the skipped families, a one-line conclusion.
     text = ponder("evaluate", "-d", "mine", "--n-boot", "100", store=store, check_ok=True).stdout
     lines = text.rstrip("\n").splitlines()

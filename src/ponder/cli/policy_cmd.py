@@ -298,7 +298,13 @@ def _pct_ci(value: float, low: float, high: float, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}% [{low * 100:+.{digits}f}, {high * 100:+.{digits}f}]"
 
 
-SHORT_NAMES = {"adaptive_consistency": "adapt_consist"}
+SHORT_NAMES = {  # the 80-column table; --wide and --json keep the full names
+    "adaptive_consistency": "adapt_consist",
+    "adaptive_consistency_beta": "ac_beta",
+    "routellm_threshold": "routellm",
+    "probe_escalate": "probe_esc",
+    "learned_escalate": "learned_esc",
+}
 
 
 class _Notes:
