@@ -330,34 +330,60 @@ def test_replace_swaps_rows_and_chains_of_a_changed_sweep(exported: Path, tmp_pa
     assert len(stored) == 18 and _counts(store_path)["outcomes"] == 108
 
 
-def test_balanced_export_keeps_problems_every_model_reached(swept: Path, tmp_path: Path) -> None:
-    """A snapshot where model fake-b has not reached problem c's sampled items yet: the
-    balanced export keeps a and b only (rows, problems and chains alike)."""
-    partial = tmp_path / "partial.sqlite"
-    source, copy = sqlite3.connect(swept), sqlite3.connect(partial)
+def _partial(swept: Path, path: Path, where: str) -> Path:
+    """A copy of the finished sweep with the rows (and chains) matching `where` deleted."""
+    source, copy = sqlite3.connect(swept), sqlite3.connect(path)
     source.backup(copy)
     copy.execute(
-        "DELETE FROM chains WHERE chain_id IN (SELECT chain_id FROM outcomes WHERE "
-        "model = 'fake-b' AND problem_id = 'c' AND sample_idx = 1)"
+        f"DELETE FROM chains WHERE chain_id IN (SELECT chain_id FROM outcomes WHERE {where})"
     )
-    copy.execute(
-        "DELETE FROM outcomes WHERE model = 'fake-b' AND problem_id = 'c' AND sample_idx = 1"
-    )
+    copy.execute(f"DELETE FROM outcomes WHERE {where}")
     copy.commit()
     source.close()
     copy.close()
+    return path
+
+
+def test_balanced_export_keeps_every_problem_and_the_slots_all_models_reached(
+    swept: Path, tmp_path: Path
+) -> None:
+    """A snapshot where model fake-b has not reached problem c's sample 1 yet (a sampled pass
+    under way): the balanced export keeps all three problems and drops sample 1 everywhere,
+    since power comes from problems (rows, chains and runs alike)."""
+    partial = _partial(
+        swept,
+        tmp_path / "partial.sqlite",
+        "model = 'fake-b' AND problem_id = 'c' AND sample_idx = 1",
+    )
+    manifest = export_sweep(partial, "toy", tmp_path / "b", balanced=True)
+    outcomes = pq.read_table(tmp_path / "b" / "outcomes.parquet").to_pandas()
+    assert sorted(set(outcomes["problem_id"])) == ["a", "b", "c"]
+    assert 1 not in set(outcomes["sample_idx"])
+    assert len(outcomes) == 3 * 2 * SAMPLES * (len(LADDER) + 1)
+    chains = pq.read_table(tmp_path / "b" / "chains.parquet").to_pandas()
+    thinking = outcomes[outcomes["budget"].notna()]  # no-think answers have no chain text
+    assert set(chains["chain_id"]) == set(thinking["chain_id"])
+    runs = pq.read_table(tmp_path / "b" / "runs.parquet").to_pandas()
+    assert set(runs["run_id"]) == set(outcomes["run_id"])
+    counts = manifest["counts"]
+    assert counts["problems_dropped_unbalanced"] == 0 and counts["balanced"] is True
+    assert {slot[1] for slot in counts["slots_dropped_unbalanced"]} == {1}
+    # Unbalanced, everything stored is kept.
+    whole = export_sweep(partial, "toy", tmp_path / "w")
+    assert whole["counts"]["problems"] == 3 and whole["counts"]["balanced"] is False
+
+
+def test_balanced_export_drops_problems_when_no_slot_is_complete(
+    swept: Path, tmp_path: Path
+) -> None:
+    """fake-b has not reached problem c at all: no slot is complete on every problem, so the
+    balanced export keeps a and b only, with every slot."""
+    partial = _partial(swept, tmp_path / "p.sqlite", "model = 'fake-b' AND problem_id = 'c'")
     manifest = export_sweep(partial, "toy", tmp_path / "b", balanced=True)
     outcomes = pq.read_table(tmp_path / "b" / "outcomes.parquet").to_pandas()
     assert sorted(set(outcomes["problem_id"])) == ["a", "b"]
     assert len(outcomes) == 2 * 2 * (1 + SAMPLES) * (len(LADDER) + 1)
     chains = pq.read_table(tmp_path / "b" / "chains.parquet").to_pandas()
     assert sorted(set(chains["problem_id"])) == ["a", "b"] and len(chains) == 2 * 2 * 3
-    assert pq.read_table(tmp_path / "b" / "problems.parquet")["problem_id"].to_pylist() == [
-        "a",
-        "b",
-    ]
     assert manifest["counts"]["problems_dropped_unbalanced"] == 1
-    assert manifest["counts"]["balanced"] is True
-    # Unbalanced, everything stored is kept.
-    whole = export_sweep(partial, "toy", tmp_path / "w")
-    assert whole["counts"]["problems"] == 3 and whole["counts"]["balanced"] is False
+    assert manifest["counts"]["slots_dropped_unbalanced"] == []

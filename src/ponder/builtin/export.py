@@ -157,12 +157,31 @@ def export_sweep(
     finally:
         conn.close()
     dropped = 0
+    dropped_slots: list[list[Any]] = []
     if balanced:
-        kept = _balanced_problems(outcome_rows, len({r[1] for r in run_rows}))
-        dropped = len({(r[1], r[2]) for r in outcome_rows}) - len(kept)
-        outcome_rows = [r for r in outcome_rows if (r[1], r[2]) in kept]
-        problem_rows = [r for r in problem_rows if (r[0], r[1]) in kept]
-        chain_rows = [r for r in chain_rows if (r[2], r[3]) in kept]
+        n_models = len({r[1] for r in run_rows})
+        kept = _balanced_problems(outcome_rows, n_models)
+        slots = _complete_slots(outcome_rows, n_models)
+        every = {(str(r[1]), str(r[2])) for r in outcome_rows}
+        if slots and len(every) > len(kept):
+            # More problems survive by dropping the (mode, sample) slots some model has not
+            # reached everywhere yet (e.g. the sampled pass while the greedy one is complete):
+            # power comes from problems, so keep them all and only the complete slots.
+            at = _outcome_index()
+            present = {(r[at["mode"]], r[at["sample_idx"]]) for r in outcome_rows}
+            dropped_slots = sorted([m, i] for m, i in present - slots)
+            outcome_rows = [
+                r for r in outcome_rows if (r[at["mode"]], r[at["sample_idx"]]) in slots
+            ]
+            chains_kept = {r[at["chain_id"]] for r in outcome_rows}
+            chain_rows = [r for r in chain_rows if r[0] in chains_kept]
+            runs_kept = {r[at["run_id"]] for r in outcome_rows}
+            run_rows = [r for r in run_rows if r[0] in runs_kept]
+        else:
+            dropped = len(every) - len(kept)
+            outcome_rows = [r for r in outcome_rows if (r[1], r[2]) in kept]
+            problem_rows = [r for r in problem_rows if (r[0], r[1]) in kept]
+            chain_rows = [r for r in chain_rows if (r[2], r[3]) in kept]
         if not outcome_rows:
             raise InputError(
                 f"sweep {sweep_id!r} has no problem that every model has reached yet "
@@ -190,6 +209,7 @@ def export_sweep(
                 "work_items_planned": planned_items(spec),
                 "balanced": balanced,
                 "problems_dropped_unbalanced": dropped,
+                "slots_dropped_unbalanced": dropped_slots,
             },
             "produced": {
                 "ponder_version": __version__,
@@ -205,10 +225,29 @@ def export_sweep(
     )
 
 
+def _outcome_index() -> dict[str, int]:
+    names = list(FILES["outcomes.parquet"])
+    columns = ("dataset", "problem_id", "model", "mode", "sample_idx", "chain_id", "run_id")
+    return {c: names.index(c) for c in columns}
+
+
+def _complete_slots(outcomes: Sequence[tuple[Any, ...]], n_models: int) -> set[tuple[Any, Any]]:
+    """(mode, sample) slots that every model has reached on every problem."""
+    at = _outcome_index()
+    problems = {(r[at["dataset"]], r[at["problem_id"]]) for r in outcomes}
+    reached: dict[tuple[Any, Any], set[tuple[Any, ...]]] = {}
+    for row in outcomes:
+        slot = (row[at["mode"]], row[at["sample_idx"]])
+        reached.setdefault(slot, set()).add(
+            (row[at["dataset"]], row[at["problem_id"]], row[at["model"]])
+        )
+    need = len(problems) * n_models
+    return {slot for slot, seen in reached.items() if len(seen) == need}
+
+
 def _balanced_problems(outcomes: Sequence[tuple[Any, ...]], n_models: int) -> set[tuple[str, str]]:
     """Problems whose every (mode, sample) has rows of all ``n_models`` models."""
-    names = list(FILES["outcomes.parquet"])
-    at = {c: names.index(c) for c in ("dataset", "problem_id", "model", "mode", "sample_idx")}
+    at = _outcome_index()
     models: dict[tuple[Any, ...], set[str]] = {}
     for row in outcomes:
         key = (row[at["dataset"]], row[at["problem_id"]], row[at["mode"]], row[at["sample_idx"]])
