@@ -167,39 +167,16 @@ def _has_ladder(matrix: OutcomeMatrix) -> None:
         )
 
 
-def _early_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
-    from ponder.policies.early_exit import EarlyExit
+def _online(name: str) -> Builder:
+    """A family that reads the generation, swept over prices; on ladder data only."""
 
-    _has_ladder(matrix)
-    return _priced("early_exit", EarlyExit)
+    def build(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
+        from ponder.policies.serialization import registered
 
+        _has_ladder(matrix)
+        return _priced(name, registered()[name])
 
-def _probe_escalate(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
-    from ponder.policies.early_exit import ProbeEscalate
-
-    _has_ladder(matrix)
-    return _priced("probe_escalate", ProbeEscalate)
-
-
-def _level_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
-    from ponder.policies.early_exit import LevelExit
-
-    _has_ladder(matrix)
-    return _priced("level_exit", LevelExit)
-
-
-def _learned_exit(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
-    from ponder.policies.learned_exit import LearnedExit
-
-    _has_ladder(matrix)
-    return _priced("learned_exit", LearnedExit)
-
-
-def _learned_escalate(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
-    from ponder.policies.learned_exit import LearnedEscalate
-
-    _has_ladder(matrix)
-    return _priced("learned_escalate", LearnedEscalate)
+    return build
 
 
 def _published(name: str) -> Builder:
@@ -241,11 +218,7 @@ REGISTRY: dict[str, Builder] = {
     "cascade": _cascade,
     "adaptive_consistency": _consistency,
     "sweet_spot": _sweet_spot,
-    "early_exit": _early_exit,
-    "probe_escalate": _probe_escalate,
-    "level_exit": _level_exit,
-    "learned_exit": _learned_exit,
-    "learned_escalate": _learned_escalate,
+    **{name: _online(name) for name in ONLINE},
     **{name: _published(name) for name in PUBLISHED},
 }
 FAMILIES: tuple[str, ...] = tuple(REGISTRY)
