@@ -7,6 +7,7 @@ wall-clock latency), with no duplicate, and every item marked done once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -56,7 +57,7 @@ def _rows(path: Path) -> list[tuple[object, ...]]:
 
 
 def _done(path: Path) -> int:
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)  # never creates it
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         if "work_items" not in tables:
@@ -97,8 +98,20 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_rows(
     kills = 0
     partial: list[int] = []  # items done when each kill landed
     for attempt in range(4):  # three kills at random moments, then a run to the end
+        before = _done(store) if store.exists() else 0
         process = _run(spec, store)
-        deadline = time.monotonic() + (rng.uniform(1.0, 4.0) if attempt < 3 else 600)
+        if attempt == 1 or attempt == 2:
+            # A random moment after this run has made progress: on a loaded machine the
+            # start-up alone can outlast a fixed delay, and no kill would land mid-sweep.
+            patience = time.monotonic() + 300
+            while process.poll() is None and time.monotonic() < patience:
+                with contextlib.suppress(sqlite3.Error):  # a store being created
+                    if store.exists() and _done(store) > before:
+                        break
+                time.sleep(0.05)
+            deadline = time.monotonic() + rng.uniform(0.0, 1.5)
+        else:  # any moment, the store's creation included (attempt 0), or to the end
+            deadline = time.monotonic() + (rng.uniform(0.5, 4.0) if attempt == 0 else 600)
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         if process.poll() is None:
