@@ -1,24 +1,16 @@
 """The OpenAI-compatible backend against a real server: llama-cpp-python's, on loopback.
 
-The test starts ``python -m llama_cpp.server`` with SmolLM2-135M on a free port of
-127.0.0.1, waits for ``/v1/models``, and stops it by its process id. The model is for
-plumbing: these tests check token accounting, forks and the ladder, never answers.
+The server is ``python -m llama_cpp.server`` with SmolLM2-135M on a free port of 127.0.0.1,
+shared by the live files (``llama_server`` in conftest.py). The model is for plumbing: these
+tests check token accounting, forks and the ladder, never answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from ponder.backends.base import BackendError, ChatRequest, Sampling
@@ -29,63 +21,6 @@ pytestmark = pytest.mark.live
 
 ALIAS = "smollm2-135m"
 QUESTION = "Ann has 4 bags with 6 pears each. She eats 5 pears. How many pears are left?"
-SERVER_DEPS = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}:
-        pytest.fail(f"{message}; CI must run the live tests", pytrace=False)
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def server(smol_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a llama-cpp-python server on SmolLM2; stopped by pid afterwards."""
-    absent = [m for m in SERVER_DEPS if importlib.util.find_spec(m) is None]
-    if absent:
-        _missing(f"llama-cpp-python's server needs {', '.join(absent)} (the local extra)")
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(smol_path), "--model_alias", ALIAS,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_threads", "1", "--n_ctx", "1024",
-    ]  # fmt: skip
-    # a file, not a pipe: the engine logs enough at load to fill a pipe and block
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                err = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {err}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
-            time.sleep(0.5)
-        yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
 
 
 def backend(url: str, **options: Any) -> OpenAICompatBackend:
@@ -98,16 +33,16 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_check_accepts_the_served_model_and_names_the_wrong_ones(server: str) -> None:
+def test_check_accepts_the_served_model_and_names_the_wrong_ones(llama_server: str) -> None:
     async def go() -> None:
-        ok = backend(server)
+        ok = backend(llama_server)
         await ok.check()
         await ok.aclose()
-        wrong = backend(server, model="no-such-model")
+        wrong = backend(llama_server, model="no-such-model")
         with pytest.raises(BackendError, match=f"does not serve model 'no-such-model'.*{ALIAS}"):
             await wrong.check()
         await wrong.aclose()
-        no_v1 = backend(server.removesuffix("/v1"), max_retries=0)
+        no_v1 = backend(llama_server.removesuffix("/v1"), max_retries=0)
         with pytest.raises(BackendError, match="HTTP 404"):
             await no_v1.check()
         await no_v1.aclose()
@@ -115,9 +50,9 @@ def test_check_accepts_the_served_model_and_names_the_wrong_ones(server: str) ->
     run(go())
 
 
-def test_unreachable_url_fails_before_any_work() -> None:
+def test_unreachable_url_fails_before_any_work(free_port_factory: Callable[[], int]) -> None:
     async def go() -> None:
-        dead = backend(f"http://127.0.0.1:{_free_port()}/v1", max_retries=0)
+        dead = backend(f"http://127.0.0.1:{free_port_factory()}/v1", max_retries=0)
         with pytest.raises(BackendError, match="cannot reach") as info:
             await dead.check()
         assert info.value.retryable
@@ -126,11 +61,11 @@ def test_unreachable_url_fails_before_any_work() -> None:
     run(go())
 
 
-def test_chat_reports_real_token_counts(server: str) -> None:
+def test_chat_reports_real_token_counts(llama_server: str) -> None:
     messages = messages_for(QUESTION, "think")
 
     async def go() -> Any:
-        b = backend(server)
+        b = backend(llama_server)
         capped = await b.chat(ChatRequest(messages, max_tokens=12))
         two = await b.chat(
             ChatRequest(messages, max_tokens=12, n=2, sampling=Sampling(0.8, 0.95, 5))
@@ -148,11 +83,11 @@ def test_chat_reports_real_token_counts(server: str) -> None:
     assert all(0 < g.completion_tokens <= 12 for g in two)
 
 
-def test_chain_fork_leaves_it_unchanged_and_counts_add_up(server: str) -> None:
+def test_chain_fork_leaves_it_unchanged_and_counts_add_up(llama_server: str) -> None:
     messages = messages_for(QUESTION, "think")
 
     async def go() -> Any:
-        b = backend(server)
+        b = backend(llama_server)
         chain = await b.open_chain(messages, Sampling(0.7, 0.95, seed=3))
         first = await chain.extend(10)
         before = (chain.text, chain.tokens, chain.finished)
@@ -174,11 +109,11 @@ def test_chain_fork_leaves_it_unchanged_and_counts_add_up(server: str) -> None:
     assert probe.prompt_tokens > 0  # the cue took tokens: fork prompt minus the chain's
 
 
-def test_two_rung_ladder_over_http(server: str) -> None:
+def test_two_rung_ladder_over_http(llama_server: str) -> None:
     messages = messages_for(QUESTION, "think")
 
     async def go() -> Any:
-        b = backend(server)
+        b = backend(llama_server)
         chain = await b.open_chain(messages, Sampling())
         result = await run_ladder(chain, [8, 16], reserve=6)
         await b.aclose()
@@ -200,11 +135,11 @@ def test_two_rung_ladder_over_http(server: str) -> None:
             assert rung.answer_text.startswith("Final answer: \\boxed{")
 
 
-def test_greedy_chains_repeat(server: str) -> None:
+def test_greedy_chains_repeat(llama_server: str) -> None:
     messages = messages_for(QUESTION, "think")
 
     async def go() -> list[str]:
-        b = backend(server)
+        b = backend(llama_server)
         texts = []
         for _ in range(2):
             chain = await b.open_chain(messages, Sampling())
@@ -217,11 +152,11 @@ def test_greedy_chains_repeat(server: str) -> None:
     assert first == second and first
 
 
-def test_native_budget_is_refused_before_any_request(server: str) -> None:
+def test_native_budget_is_refused_before_any_request(llama_server: str) -> None:
     from ponder.budgets.native import native_budget
 
     async def go() -> None:
-        b = backend(server)
+        b = backend(llama_server)
         with pytest.raises(BackendError, match="no native thinking-budget parameter"):
             await native_budget(b, messages_for(QUESTION, "think"), 32, 8)
         await b.aclose()

@@ -13,7 +13,7 @@ import pytest
 
 from ponder.errors import StoreError
 from ponder.store import Store
-from ponder.store.schema import MIGRATIONS, SIGNAL_COLUMNS
+from ponder.store.schema import MIGRATIONS, SCHEMA_VERSION, SIGNAL_COLUMNS
 from ponder.sweep.rows import blob_entropies, entropies_blob
 from ponder.types import OUTCOME_COLUMNS, Run
 
@@ -79,7 +79,7 @@ def test_v2_store_migrates_and_imported_rows_have_null_signals(tmp_path: Path) -
     conn.commit()
     conn.close()
     with Store(path) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         frame = store.outcomes_frame()
         assert list(frame.columns) == list(OUTCOME_COLUMNS)  # the default frame is unchanged
         signals = store.outcomes_frame(signals=True)

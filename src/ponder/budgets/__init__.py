@@ -11,7 +11,7 @@ from ponder.budgets.ladder import (
     run_ladder,
     sampled_direct_answer,
 )
-from ponder.budgets.prompts import messages_for
+from ponder.budgets.prompts import conversation_for, messages_for
 
 __all__ = [
     "ANSWER_CUE",
@@ -19,6 +19,7 @@ __all__ = [
     "LadderResult",
     "Rung",
     "check_rungs",
+    "conversation_for",
     "direct_answer",
     "force_budget",
     "messages_for",

@@ -8,6 +8,7 @@ step by step, or the answer alone. Engines with a native switch (``enable_thinki
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from ponder.backends.base import NO_THINK, THINK, Message
 
@@ -28,12 +29,21 @@ def prompt_version() -> str:
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
 
 
-def messages_for(problem_text: str, mode: str) -> tuple[Message, ...]:
-    """The chat messages that ask ``problem_text`` in ``mode``."""
+def conversation_for(messages: Sequence[Message], mode: str) -> tuple[Message, ...]:
+    """The conversation that asks its last user message in ``mode``: the mode's instruction
+    is appended to that message (earlier turns are kept as they are)."""
     if mode == THINK:
         instruction = THINK_INSTRUCTION
     elif mode == NO_THINK:
         instruction = NO_THINK_INSTRUCTION
     else:
         raise ValueError(f"unknown mode {mode!r}; expected {THINK!r} or {NO_THINK!r}")
-    return (Message("user", f"{problem_text.strip()}\n\n{instruction}"),)
+    if not messages or messages[-1].role != "user":
+        raise ValueError("the conversation must end with a user message")
+    last = messages[-1]
+    return (*messages[:-1], Message("user", f"{last.content.strip()}\n\n{instruction}"))
+
+
+def messages_for(problem_text: str, mode: str) -> tuple[Message, ...]:
+    """The chat messages that ask ``problem_text`` in ``mode``."""
+    return conversation_for((Message("user", problem_text),), mode)

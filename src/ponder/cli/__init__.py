@@ -82,6 +82,7 @@ def _register() -> None:
         problems_cmd,
         report_cmd,
         run_cmd,
+        serve_cmd,
         sweep_cmd,
     )
     from ponder.cli._common import reflow
@@ -97,6 +98,7 @@ def _register() -> None:
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.command("run", help=reflow(run_cmd.run_command.__doc__))(run_cmd.run_command)
+    app.command("serve", help=reflow(serve_cmd.serve_command.__doc__))(serve_cmd.serve_command)
     app.add_typer(data_cmd.data_app, name="data")
     if not any(c.name == "export" for c in sweep_cmd.sweep_app.registered_commands):
         sweep_cmd.sweep_app.command("export")(builtin_cmd.export_command)

@@ -1,6 +1,6 @@
 """Answer extraction and equivalence: what a response answered, and whether it is right."""
 
-from ponder.grading.equivalence import GradeResult, answers_match, grade
+from ponder.grading.equivalence import GradeResult, answers_match, extract, grade
 from ponder.grading.extract import (
     AnswerKind,
     choice_letter,
@@ -18,6 +18,7 @@ __all__ = [
     "answers_match",
     "choice_letter",
     "clean_answer",
+    "extract",
     "extract_answer",
     "extract_boxed",
     "format_number",

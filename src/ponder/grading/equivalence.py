@@ -114,11 +114,15 @@ def _looks_bare(text: str) -> bool:
     return len(_WORD.findall(_TEXT_WRAPPER.sub("", t))) <= 1
 
 
+def extract(response_or_answer: str, *, kind: AnswerKind = "math") -> str | None:
+    """The answer of a full response, or an already extracted answer cleaned (what `grade`
+    compares; also what a server reports when there is no gold answer)."""
+    if _looks_bare(response_or_answer):
+        return clean_answer(response_or_answer)
+    return extract_answer(response_or_answer, kind)
+
+
 def grade(response_or_answer: str, gold: str, *, kind: AnswerKind = "math") -> GradeResult:
     """Grade a full response or an already extracted answer against `gold`."""
-    extracted = (
-        clean_answer(response_or_answer)
-        if _looks_bare(response_or_answer)
-        else extract_answer(response_or_answer, kind)
-    )
+    extracted = extract(response_or_answer, kind=kind)
     return GradeResult(extracted, answers_match(extracted, gold, kind=kind))

@@ -116,6 +116,40 @@ MIGRATIONS: tuple[str, ...] = (
         entropies  BLOB
     );
     """,
+    # 3 -> 4: the request log of `ponder serve` (one row per served request; see
+    # `ponder.serve.requestlog`). Token counts are NULL when the upstream did not report them.
+    # gold, correct and feedback_at are filled later by the caller's feedback. A rowid table
+    # (not WITHOUT ROWID): rows may carry a long prompt_text, and inserts append in time order.
+    """
+    CREATE TABLE requests (
+        request_id       TEXT NOT NULL PRIMARY KEY,
+        created_at       TEXT NOT NULL,
+        key_name         TEXT,
+        model            TEXT NOT NULL,
+        policy           TEXT,
+        decision_json    TEXT,
+        config           TEXT,
+        status           INTEGER NOT NULL CHECK (status BETWEEN 100 AND 599),
+        stream           INTEGER NOT NULL DEFAULT 0 CHECK (stream IN (0, 1)),
+        prompt_tokens    INTEGER CHECK (prompt_tokens >= 0),
+        reasoning_tokens INTEGER CHECK (reasoning_tokens >= 0),
+        answer_tokens    INTEGER CHECK (answer_tokens >= 0),
+        probe_tokens     INTEGER CHECK (probe_tokens >= 0),
+        calls            INTEGER NOT NULL DEFAULT 0 CHECK (calls >= 0),
+        rungs            INTEGER NOT NULL DEFAULT 0 CHECK (rungs >= 0),
+        escalated        INTEGER NOT NULL DEFAULT 0 CHECK (escalated IN (0, 1)),
+        early_exit       INTEGER NOT NULL DEFAULT 0 CHECK (early_exit IN (0, 1)),
+        latency_s        REAL NOT NULL CHECK (latency_s >= 0),
+        answer           TEXT,
+        prompt_sha256    TEXT,
+        prompt_text      TEXT,
+        error            TEXT,
+        gold             TEXT,
+        correct          INTEGER CHECK (correct IN (0, 1)),
+        feedback_at      TEXT
+    );
+    CREATE INDEX requests_created_at ON requests (created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -153,6 +187,37 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "entropy_tail",
     "stop_cost_tokens",
 )
+
+# The request log of `ponder serve` (migration 4), in table order. The last three are written by
+# feedback, the others once per request.
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "created_at",
+    "key_name",
+    "model",
+    "policy",
+    "decision_json",
+    "config",
+    "status",
+    "stream",
+    "prompt_tokens",
+    "reasoning_tokens",
+    "answer_tokens",
+    "probe_tokens",
+    "calls",
+    "rungs",
+    "escalated",
+    "early_exit",
+    "latency_s",
+    "answer",
+    "prompt_sha256",
+    "prompt_text",
+    "error",
+    "gold",
+    "correct",
+    "feedback_at",
+)
+REQUEST_FEEDBACK_COLUMNS: tuple[str, ...] = ("gold", "correct", "feedback_at")
 
 # The problems table has exactly the fields of a problem record (see `ponder.types`).
 PROBLEM_STORE_COLUMNS: tuple[str, ...] = PROBLEM_FIELDS

@@ -35,19 +35,19 @@ import pandas as pd
 
 from ponder import paths
 from ponder.backends import Backend, BackendError, Sampling
-from ponder.backends.base import MODES, NO_THINK, THINK
+from ponder.backends.base import MODES, NO_THINK, THINK, Message
 from ponder.budgets import (
     DEFAULT_RESERVE,
     Rung,
+    conversation_for,
     direct_answer,
-    messages_for,
     run_ladder,
     sampled_direct_answer,
 )
 from ponder.budgets.prompts import prompt_version
 from ponder.decision import Config, Decision, Step, StopRule
 from ponder.errors import InputError
-from ponder.grading import grade, normalize_answer
+from ponder.grading import extract, grade, normalize_answer
 from ponder.outcomes.replay import stop_mask
 from ponder.policies.base import Policy
 from ponder.policies.serialization import policy_to_dict
@@ -124,6 +124,28 @@ def decoding_for(mode: str, settings: RunSettings) -> Decoding:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """What a plan runs on: a conversation (ending with the user's turn), the identity its
+    samples' seeds derive from, and the gold answer when known. A served request has no gold:
+    its answers are extracted, not graded."""
+
+    conversation: tuple[Message, ...]
+    identity: tuple[str, ...]
+    gold: str | None = None
+
+    @classmethod
+    def of(cls, problem: ProblemRef | Prompt) -> Prompt:
+        if isinstance(problem, Prompt):
+            return problem
+        conversation = (Message("user", problem.text),)
+        return cls(conversation, (problem.dataset, problem.problem_id), problem.gold)
+
+    def messages(self, mode: str) -> tuple[Message, ...]:
+        """The conversation put in ``mode`` (ponder's instruction on the last user turn)."""
+        return conversation_for(self.conversation, mode)
+
+
+@dataclass(frozen=True)
 class Sample:
     """One drawn sample (a chain or a direct answer) and what it cost."""
 
@@ -140,6 +162,7 @@ class Sample:
     probe_keys: tuple[str | None, ...] = ()  # exit chains: the answer at each of those rungs
     stopped: str = ""  # exit chains: "rule" (it held), "natural" (ended), "gave_up" or "cap"
     latency_s: float = 0.0
+    reasoning: str = ""  # a chain stopped before its end: the thinking before the forced answer
 
     @property
     def generated_tokens(self) -> int:
@@ -204,31 +227,35 @@ class ProblemResult:
         return sum(len(s.rungs) for s in self.samples)
 
 
-def _graded(text: str, gold: str) -> tuple[str | None, str | None, bool]:
-    """(extracted, comparison key, correct): the key is what the matrix's answer codes use."""
-    result = grade(text, gold)
-    key = normalize_answer(result.extracted) if result.extracted is not None else None
-    return result.extracted, key or None, result.match
+def _graded(text: str, gold: str | None) -> tuple[str | None, str | None, bool]:
+    """(extracted, comparison key, correct): the key is what the matrix's answer codes use.
+    Without a gold answer nothing is correct."""
+    if gold is None:
+        extracted, match = extract(text), False
+    else:
+        result = grade(text, gold)
+        extracted, match = result.extracted, result.match
+    key = normalize_answer(extracted) if extracted is not None else None
+    return extracted, key or None, match
 
 
-def sample_seed(seed: int, problem: ProblemRef, config: Config, index: int) -> int:
+def sample_seed(seed: int, problem: ProblemRef | Prompt, config: Config, index: int) -> int:
     """Seed of the index-th sample of (model, mode): the same chain at every budget, as on a
     sweep's ladder, so a later step at a larger budget continues the recorded order."""
-    digest = canonical_digest(
-        [seed, problem.dataset, problem.problem_id, config.model, config.mode, index]
-    )
+    identity = Prompt.of(problem).identity
+    digest = canonical_digest([seed, *identity, config.model, config.mode, index])
     return int(digest[:8], 16) & 0x7FFFFFFF
 
 
 async def draw_sample(
-    backend: Backend, problem: ProblemRef, step: Step, decoding: Decoding, seed: int, reserve: int
+    backend: Backend, problem: Prompt, step: Step, decoding: Decoding, seed: int, reserve: int
 ) -> Sample:
     """One sample of the step's configuration: a direct answer, a forced chain, or an exit
     chain grown until its rule holds."""
     started = time.perf_counter()
     sampling = Sampling(decoding.temperature, decoding.top_p, seed)
     if decoding.base == NO_THINK:
-        chain = await backend.open_chain(messages_for(problem.text, NO_THINK), sampling)
+        chain = await backend.open_chain(problem.messages(NO_THINK), sampling)
         try:
             if decoding.greedy:
                 rung = await direct_answer(chain, reserve=reserve)
@@ -273,7 +300,7 @@ async def draw_sample(
     entropy = rule is not None and (
         rule.max_entropy is not None or rule.confident is not None or rule.hopeless is not None
     )
-    messages = messages_for(problem.text, THINK)
+    messages = problem.messages(THINK)
     chain = await backend.open_chain(messages, sampling, entropy=entropy)
     try:
         result = await run_ladder(chain, rungs, reserve=reserve, stop_when=settled)
@@ -301,6 +328,7 @@ async def draw_sample(
         probe_keys=tuple(g[1] for g in graded) if rule is not None else (),
         stopped=stopped,
         latency_s=time.perf_counter() - started,
+        reasoning="" if last.natural else result.chain_text,
     )
 
 
@@ -345,7 +373,7 @@ def _escalates(step: Step, samples: Sequence[Sample], chosen: Sample) -> bool:
 
 async def run_step(
     backend: Backend,
-    problem: ProblemRef,
+    problem: Prompt,
     step: Step,
     settings: RunSettings,
     drawn: dict[Config, int],
@@ -377,17 +405,18 @@ async def run_step(
 
 async def execute_decision(
     backends: Mapping[str, Backend],
-    problem: ProblemRef,
+    problem: ProblemRef | Prompt,
     decision: Decision,
     settings: RunSettings,
 ) -> ProblemResult:
     """Run a plan for one problem until a step does not escalate (or the last step)."""
     started = time.perf_counter()
+    prompt = Prompt.of(problem)
     drawn: dict[Config, int] = {}
     steps: list[StepResult] = []
     for k, step in enumerate(decision.steps):
         backend = backends[step.config.model]
-        samples, chosen, escalate = await run_step(backend, problem, step, settings, drawn)
+        samples, chosen, escalate = await run_step(backend, prompt, step, settings, drawn)
         more = escalate and k < len(decision.steps) - 1
         steps.append(StepResult(step.config, samples, chosen, more))
         if not more:
