@@ -710,3 +710,118 @@ def test_the_servers_error_message_is_kept_on_one_line() -> None:
         one_chat(make(FakeServer([bad])), ChatRequest(MSGS, max_tokens=4))
     assert "max_tokens too large: 4096 > 2048" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# -- streamed extension (a server streaming a chain's text to its caller) ----------------------
+
+
+def sse(events: list[dict[str, Any]]) -> httpx2.Response:
+    text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return httpx2.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+
+def completion_chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "x",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def test_a_streamed_extension_hands_out_text_as_it_arrives_and_counts_from_usage() -> None:
+    usage_chunk = {
+        **completion_chunk(""),
+        "choices": [],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23},
+    }
+    server = FakeServer(
+        [
+            sse(
+                [
+                    completion_chunk("First"),
+                    completion_chunk(", 2"),
+                    completion_chunk(" and", "length"),
+                    usage_chunk,
+                ]
+            )
+        ]
+    )
+    backend = make(server, engine="llama-cpp-python")
+    pieces: list[str] = []
+
+    async def sink(text: str) -> None:
+        pieces.append(text)
+
+    async def go() -> Any:
+        chain = await backend.open_chain(MSGS, Sampling(0.7, 0.95, seed=3))
+        segment = await chain.extend(3, on_text=sink)
+        await backend.aclose()
+        return chain, segment
+
+    chain, segment = run(go())
+    assert pieces == ["First", ", 2", " and"]
+    assert sent(server)["stream"] is True
+    assert sent(server)["stream_options"] == {"include_usage": True}
+    assert (segment.text, segment.tokens, segment.finished) == ("First, 2 and", 3, False)
+    assert (chain.text, chain.tokens, chain.prompt_tokens) == ("First, 2 and", 3, 20)
+
+
+def test_a_stream_without_usage_is_counted_from_prompt_sizes() -> None:
+    server = FakeServer(
+        [
+            sse([completion_chunk("Two"), completion_chunk(" words", "stop")]),
+            completion_response("", prompt=20, completion=1),  # the prompt alone: 20 tokens
+            completion_response("", prompt=22, completion=1),  # prompt + "Two words": 22
+        ]
+    )
+    backend = make(server, engine="llama-cpp-python")
+    pieces: list[str] = []
+
+    async def sink(text: str) -> None:
+        pieces.append(text)
+
+    async def go() -> Any:
+        chain = await backend.open_chain(MSGS, Sampling())
+        segment = await chain.extend(8, on_text=sink)
+        await backend.aclose()
+        return chain, segment
+
+    chain, segment = run(go())
+    assert pieces == ["Two", " words"]
+    assert (segment.tokens, segment.finished) == (2, True)
+    assert (chain.tokens, chain.prompt_tokens, chain.finished) == (2, 20, True)
+    assert [b.get("max_tokens") for b in server.bodies] == [8, 1, 1]
+
+
+def test_a_stream_that_fails_before_any_text_is_retried() -> None:
+    server = FakeServer(
+        [
+            httpx2.Response(503, text="busy"),
+            sse(
+                [
+                    completion_chunk("ok", "stop"),
+                    {
+                        **completion_chunk(""),
+                        "choices": [],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+                    },
+                ]
+            ),
+        ]
+    )
+    sleep = SleepLog()
+    backend = make(server, sleep, engine="llama-cpp-python")
+
+    async def sink(text: str) -> None:
+        return None
+
+    async def go() -> Any:
+        chain = await backend.open_chain(MSGS, Sampling())
+        segment = await chain.extend(4, on_text=sink)
+        await backend.aclose()
+        return segment
+
+    segment = run(go())
+    assert segment.text == "ok" and segment.tokens == 1 and len(sleep.delays) == 1

@@ -184,9 +184,13 @@ def test_policy_stream_sends_reasoning_then_answer_then_usage(client: TestClient
                 chunks.append(line[6:])
     assert chunks[-1] == "[DONE]"
     events = [json.loads(c) for c in chunks[:-1]]
-    reasoning = "".join(
-        e["choices"][0]["delta"].get("reasoning_content", "") for e in events if e["choices"]
-    )
+    deltas = [
+        e["choices"][0]["delta"]["reasoning_content"]
+        for e in events
+        if e["choices"] and "reasoning_content" in e["choices"][0]["delta"]
+    ]
+    assert len(deltas) > 1  # piece by piece as the chain grows, not one buffered block
+    reasoning = "".join(deltas)
     content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
     usage = events[-1]["usage"]
     assert reasoning  # the chain's text arrived as reasoning deltas

@@ -15,6 +15,7 @@ Budgets are enforced by ``ponder.budgets``, never by a backend on its own initia
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -25,6 +26,8 @@ NO_THINK = "no-think"
 MODES: tuple[str, ...] = (THINK, NO_THINK)
 
 FinishReason = Literal["stop", "length"]
+# Where a chain's new text goes as it is generated (a server streaming it to its caller).
+TextSink = Callable[[str], Awaitable[None]]
 
 
 class BackendError(PonderError):
@@ -146,8 +149,12 @@ class Chain(Protocol):
     @property
     def prompt_tokens(self) -> int: ...
 
-    async def extend(self, max_tokens: int) -> Segment:
-        """Generate up to ``max_tokens`` more tokens (fewer if the model ends the chain)."""
+    async def extend(self, max_tokens: int, on_text: TextSink | None = None) -> Segment:
+        """Generate up to ``max_tokens`` more tokens (fewer if the model ends the chain).
+
+        ``on_text`` receives the new text as it is generated: token by token where the
+        backend streams (over HTTP), else the whole segment once it is done.
+        """
         ...
 
     async def append(self, text: str) -> int:

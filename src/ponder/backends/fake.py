@@ -49,6 +49,7 @@ from ponder.backends.base import (
     Message,
     Sampling,
     Segment,
+    TextSink,
 )
 from ponder.budgets.prompts import NO_THINK_INSTRUCTION
 from ponder.errors import InputError
@@ -139,7 +140,15 @@ class FakeChain:
         if self._o.delay_per_token > 0 and tokens > 0:
             await asyncio.sleep(self._o.delay_per_token * tokens)
 
-    async def extend(self, max_tokens: int) -> Segment:
+    async def extend(self, max_tokens: int, on_text: TextSink | None = None) -> Segment:
+        segment = await self._extend(max_tokens)
+        if on_text is not None and segment.text:  # word by word, as a streaming engine would
+            words = segment.text.split(" ")
+            for i, word in enumerate(words):
+                await on_text(word if i == 0 else " " + word)
+        return segment
+
+    async def _extend(self, max_tokens: int) -> Segment:
         t0 = time.perf_counter()
         if self._finished or max_tokens < 1:
             return Segment(text="", tokens=0, finished=self._finished)

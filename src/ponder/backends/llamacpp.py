@@ -38,6 +38,7 @@ from ponder.backends.base import (
     Message,
     Sampling,
     Segment,
+    TextSink,
 )
 
 P = ParamSpec("P")
@@ -291,8 +292,12 @@ class LlamaCppChain:
             latency_s=time.perf_counter() - t0,
         )
 
-    async def extend(self, max_tokens: int) -> Segment:
-        return await self._backend._run(self._extend, max_tokens)
+    async def extend(self, max_tokens: int, on_text: TextSink | None = None) -> Segment:
+        """In-process the segment is generated in a worker thread: `on_text` gets it whole."""
+        segment: Segment = await self._backend._run(self._extend, max_tokens)
+        if on_text is not None and segment.text:
+            await on_text(segment.text)
+        return segment
 
     async def append(self, text: str) -> int:
         return self._append(text)

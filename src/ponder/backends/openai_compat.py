@@ -21,7 +21,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from ponder.backends.base import (
@@ -34,6 +34,7 @@ from ponder.backends.base import (
     Message,
     Sampling,
     Segment,
+    TextSink,
 )
 from ponder.backends.engines import ENGINES, EngineProfile, PrefixMode, profile_for
 from ponder.errors import InputError
@@ -90,7 +91,8 @@ def split_reasoning(content: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
-    """One completion choice reduced to what ponder reads."""
+    """One completion choice reduced to what ponder reads (token counts -1: a stream that
+    reported no usage)."""
 
     text: str
     reasoning: str
@@ -398,8 +400,10 @@ class OpenAICompatBackend:
         seed: int | None,
         stop: tuple[str, ...],
         logprobs: bool,
+        on_text: TextSink | None = None,
     ) -> _Reply:
-        """Generate after ``partial`` (the assistant's text so far)."""
+        """Generate after ``partial`` (the assistant's text so far); with ``on_text`` the
+        reply is streamed and each piece of text is handed to it as it arrives."""
         common: dict[str, Any] = {
             "model": self._model,
             "max_tokens": max_tokens,
@@ -417,6 +421,8 @@ class OpenAICompatBackend:
             }
             if logprobs:
                 kwargs["logprobs"] = 1
+            if on_text is not None:
+                return await self._streamed(self._client.completions.create, kwargs, on_text)
             response, latency = await self._call(lambda: self._client.completions.create(**kwargs))
             choice = self._first_choice(response)
             text = choice.text or ""
@@ -433,6 +439,8 @@ class OpenAICompatBackend:
                 kwargs["stop"] = list(stop)
             if logprobs:
                 kwargs["logprobs"] = True
+            if on_text is not None:
+                return await self._streamed(self._client.chat.completions.create, kwargs, on_text)
             response, latency = await self._call(
                 lambda: self._client.chat.completions.create(**kwargs)
             )
@@ -450,6 +458,54 @@ class OpenAICompatBackend:
             latency_s=latency,
             logprobs=lps,
         )
+
+    async def _streamed(
+        self, create: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], on_text: TextSink
+    ) -> _Reply:
+        """One streamed continuation, consumed under the semaphore. Retried like any call
+        until its first piece of text went out; after that a failure is final. Token counts
+        are the engine's usage when it streams one, else None (the chain measures them)."""
+        assert openai is not None
+        body = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
+        attempt = 0
+        while True:
+            sent = False
+            async with self._semaphore:
+                t0 = time.perf_counter()
+                try:
+                    stream = await create(**body)
+                    parts: list[str] = []
+                    finish: object = None
+                    usage: Any = None
+                    async for chunk in stream:
+                        usage = getattr(chunk, "usage", None) or usage
+                        for choice in getattr(chunk, "choices", None) or []:
+                            delta = getattr(choice, "delta", None)
+                            piece = getattr(delta, "content", None) if delta is not None else None
+                            if piece is None:
+                                piece = getattr(choice, "text", None)
+                            if piece:
+                                parts.append(piece)
+                                sent = True
+                                await on_text(piece)
+                            finish = getattr(choice, "finish_reason", None) or finish
+                    return _Reply(
+                        text="".join(parts),
+                        reasoning="",
+                        prompt_tokens=int(usage.prompt_tokens) if usage is not None else -1,
+                        completion_tokens=int(usage.completion_tokens) if usage else -1,
+                        reasoning_tokens=None,
+                        finish_reason=_finish(finish),
+                        latency_s=time.perf_counter() - t0,
+                        logprobs=None,
+                    )
+                except openai.OpenAIError as exc:
+                    error = self._translate(exc)
+                    retry_after = self._retry_after(exc)
+            if sent or not error.retryable or attempt >= self.max_retries:
+                raise error from None
+            await self._sleep(self._delay(attempt, retry_after))
+            attempt += 1
 
 
 class HTTPChain:
@@ -494,7 +550,7 @@ class HTTPChain:
         seed = self._sampling.seed
         return None if seed is None else seed + self._steps
 
-    async def extend(self, max_tokens: int) -> Segment:
+    async def extend(self, max_tokens: int, on_text: TextSink | None = None) -> Segment:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         if self._finished:
@@ -507,7 +563,13 @@ class HTTPChain:
             seed=self._seed(),
             stop=(),
             logprobs=False,
+            on_text=on_text,
         )
+        if reply.completion_tokens < 0:  # streamed without usage: measure the new text
+            before = await self._context()
+            after = await self._measure(self._text + reply.text)
+            prompt = self._prompt_tokens if self._prompt_tokens is not None else before
+            reply = replace(reply, prompt_tokens=prompt, completion_tokens=max(0, after - before))
         self._steps += 1
         if self._prompt_tokens is None:
             self._prompt_tokens = reply.prompt_tokens

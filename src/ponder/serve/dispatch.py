@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,6 +23,7 @@ from ponder.backends.base import (
     Generation,
     Message,
     Segment,
+    TextSink,
 )
 from ponder.backends.base import Sampling as EngineSampling
 from ponder.decision import Config, Decision, Step
@@ -39,8 +40,6 @@ from ponder.sweep.execute import (
     worst_case_tokens,
 )
 from ponder.types import base_mode
-
-TextSink = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -193,6 +192,7 @@ class _TallyChain:
     def __init__(self, chain: Chain, tally: Tally) -> None:
         self._chain = chain
         self._tally = tally
+        self._thinking = True
 
     @property
     def text(self) -> str:
@@ -210,14 +210,15 @@ class _TallyChain:
     def prompt_tokens(self) -> int:
         return self._chain.prompt_tokens
 
-    async def extend(self, max_tokens: int) -> Segment:
+    async def extend(self, max_tokens: int, on_text: TextSink | None = None) -> Segment:
         self._tally.calls += 1
-        segment = await self._chain.extend(max_tokens)
-        if self._tally.sink is not None and segment.text:
-            await self._tally.sink(segment.text)
-        return segment
+        sink = self._tally.sink if self._thinking else None
+        return await self._chain.extend(max_tokens, on_text=sink)
 
     async def append(self, text: str) -> int:
+        # An appended cue turns what follows into an answer (a sampled direct answer): only
+        # a chain's own thinking is streamed as reasoning.
+        self._thinking = False
         return await self._chain.append(text)
 
     async def fork(self, cue: str, max_tokens: int, stop: tuple[str, ...] = ()) -> Segment:
