@@ -70,9 +70,15 @@ def test_pull_path_then_present_then_ls_and_rm(tmp_path: Path, gguf: Path) -> No
     assert "tiny" in table.stdout
     assert "1.54B" in table.stdout
 
+    where = _run(tmp_path, "path", "tiny", models=models)
+    assert where.stdout.strip() == str((models / "tiny.gguf").resolve())
+
     removed = _run(tmp_path, "rm", "tiny", models=models)
     assert removed.returncode == 0
     assert not (models / "tiny.gguf").exists()
+    assert "ponder models pull tiny" in _one_error_line(
+        _run(tmp_path, "path", "tiny", models=models)
+    )
 
 
 def test_dir_option_beats_environment(tmp_path: Path, gguf: Path) -> None:

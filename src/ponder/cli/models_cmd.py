@@ -178,6 +178,24 @@ def rm_cmd(
         typer.echo(f"{n}: removed {path}")
 
 
+def path_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A pulled model.")],
+    folder: DirOption = None,
+) -> None:
+    """Print the path of a pulled model's GGUF file (for an engine's --model flag).
+
+    Example:
+
+        python -m llama_cpp.server --model "$(ponder models path qwen2.5-coder-1.5b)"
+    """
+    base = folder if folder is not None else paths.models_dir()
+    path = base / f"{name}.gguf"
+    if not path.is_file():
+        raise InputError(f"model {name!r} is not pulled (no {path}): ponder models pull {name}")
+    typer.echo(str(path.resolve()))
+
+
 models_app.command("pull", help=reflow(pull_cmd.__doc__))(pull_cmd)
+models_app.command("path", help=reflow(path_cmd.__doc__))(path_cmd)
 models_app.command("ls", help=reflow(ls_cmd.__doc__))(ls_cmd)
 models_app.command("rm", help=reflow(rm_cmd.__doc__))(rm_cmd)
