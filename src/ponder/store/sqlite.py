@@ -254,6 +254,8 @@ class Store:
         try:
             if readonly:
                 self._conn = self._connect_readonly()
+                if self._upgrade_for_reading():
+                    self._conn = self._connect_readonly()
                 self._check_readable_version()
             else:
                 self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
@@ -314,6 +316,18 @@ class Store:
             # A WAL store on read-only media cannot create its shared-memory file: read it as
             # an immutable file instead (nobody can be writing it there).
             return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+    def _upgrade_for_reading(self) -> bool:
+        """An older store that this process may write is migrated once (the migrations only
+        add tables and columns, in one transaction), so a read-only command after an upgrade
+        of ponder just works; True when it was (the connection is then closed)."""
+        if not 0 < self._read_version() < SCHEMA_VERSION:
+            return False
+        if not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)):
+            return False  # a read-only copy: the version check says what to do
+        self._conn.close()
+        Store(self.path).close()
+        return True
 
     def _check_readable_version(self) -> None:
         version = self._read_version()
