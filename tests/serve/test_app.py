@@ -368,3 +368,48 @@ def test_metrics_count_requests_and_tokens(client: TestClient) -> None:
     assert samples[missing] == 1
     tokens = [v for (name, labels), v in samples.items() if name == "ponder_tokens_total"]
     assert sum(tokens) > 0
+
+
+def _two_upstreams(primary: Handler, primary_fake: FakeOptions) -> TestClient:
+    """Upstream `small` (failing as given) with fallback `spare` (healthy)."""
+    specs, opened = [], {}
+    for name, handler, fake in (
+        ("small", primary, primary_fake),
+        ("spare", _upstream_reply, FakeOptions(model="spare")),
+    ):
+        spec = UpstreamSpec(
+            name, {"base_url": f"http://{name}/v1", "model": f"{name}-id", "max_retries": 0}
+        )
+        http = httpx.AsyncClient(base_url=spec.base_url, transport=httpx.MockTransport(handler))
+        specs.append(spec)
+        opened[name] = Upstream(spec, FakeBackend(fake), http)
+    config = ServeConfig(
+        upstreams=specs, policies=[Served("pe", _policy())], fallbacks={"small": "spare"}
+    )
+    return TestClient(create_app(config, upstreams=opened))
+
+
+def test_a_failing_upstream_falls_back_for_pass_through_and_plans() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    broken = FakeOptions(model="small", fail_always=("Add",))
+    with _two_upstreams(down, broken) as c:
+        hi = [{"role": "user", "content": "hi"}]
+        passed = c.post("/v1/chat/completions", json={"model": "small", "messages": hi})
+        assert passed.status_code == 200, passed.text
+        assert passed.json()["echo"]["model"] == "spare-id"
+        assert passed.headers["x-ponder-fallback"] == "spare"
+        planned = _ask(c)
+        assert planned.status_code == 200, planned.text
+        assert planned.headers["x-ponder-fallback"] == "spare"
+
+
+def test_a_rejected_request_does_not_fall_back() -> None:
+    def rejects(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": "bad"}})
+
+    with _two_upstreams(rejects, FakeOptions(model="small")) as c:
+        hi = [{"role": "user", "content": "hi"}]
+        response = c.post("/v1/chat/completions", json={"model": "small", "messages": hi})
+        assert _error(response, 400)["code"] == "upstream_rejected"

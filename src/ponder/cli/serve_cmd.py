@@ -97,6 +97,13 @@ def serve_command(
         list[str] | None,
         typer.Option(help="[NAME=]PATH of a fitted policy, served as model ponder/NAME."),
     ] = None,
+    fallback: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=OTHER: when upstream NAME fails (unreachable, 5xx, timeout), serve "
+            "the request on upstream OTHER (repeatable)."
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless keys are set).")] = (
         "127.0.0.1"
     ),
@@ -159,6 +166,15 @@ def serve_command(
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise InputError(f"upstream names must be unique: {names}")
+    fallbacks: dict[str, str] = {}
+    for entry in fallback or []:
+        name, sep, other = entry.partition("=")
+        if not sep or name not in names or other not in names or name == other:
+            raise InputError(
+                f"--fallback {entry!r}: expected NAME=OTHER, two different upstream names "
+                f"(upstreams: {', '.join(names)})"
+            )
+        fallbacks[name] = other
     served = load_served(policy or [], decide_as)
     for s in served:
         missing = sorted(_models_in(s.policy.get_state()) - set(names))
@@ -189,6 +205,7 @@ def serve_command(
         store=store,
         log_prompts=log_prompts,
         used_tokens=used,
+        fallbacks=fallbacks,
     )
     models = [s.model_id for s in served] + names
     err_console.print(

@@ -30,7 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ponder.backends.base import BackendError
+from ponder.backends.base import BackendError, Message, TextSink
+from ponder.decision import Decision
 from ponder.serve.dispatch import (
     Outcome,
     Served,
@@ -50,6 +51,7 @@ from ponder.serve.limits import KeyPolicy, KeyRing, Limiter, LimitError
 from ponder.serve.metrics import ServeMetrics
 from ponder.serve.schemas import ChatCompletionRequest, location
 from ponder.serve.upstreams import Upstream, UpstreamSpec, sse_events
+from ponder.sweep.execute import RunSettings
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
@@ -68,6 +70,8 @@ class ServeConfig:
     log_prompts: bool = False
     disconnect_poll_s: float = 0.25
     used_tokens: Mapping[str, int] = field(default_factory=dict)
+    # upstream NAME -> another upstream that serves in its place when NAME fails
+    fallbacks: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.reasoning_field not in REASONING_FIELDS:
@@ -75,6 +79,9 @@ class ServeConfig:
         names = [u.name for u in self.upstreams]
         if len(set(names)) != len(names):
             raise ValueError(f"upstream names must be unique: {names}")
+        for name, other in self.fallbacks.items():
+            if name not in names or other not in names or name == other:
+                raise ValueError(f"fallback {name}={other}: both must be other upstreams")
 
 
 @dataclass
@@ -360,7 +367,6 @@ async def _serve_policy(
     settings = served_settings(body.seed, state.config.reserve)
     decision = plan_for(served, body, request_id, settings)
     check_models(decision, state.upstreams, settings)
-    backends = {name: u.backend for name, u in state.upstreams.items()}
     created = int(time.time())
     field_name = state.config.reasoning_field
     if body.stream:
@@ -368,9 +374,9 @@ async def _serve_policy(
             state, request, body, served, key, request_id, turns, decision, settings, started
         )
     try:
-        outcome = await _or_disconnect(
+        outcome, fell_back = await _or_disconnect(
             request,
-            run_plan(backends, request_id, turns, decision, settings),
+            _run_with_fallback(state, request_id, turns, decision, settings),
             state.config.disconnect_poll_s,
         )
     except BackendError as exc:
@@ -382,7 +388,48 @@ async def _serve_policy(
     _account(state, served, outcome, key)
     _log_policy(state, request_id, body, served, outcome, key, 200, time.perf_counter() - started)
     payload = completion(outcome, request_id, body.model, created, field_name)
-    return JSONResponse(payload, headers={**headers(outcome), "x-request-id": request_id})
+    extra = {"x-ponder-fallback": ", ".join(fell_back)} if fell_back else {}
+    return JSONResponse(payload, headers={**headers(outcome), "x-request-id": request_id, **extra})
+
+
+def _engine_failed(exc: BackendError) -> bool:
+    """The engine failed (unreachable, timed out, 5xx): worth another upstream."""
+    return exc.retryable or exc.status is None or exc.status >= 500
+
+
+async def _run_with_fallback(
+    state: _State,
+    request_id: str,
+    turns: tuple[Message, ...],
+    decision: Decision,
+    settings: RunSettings,
+    sink: TextSink | None = None,
+) -> tuple[Outcome, list[str]]:
+    """Run the plan; when an upstream fails before anything was streamed, run it once more
+    with each of its models that has a fallback served by that fallback instead."""
+    backends = {name: u.backend for name, u in state.upstreams.items()}
+    sent = False
+
+    async def watched(text: str) -> None:
+        nonlocal sent
+        sent = True
+        assert sink is not None
+        await sink(text)
+
+    try:
+        return await run_plan(
+            backends, request_id, turns, decision, settings, watched if sink else None
+        ), []
+    except BackendError as exc:
+        used = {step.config.model for step in decision.steps}
+        swap = {m: state.config.fallbacks[m] for m in sorted(used) if m in state.config.fallbacks}
+        if not swap or sent or not _engine_failed(exc):
+            raise
+        for model in swap:
+            state.metrics.upstream_error(model, "fallback")
+        backends.update({m: state.upstreams[other].backend for m, other in swap.items()})
+        outcome = await run_plan(backends, request_id, turns, decision, settings, sink)
+        return outcome, sorted(set(swap.values()))
 
 
 def _chunk(
@@ -404,14 +451,13 @@ def _stream_policy(
     served: Served,
     key: KeyPolicy | None,
     request_id: str,
-    turns: Any,
-    decision: Any,
-    settings: Any,
+    turns: tuple[Message, ...],
+    decision: Decision,
+    settings: RunSettings,
     started: float,
 ) -> StreamingResponse:
     created = int(time.time())
     field_name = state.config.reasoning_field
-    backends = {name: u.backend for name, u in state.upstreams.items()}
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def sink(text: str) -> None:
@@ -419,7 +465,10 @@ def _stream_policy(
 
     async def produce() -> Outcome:
         try:
-            return await run_plan(backends, request_id, turns, decision, settings, sink=sink)
+            outcome, _ = await _run_with_fallback(
+                state, request_id, turns, decision, settings, sink
+            )
+            return outcome
         finally:
             await queue.put(None)
 
@@ -520,13 +569,11 @@ async def _pass_through(
     key: KeyPolicy | None,
     started: float,
 ) -> Response:
-    upstream = state.upstreams[body.model]
-    payload = body.upstream_body(upstream.spec.model)
     request_id = new_request_id()
     if not body.stream:
         try:
-            data, seconds = await _or_disconnect(
-                request, upstream.complete(payload), state.config.disconnect_poll_s
+            data, seconds, served_by = await _or_disconnect(
+                request, _complete_with_fallback(state, body), state.config.disconnect_poll_s
             )
         except ApiError as exc:
             state.metrics.upstream_error(body.model, exc.code or "error")
@@ -541,16 +588,15 @@ async def _pass_through(
                 exc.message,
             )
             raise
-        state.metrics.upstream_call(body.model, seconds)
+        state.metrics.upstream_call(served_by, seconds)
         data["model"] = body.model
         _log_upstream(
             state, request_id, body, key, 200, time.perf_counter() - started, data.get("usage")
         )
-        return JSONResponse(data, headers={"x-request-id": request_id})
+        return JSONResponse(data, headers=_served_headers(request_id, body.model, served_by))
     wants_usage = body.stream_options is not None and body.stream_options.include_usage
-    payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
     try:
-        response = await upstream.open_stream(payload)
+        response, served_by = await _open_with_fallback(state, body)
     except ApiError as exc:
         state.metrics.upstream_error(body.model, exc.code or "error")
         _log_upstream(
@@ -615,5 +661,55 @@ async def _pass_through(
     return StreamingResponse(
         relay(),
         media_type="text/event-stream",
-        headers={"x-request-id": request_id, "cache-control": "no-cache"},
+        headers={**_served_headers(request_id, body.model, served_by), "cache-control": "no-cache"},
     )
+
+
+def _served_headers(request_id: str, asked: str, served_by: str) -> dict[str, str]:
+    out = {"x-request-id": request_id}
+    if served_by != asked:
+        out["x-ponder-fallback"] = served_by
+    return out
+
+
+def _falls_back(exc: ApiError) -> bool:
+    """The upstream failed (unreachable, 5xx, timeout, busy): worth another upstream. A
+    request the upstream rejected (4xx) would be rejected there too."""
+    return exc.status in (429, 502, 504)
+
+
+async def _complete_with_fallback(
+    state: _State, body: ChatCompletionRequest
+) -> tuple[dict[str, Any], float, str]:
+    name = body.model
+    try:
+        upstream = state.upstreams[name]
+        data, seconds = await upstream.complete(body.upstream_body(upstream.spec.model))
+        return data, seconds, name
+    except ApiError as exc:
+        other = state.config.fallbacks.get(name)
+        if other is None or not _falls_back(exc):
+            raise
+        state.metrics.upstream_error(name, exc.code or "error")
+        upstream = state.upstreams[other]
+        data, seconds = await upstream.complete(body.upstream_body(upstream.spec.model))
+        return data, seconds, other
+
+
+async def _open_with_fallback(
+    state: _State, body: ChatCompletionRequest
+) -> tuple[httpx.Response, str]:
+    def payload(upstream: Upstream) -> dict[str, Any]:
+        out = body.upstream_body(upstream.spec.model)
+        out["stream_options"] = {**out.get("stream_options", {}), "include_usage": True}
+        return out
+
+    name = body.model
+    try:
+        return await state.upstreams[name].open_stream(payload(state.upstreams[name])), name
+    except ApiError as exc:
+        other = state.config.fallbacks.get(name)
+        if other is None or not _falls_back(exc):
+            raise
+        state.metrics.upstream_error(name, exc.code or "error")
+        return await state.upstreams[other].open_stream(payload(state.upstreams[other])), other
