@@ -15,10 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from serve_helpers import probe_escalate_policy, upstream_reply
 
 from ponder.backends.fake import FakeBackend, FakeOptions
-from ponder.decision import Config, ExitRule, Step
-from ponder.policies.early_exit import ProbeEscalate
 from ponder.serve.app import ServeConfig, create_app
 from ponder.serve.dispatch import Served
 from ponder.serve.limits import KeyPolicy, hash_key
@@ -29,60 +28,8 @@ QUESTION = "Add 12 and 30."  # the fake's answer: 42
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def _policy(model: str = "small") -> ProbeEscalate:
-    policy = ProbeEscalate(1e-3)
-    steps = [
-        Step(Config(model, "no-think-greedy", None), escalate="unsure", min_prob=0.95),
-        Step(Config(model, "think-greedy", 128), exit=ExitRule((32, 64, 128), window=2)),
-    ]
-    policy.set_state(
-        {
-            "steps": [s.to_dict() for s in steps],
-            "units": [],
-            "train_accuracy": 0.5,
-            "train_cost": 50.0,
-            "reached": [1.0, 0.5],
-        }
-    )
-    policy.fingerprint_ = "test"
-    policy.n_problems_fitted_ = 0
-    return policy
-
-
-def _upstream_reply(request: httpx.Request) -> httpx.Response:
-    body = json.loads(request.content)
-    if body.get("stream"):
-        events = [
-            {"id": "u1", "object": "chat.completion.chunk", "model": body["model"],
-             "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-            for word in ("forty", " two")
-        ]  # fmt: skip
-        events.append({"id": "u1", "object": "chat.completion.chunk", "model": body["model"],
-                       "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2,
-                                                "total_tokens": 7}})  # fmt: skip
-        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
-    return httpx.Response(
-        200,
-        json={
-            "id": "u1",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "42"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-            "echo": body,
-        },
-    )
-
-
 def _client(
-    handler: Handler = _upstream_reply,
+    handler: Handler = upstream_reply,
     *,
     keys: tuple[KeyPolicy, ...] = (),
     store: Path | None = None,
@@ -100,7 +47,7 @@ def _client(
     http = httpx.AsyncClient(base_url="http://up/v1", transport=httpx.MockTransport(handler))
     upstream = Upstream(spec, FakeBackend(FakeOptions(model="small")), http)
     config = ServeConfig(
-        upstreams=[spec], policies=[Served("pe", _policy())], keys=keys, store=store,
+        upstreams=[spec], policies=[Served("pe", probe_escalate_policy())], keys=keys, store=store,
         max_body_bytes=10_000,
     )  # fmt: skip
     return TestClient(create_app(config, upstreams={"small": upstream}))
@@ -267,7 +214,7 @@ def test_retries_then_succeeds() -> None:
         calls.append(1)
         if len(calls) < 3:
             return httpx.Response(503, text="busy")
-        return _upstream_reply(request)
+        return upstream_reply(request)
 
     with _client(flaky, max_retries=2) as c:
         response = c.post(
@@ -375,7 +322,7 @@ def _two_upstreams(primary: Handler, primary_fake: FakeOptions) -> TestClient:
     specs, opened = [], {}
     for name, handler, fake in (
         ("small", primary, primary_fake),
-        ("spare", _upstream_reply, FakeOptions(model="spare")),
+        ("spare", upstream_reply, FakeOptions(model="spare")),
     ):
         spec = UpstreamSpec(
             name, {"base_url": f"http://{name}/v1", "model": f"{name}-id", "max_retries": 0}
@@ -384,7 +331,9 @@ def _two_upstreams(primary: Handler, primary_fake: FakeOptions) -> TestClient:
         specs.append(spec)
         opened[name] = Upstream(spec, FakeBackend(fake), http)
     config = ServeConfig(
-        upstreams=specs, policies=[Served("pe", _policy())], fallbacks={"small": "spare"}
+        upstreams=specs,
+        policies=[Served("pe", probe_escalate_policy())],
+        fallbacks={"small": "spare"},
     )
     return TestClient(create_app(config, upstreams=opened))
 

@@ -60,6 +60,7 @@ def policy_on_big(tmp_path: Path) -> Path:
         (["--upstream", UP, "--fallback", "small=spare"], "--fallback 'small=spare'"),
         (["--upstream", UP, "--policy", "nowhere.json"], "no policy file"),
         (["--upstream", UP, "--reasoning-field", "thoughts"], "--reasoning-field"),
+        (["--upstream", UP, "--explore", "0.1"], "--explore needs --store"),
     ],
 )
 def test_bad_flags_are_refused_before_anything_starts(

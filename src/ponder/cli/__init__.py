@@ -80,6 +80,7 @@ def _register() -> None:
         models_cmd,
         policy_cmd,
         problems_cmd,
+        recalibrate_cmd,
         report_cmd,
         run_cmd,
         serve_cmd,
@@ -99,6 +100,9 @@ def _register() -> None:
     app.command("export")(export_cmd.export_command)
     app.command("run", help=reflow(run_cmd.run_command.__doc__))(run_cmd.run_command)
     app.command("serve", help=reflow(serve_cmd.serve_command.__doc__))(serve_cmd.serve_command)
+    app.command("recalibrate", help=reflow(recalibrate_cmd.recalibrate_command.__doc__))(
+        recalibrate_cmd.recalibrate_command
+    )
     app.add_typer(data_cmd.data_app, name="data")
     if not any(c.name == "export" for c in sweep_cmd.sweep_app.registered_commands):
         sweep_cmd.sweep_app.command("export")(builtin_cmd.export_command)

@@ -115,6 +115,15 @@ def serve_command(
     store: Annotated[
         Path | None, typer.Option(help="Log every request to this store (for recalibrate).")
     ] = None,
+    explore: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of single-turn ponder/ requests whose plan also runs in full in the "
+            "background, logged for `ponder recalibrate` (needs --store).",
+        ),
+    ] = 0.0,
     log_prompts: Annotated[
         bool, typer.Option("--log-prompts", help="Also store the prompts' text in the log.")
     ] = False,
@@ -182,6 +191,8 @@ def serve_command(
             raise InputError(
                 f"policy {s.name} uses model(s) {missing}: add --upstream NAME=URL for each"
             )
+    if explore > 0 and store is None:
+        raise InputError("--explore needs --store (explored requests are logged there)")
     key_list = load_keys(keys, os.environ.get(KEYS_ENV))
     if not key_list and not _is_loopback(host):
         raise InputError(
@@ -206,6 +217,7 @@ def serve_command(
         log_prompts=log_prompts,
         used_tokens=used,
         fallbacks=fallbacks,
+        explore=explore,
     )
     models = [s.model_id for s in served] + names
     err_console.print(

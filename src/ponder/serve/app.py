@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +40,7 @@ from ponder.serve.dispatch import (
     check_models,
     completion,
     conversation,
+    decide,
     headers,
     new_request_id,
     plan_for,
@@ -72,6 +75,9 @@ class ServeConfig:
     used_tokens: Mapping[str, int] = field(default_factory=dict)
     # upstream NAME -> another upstream that serves in its place when NAME fails
     fallbacks: Mapping[str, str] = field(default_factory=dict)
+    # share of single-turn ponder/ requests whose plan also runs in full (for recalibrate)
+    explore: float = 0.0
+    explore_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.reasoning_field not in REASONING_FIELDS:
@@ -79,6 +85,10 @@ class ServeConfig:
         names = [u.name for u in self.upstreams]
         if len(set(names)) != len(names):
             raise ValueError(f"upstream names must be unique: {names}")
+        if not 0 <= self.explore <= 1:
+            raise ValueError(f"explore must be a share in [0, 1], got {self.explore}")
+        if self.explore > 0 and self.store is None:
+            raise ValueError("exploring needs a store to log to (--store)")
         for name, other in self.fallbacks.items():
             if name not in names or other not in names or name == other:
                 raise ValueError(f"fallback {name}={other}: both must be other upstreams")
@@ -93,6 +103,8 @@ class _State:
     limiter: Limiter
     metrics: ServeMetrics
     log: Any = None  # RequestLog when a store is configured
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)
 
 
 def _sse(data: Mapping[str, Any] | str) -> bytes:
@@ -159,6 +171,7 @@ def create_app(config: ServeConfig, *, upstreams: Mapping[str, Upstream] | None 
         keys=KeyRing(config.keys),
         limiter=Limiter(used=config.used_tokens),
         metrics=ServeMetrics(),
+        rng=random.Random(config.explore_seed),
     )
 
     @asynccontextmanager
@@ -174,6 +187,10 @@ def create_app(config: ServeConfig, *, upstreams: Mapping[str, Upstream] | None 
         try:
             yield
         finally:
+            for task in list(state.background):
+                task.cancel()
+            if state.background:
+                await asyncio.gather(*state.background, return_exceptions=True)
             if upstreams is None:
                 for upstream in opened.values():
                     await upstream.aclose()
@@ -389,7 +406,49 @@ async def _serve_policy(
     _log_policy(state, request_id, body, served, outcome, key, 200, time.perf_counter() - started)
     payload = completion(outcome, request_id, body.model, created, field_name)
     extra = {"x-ponder-fallback": ", ".join(fell_back)} if fell_back else {}
+    if _maybe_explore(state, served, body, request_id, decision, settings):
+        extra["x-ponder-explored"] = "true"
     return JSONResponse(payload, headers={**headers(outcome), "x-request-id": request_id, **extra})
+
+
+def _maybe_explore(
+    state: _State,
+    served: Served,
+    body: ChatCompletionRequest,
+    request_id: str,
+    decision: Decision,
+    settings: RunSettings,
+) -> bool:
+    """With probability `explore`, run every configuration of the plan in full in the
+    background and log the rows (single-turn requests only); True when it started."""
+    from ponder.serve.explore import explorable_text, explore, explore_items
+
+    if state.log is None or state.config.explore <= 0:
+        return False
+    if state.rng.random() >= state.config.explore:
+        return False
+    text = explorable_text(body)
+    if text is None or decision != decide(served, body, request_id):
+        return False  # multi-turn, or a plan the caller changed: not the policy's own
+    items = explore_items(served.name, request_id, text, decision, settings)
+    backends = {name: u.backend for name, u in state.upstreams.items()}
+
+    async def run() -> None:
+        try:
+            payload, tokens = await explore(backends, items)
+            await asyncio.to_thread(
+                state.log.save_exploration, request_id, served.name, tokens, payload
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # exploration must never hurt serving: count it, say it
+            state.metrics.upstream_error(served.model_id, "explore")
+            print(f"ponder serve: exploration of {request_id} failed: {exc}", file=sys.stderr)
+
+    task = asyncio.get_running_loop().create_task(run())
+    state.background.add(task)
+    task.add_done_callback(state.background.discard)
+    return True
 
 
 def _engine_failed(exc: BackendError) -> bool:
@@ -500,6 +559,7 @@ def _stream_policy(
                 yield _sse(final)
             yield _sse("[DONE]")
             _account(state, served, outcome, key)
+            _maybe_explore(state, served, body, request_id, decision, settings)
         except asyncio.CancelledError:
             status, error = 499, "client closed the stream"
             raise

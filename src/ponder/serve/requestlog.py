@@ -253,6 +253,15 @@ class RequestLog:
         )
         return True
 
+    def save_exploration(self, request_id: str, policy: str, tokens: int, payload: str) -> None:
+        """Store an explored request's outcome rows (one write; explorations are rare).
+        Synchronous (call it off the event loop)."""
+        self._execute(
+            "INSERT INTO explorations (request_id, policy, created_at, tokens, payload) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+            (request_id, policy, utc_now(), tokens, payload),
+        )
+
     def close(self) -> None:
         """Stop the writer thread and write what is left; idempotent. A StoreError if the last
         records cannot be written (they are lost with the process)."""

@@ -150,6 +150,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX requests_created_at ON requests (created_at);
     """,
+    # 4 -> 5: explored requests of `ponder serve --explore` (see `ponder.serve.explore`): every
+    # configuration of the plan run in full, as the sweep's outcome rows (JSON), for
+    # `ponder recalibrate`. Apart from `requests`, which gets the row at reply time.
+    """
+    CREATE TABLE explorations (
+        request_id TEXT NOT NULL PRIMARY KEY,
+        policy     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        tokens     INTEGER NOT NULL CHECK (tokens >= 0),
+        payload    TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
