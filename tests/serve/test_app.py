@@ -109,6 +109,10 @@ def test_token_cap_drops_later_steps_then_refuses(client: TestClient) -> None:
 def test_request_overrides(client: TestClient) -> None:
     forced = _ask(client, ponder={"mode": "think", "budget": 32})
     assert forced.headers["x-ponder-decision"] == "small|think|32"
+    greedy = _ask(client, ponder={"mode": "think-greedy", "budget": 32})
+    assert greedy.headers["x-ponder-decision"] == "small|think-greedy|32"
+    direct = _ask(client, ponder={"mode": "no-think-greedy"})
+    assert direct.headers["x-ponder-decision"] == "small|no-think-greedy|none"
     low = _ask(client, reasoning_effort="low")
     assert low.headers["x-ponder-decision"] == "small|no-think-greedy|none"
     error = _error(_ask(client, ponder={"mode": "sideways"}), 400)

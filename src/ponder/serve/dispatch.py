@@ -109,10 +109,11 @@ def _override(decision: Decision, request: ChatCompletionRequest) -> Decision:
     last = decision.steps[-1]
     if options is not None and (options.mode or options.budget or options.samples):
         mode = options.mode or base_mode(last.config.mode)
+        thinks = base_mode(mode) == "think"
         budget = options.budget if options.budget else last.config.budget
-        if mode == "think" and budget is None:
+        if thinks and budget is None:
             raise ApiError(400, "a think request needs a budget: set ponder.budget", param="ponder")
-        config = Config(last.config.model, mode, budget if mode == "think" else None)
+        config = Config(last.config.model, mode, budget if thinks else None)
         samples = options.samples or 1
         return Decision((Step(config, samples=samples),), reason="request override")
     effort = request.reasoning_effort

@@ -12,6 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ponder.backends.base import MODES
+from ponder.types import GREEDY_SUFFIX
+
+# think / no-think sampled as the plan's recorded modes are, or greedy (`think-greedy`).
+REQUEST_MODES: tuple[str, ...] = (*MODES, *(m + GREEDY_SUFFIX for m in MODES))
 
 
 class TextPart(BaseModel):
@@ -52,8 +56,8 @@ class PonderOptions(BaseModel):
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, value: str | None) -> str | None:
-        if value is not None and value not in MODES:
-            raise ValueError(f"must be one of {', '.join(MODES)}")
+        if value is not None and value not in REQUEST_MODES:
+            raise ValueError(f"must be one of {', '.join(REQUEST_MODES)}")
         return value
 
 
