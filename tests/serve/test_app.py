@@ -366,3 +366,26 @@ def test_a_rejected_request_does_not_fall_back() -> None:
         hi = [{"role": "user", "content": "hi"}]
         response = c.post("/v1/chat/completions", json={"model": "small", "messages": hi})
         assert _error(response, 400)["code"] == "upstream_rejected"
+
+
+def test_a_read_timeout_is_not_sent_again_but_a_refused_connection_is() -> None:
+    calls: list[str] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        calls.append("slow")
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with _client(slow, max_retries=2) as c:
+        hi = [{"role": "user", "content": "hi"}]
+        _error(c.post("/v1/chat/completions", json={"model": "small", "messages": hi}), 504)
+    assert calls == ["slow"]
+
+    def refuse_twice(request: httpx.Request) -> httpx.Response:
+        calls.append("refused")
+        if calls.count("refused") < 3:
+            raise httpx.ConnectError("refused", request=request)
+        return upstream_reply(request)
+
+    with _client(refuse_twice, max_retries=2) as c:
+        ok = c.post("/v1/chat/completions", json={"model": "small", "messages": hi})
+        assert ok.status_code == 200 and calls.count("refused") == 3

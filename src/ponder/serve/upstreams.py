@@ -128,7 +128,9 @@ class Upstream:
 
     async def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
         """Send with retries on what is worth retrying (connection failures, 429, 5xx) before
-        any byte reached the caller; the last failure is raised as an ApiError."""
+        any byte reached the caller; the last failure is raised as an ApiError. A request
+        the engine received but did not answer in time is not sent again: it may still be
+        generating, and a retry would wait the whole timeout once more."""
         request = self.http.build_request(
             "POST", "/chat/completions", content=json.dumps(body), headers=self._headers()
         )
@@ -139,6 +141,10 @@ class Upstream:
                 response = await self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:
                 error = self._failure(exc)
+                if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                    exc, httpx.ConnectTimeout | httpx.PoolTimeout
+                ):
+                    raise error from None
             else:
                 if response.status_code < 500 and response.status_code != 429:
                     return response
