@@ -389,3 +389,12 @@ def test_a_read_timeout_is_not_sent_again_but_a_refused_connection_is() -> None:
     with _client(refuse_twice, max_retries=2) as c:
         ok = c.post("/v1/chat/completions", json={"model": "small", "messages": hi})
         assert ok.status_code == 200 and calls.count("refused") == 3
+
+
+def test_a_null_stream_options_is_accepted(client: TestClient) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    payload = {"model": "small", "messages": hi, "stream": True, "stream_options": None}
+    with client.stream("POST", "/v1/chat/completions", json=payload) as response:
+        assert response.status_code == 200
+        lines = [x for x in response.iter_lines() if x.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
