@@ -59,6 +59,7 @@ class EngineLog:
 
     chat_requests: int = 0
     stalled: int = 0
+    abandoned: int = 0  # streams whose reader went away before the end
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:
@@ -111,11 +112,19 @@ def engine_app(log: EngineLog) -> Any:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
             return _sse({**head, "object": "chat.completion.chunk", "choices": [choice]})
 
+        step_s = float(body.get("word_s") or STEP_S)
+
         async def events() -> AsyncIterator[bytes]:
-            yield chunk({"role": "assistant", "content": ""})
-            for word in WORDS:
-                await asyncio.sleep(STEP_S)
-                yield chunk({"content": word})
+            finished = False
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                for word in WORDS:
+                    await asyncio.sleep(step_s)
+                    yield chunk({"content": word})
+                finished = True
+            finally:
+                if not finished:
+                    log.abandoned += 1
             yield chunk({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
                 tail = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
@@ -451,3 +460,22 @@ def test_requests_stalled_past_the_upstream_timeout_are_quick_504s(proxy: Proxy)
     assert after[("ponder_requests_in_flight", frozenset())] == 0
     health = httpx.get(f"{proxy.root}/health", timeout=10)
     assert health.status_code == 200
+
+
+def test_a_client_that_leaves_mid_stream_leaves_no_upstream_stream_running(proxy: Proxy) -> None:
+    """The caller reads the first words of a slow stream and hangs up: ponder must close its
+    own stream to the engine at once (an engine then stops generating), and keep serving."""
+    before = proxy.log.abandoned
+    body = {"model": "up", "stream": True, "word_s": 2.0,
+            "messages": [{"role": "user", "content": "What is six times seven?"}]}  # fmt: skip
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{proxy.v1}/chat/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_bytes())  # the first event arrived: the engine is mid-stream
+    deadline = time.monotonic() + 5  # far less than the 12 s the stream would still take
+    while proxy.log.abandoned == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proxy.log.abandoned == before + 1
+    assert httpx.get(f"{proxy.root}/health", timeout=10).status_code == 200
