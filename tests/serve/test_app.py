@@ -398,3 +398,19 @@ def test_a_null_stream_options_is_accepted(client: TestClient) -> None:
         assert response.status_code == 200
         lines = [x for x in response.iter_lines() if x.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
+
+
+def test_a_bug_answers_500_in_openai_shape_and_the_server_goes_on(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = client.app.state.ponder  # type: ignore[attr-defined]
+    policy = state.policies["ponder/pe"].policy
+
+    def broken(problem: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(policy, "decide", broken)
+    error = _error(_ask(client), 500)
+    assert error["code"] == "internal_error" and "RuntimeError: a bug" in error["message"]
+    monkeypatch.undo()
+    assert _ask(client).status_code == 200

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
+import traceback
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -190,6 +192,11 @@ def create_app(config: ServeConfig, *, upstreams: Mapping[str, Upstream] | None 
         except ApiError as exc:
             status = exc.status
             return exc.response()
+        except Exception as exc:  # a bug must still answer in OpenAI's shape, and be seen
+            traceback.print_exc(file=sys.stderr)
+            status = 500
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            return ApiError(500, message, code="internal_error").response()
         finally:
             if not stream or status >= 400:
                 state.metrics.request_finished(label, status, time.perf_counter() - started, stream)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -263,6 +264,12 @@ def _stream_policy(
                 yield sse_bytes(
                     ApiError(502, f"upstream failed: {exc}", code="upstream_error").body()
                 )
+                return
+            except Exception as exc:  # a bug ends the stream with an error event, not a cut
+                traceback.print_exc(file=sys.stderr)
+                status, error = 500, f"{type(exc).__name__}: {exc}"
+                message = f"internal error: {error}"
+                yield sse_bytes(ApiError(500, message, code="internal_error").body())
                 return
             _, content = outcome.answer_parts()  # the reasoning was streamed as it grew
             yield sse_bytes(_chunk(request_id, body.model, created, {"content": content}))
