@@ -414,3 +414,18 @@ def test_a_bug_answers_500_in_openai_shape_and_the_server_goes_on(
     assert error["code"] == "internal_error" and "RuntimeError: a bug" in error["message"]
     monkeypatch.undo()
     assert _ask(client).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("chain", "line"),
+    [
+        ("Step one.\n\nSo 3 + 4 = 7.\nThe answer is \\boxed{7}.", "The answer is \\boxed{7}."),
+        ("\\boxed{5}", "\\boxed{5}"),
+        ("First \\boxed{1}, then\nfinally \\boxed{2}", "finally \\boxed{2}"),
+        ("No box.\n\nSo it is 9", "So it is 9"),
+    ],
+)
+def test_a_finished_chains_answer_line(chain: str, line: str) -> None:
+    from ponder.serve.dispatch import answer_line
+
+    assert answer_line(chain) == line

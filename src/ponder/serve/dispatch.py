@@ -287,11 +287,25 @@ class Outcome:
         return self.result.generated_tokens
 
     def answer_parts(self) -> tuple[str, str]:
-        """(reasoning, content) of the final answer: a chain that ended on its own is the
-        answer as written; one stopped by its budget or an exit rule has its thinking as
-        reasoning and the forced answer as content."""
+        """(reasoning, content) of the final answer. A thinking chain is the reasoning (as
+        streamed); the content is the forced answer when the budget or an exit rule stopped
+        the chain, or the chain's own answer line when it ended by itself. A direct answer
+        is all content. Every word is the model's."""
         final = self.result.final
-        return final.reasoning, final.text
+        if final.reasoning:  # stopped early: the probe's forced answer
+            return final.reasoning, final.text
+        if final.chain_tokens > 0:  # ended on its own
+            return final.text, answer_line(final.text)
+        return "", final.text
+
+
+def answer_line(chain: str) -> str:
+    """The line of a finished chain that gives its answer: from the start of the line with
+    the last ``\\boxed{`` to the end, else the last paragraph."""
+    at = chain.rfind("\\boxed{")
+    if at < 0:
+        return chain.strip().rsplit("\n\n", 1)[-1].strip()
+    return chain[chain.rfind("\n", 0, at) + 1 :].strip()
 
 
 async def run_plan(
