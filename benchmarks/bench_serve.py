@@ -36,7 +36,6 @@ import asyncio
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from servers import free_port, stop, wait_until_up
 
 from ponder import paths
 
 MODEL = "smollm2-135m"
 MESSAGES = [{"role": "user", "content": "Name one colour."}]
-START_TIMEOUT_S = 120
 TARGETS = {"added_p50_ms": 2.0, "added_p99_ms": 10.0, "throughput_ratio": 0.95}
 
 
@@ -66,41 +65,6 @@ def percentile(values: list[float], q: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"{what} exited with {proc.returncode}: {tail}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not answer {url} within {START_TIMEOUT_S} s")
-        time.sleep(0.3)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process this script started, by its pid."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 def cpu_seconds(pid: int) -> float | None:

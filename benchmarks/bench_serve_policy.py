@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,8 +50,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
+from servers import free_port, stop, wait_until_up
 
 from ponder import paths
 from ponder.analysis import load_matrix
@@ -72,7 +71,6 @@ MODEL = "qwen2.5-coder-0.5b"
 DATASET = "arith"
 POLICY = "pe"
 LEVELS = (1, 2, 3, 4)
-START_TIMEOUT_S = 180
 REQUEST_TIMEOUT_S = 900
 
 
@@ -131,41 +129,6 @@ def fit_offline(price: float, folder: Path) -> tuple[Offline, Path]:
 
 
 # -- the engine and the proxy -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"{what} exited with {proc.returncode}: {tail}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not answer {url} within {START_TIMEOUT_S} s")
-        time.sleep(0.5)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process this script started, by its pid."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 @contextmanager
