@@ -135,10 +135,10 @@ def body(max_tokens: int, stream: bool = False) -> dict[str, Any]:
     }
 
 
-async def one_call(client: httpx.AsyncClient, url: str) -> float:
-    """Seconds of one non-streamed ``max_tokens=1`` completion; raises on a failure."""
+async def one_call(client: httpx.AsyncClient, url: str, max_tokens: int = 1) -> float:
+    """Seconds of one non-streamed completion; raises on a failure."""
     started = time.perf_counter()
-    response = await client.post(f"{url}/chat/completions", json=body(1))
+    response = await client.post(f"{url}/chat/completions", json=body(max_tokens))
     seconds = time.perf_counter() - started
     response.raise_for_status()
     if not response.json().get("choices"):
@@ -192,7 +192,9 @@ async def latency(run: Servers, pairs: int) -> dict[str, Any]:
     }
 
 
-async def load_slice(url: str, concurrency: int, seconds: float) -> tuple[int, int]:
+async def load_slice(
+    url: str, concurrency: int, seconds: float, max_tokens: int
+) -> tuple[int, int]:
     """(requests completed within `seconds`, failures) of `concurrency` looping clients."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
@@ -203,7 +205,7 @@ async def load_slice(url: str, concurrency: int, seconds: float) -> tuple[int, i
             nonlocal done, failed
             while time.perf_counter() < deadline:
                 try:
-                    await one_call(client, url)
+                    await one_call(client, url, max_tokens)
                 except (httpx.HTTPError, RuntimeError, ValueError):
                     failed += 1
                     continue
@@ -214,13 +216,15 @@ async def load_slice(url: str, concurrency: int, seconds: float) -> tuple[int, i
     return done, failed
 
 
-async def throughput(direct: str, proxied: str, seconds: float) -> list[dict[str, Any]]:
+async def throughput(
+    direct: str, proxied: str, seconds: float, max_tokens: int
+) -> list[dict[str, Any]]:
     cells = []
     for concurrency in (1, 8, 32):
         counts = {"direct": [0, 0], "proxied": [0, 0]}
         for side in ("direct", "proxied", "proxied", "direct"):
             done, failed = await load_slice(
-                direct if side == "direct" else proxied, concurrency, seconds / 2
+                direct if side == "direct" else proxied, concurrency, seconds / 2, max_tokens
             )
             counts[side][0] += done
             counts[side][1] += failed
@@ -302,7 +306,8 @@ def print_table(result: dict[str, Any]) -> None:
             f"  CPU per request: proxy {cpu['proxy_ms_per_request']:.2f} ms, "
             f"engine {cpu['engine_ms_per_request']:.2f} ms"
         )
-    print(f"\nthroughput, max_tokens=1, {result['seconds']:g} s per cell (ABBA slices)")
+    tokens = result["throughput_tokens"]
+    print(f"\nthroughput, max_tokens={tokens}, {result['seconds']:g} s per cell (ABBA slices)")
     print(f"  {'clients':>7} {'direct/s':>9} {'proxied/s':>10} {'ratio':>6} {'errors':>7}")
     for c in cells:
         print(
@@ -324,7 +329,9 @@ async def measure(run: Servers, args: argparse.Namespace) -> dict[str, Any]:
     lat = await latency(run, args.pairs)
     return {
         "latency": lat,
-        "throughput": await throughput(run.direct, run.proxied, args.seconds),
+        "throughput": await throughput(
+            run.direct, run.proxied, args.seconds, args.throughput_tokens
+        ),
         "streaming": await streaming(run.direct, run.proxied, args.stream_pairs),
     }
 
@@ -334,6 +341,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200, help="latency pairs")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per throughput cell")
     parser.add_argument("--stream-pairs", type=int, default=20, help="streamed pairs")
+    parser.add_argument(
+        "--throughput-tokens",
+        type=int,
+        default=1,
+        help="max_tokens of the throughput requests (1: the proxy's worst case)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     model_path = paths.models_dir() / f"{MODEL}.gguf"
@@ -348,6 +361,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "seconds": args.seconds,
+        "throughput_tokens": args.throughput_tokens,
         "targets": TARGETS,
         **figures,
         "wall_s": time.perf_counter() - started,
