@@ -429,3 +429,34 @@ def test_a_finished_chains_answer_line(chain: str, line: str) -> None:
     from ponder.serve.dispatch import answer_line
 
     assert answer_line(chain) == line
+
+
+def test_a_restart_restores_what_each_key_spent_in_its_period(tmp_path: Path) -> None:
+    from ponder.serve.records import used_tokens
+    from ponder.serve.requestlog import RequestLog, RequestRecord, utc_now
+
+    store = tmp_path / "serve.sqlite"
+    old = "2020-01-01T00:00:00.000+00:00"  # outside any period
+    with RequestLog(store) as log:
+        for i, (key, when) in enumerate(
+            [("team", utc_now()), ("team", utc_now()), ("team", old), ("other", utc_now())]
+        ):
+            log.submit(
+                RequestRecord(
+                    request_id=f"r{i}",
+                    created_at=when,
+                    key_name=key,
+                    model="small",
+                    status=200,
+                    latency_s=0.1,
+                    prompt_tokens=5,
+                    answer_tokens=2,
+                    reasoning_tokens=3,
+                    probe_tokens=None,
+                )
+            )
+    team = KeyPolicy(name="team", sha256=hash_key("a"), token_budget=100)
+    other = KeyPolicy(name="other", sha256=hash_key("b"), token_budget=100)
+    unlimited = KeyPolicy(name="free", sha256=hash_key("c"))
+    assert used_tokens(store, [team, other, unlimited]) == {"team": 20, "other": 10}
+    assert used_tokens(tmp_path / "none.sqlite", [team]) == {}
