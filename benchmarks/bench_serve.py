@@ -36,8 +36,6 @@ import asyncio
 import datetime
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from servers import free_port, stop, wait_until_up
+from servers import engine_and_proxy
 
 from ponder import paths
 
@@ -89,40 +87,8 @@ class Servers:
 @contextmanager
 def servers(model_path: Path, workdir: Path) -> Iterator[Servers]:
     """Start the engine, then the proxy; both stopped by pid on leaving."""
-    engine_port, proxy_port = free_port(), free_port()
-    engine_url = f"http://127.0.0.1:{engine_port}/v1"
-    proxy_url = f"http://127.0.0.1:{proxy_port}/v1"
-    engine_cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path), "--model_alias", MODEL,
-        "--host", "127.0.0.1", "--port", str(engine_port),
-        "--n_threads", "1", "--n_ctx", "512",
-    ]  # fmt: skip
-    proxy_cmd = [
-        sys.executable, "-m", "ponder", "serve",
-        "--upstream", f"{MODEL}={engine_url},engine=llamacpp",
-        "--port", str(proxy_port), "--log-level", "warning",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "PONDER_API_KEYS"}
-    started: list[subprocess.Popen[bytes]] = []
-    # files, not pipes: nobody reads the logs while the benchmark runs
-    with (
-        (workdir / "engine.log").open("wb") as engine_log,
-        (workdir / "proxy.log").open("wb") as proxy_log,
-    ):
-        try:
-            engine = subprocess.Popen(engine_cmd, stdout=engine_log, stderr=subprocess.STDOUT)
-            started.append(engine)
-            wait_until_up(engine, f"{engine_url}/models", workdir / "engine.log", "the engine")
-            proxy = subprocess.Popen(proxy_cmd, stdout=proxy_log, stderr=subprocess.STDOUT, env=env)
-            started.append(proxy)
-            wait_until_up(
-                proxy, f"http://127.0.0.1:{proxy_port}/health", workdir / "proxy.log", "the proxy"
-            )
-            yield Servers(engine_url, proxy_url, engine.pid, proxy.pid)
-        finally:
-            for proc in reversed(started):
-                stop(proc)
+    with engine_and_proxy(model_path, MODEL, 512, ",engine=llamacpp", [], workdir) as run:
+        yield Servers(run.engine_url, run.proxy_url, run.engine_pid, run.proxy_pid)
 
 
 def body(max_tokens: int, stream: bool = False) -> dict[str, Any]:

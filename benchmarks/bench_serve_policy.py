@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from servers import free_port, stop, wait_until_up
+from servers import engine_and_proxy
 
 from ponder import paths
 from ponder.analysis import load_matrix
@@ -135,40 +134,10 @@ def fit_offline(price: float, folder: Path) -> tuple[Offline, Path]:
 def serving(model_path: Path, policy_file: Path, workdir: Path) -> Iterator[str]:
     """The engine, then the proxy serving the policy; yields the proxy's ``.../v1``. Both are
     stopped by pid on leaving."""
-    engine_port, proxy_port = free_port(), free_port()
-    engine_url = f"http://127.0.0.1:{engine_port}/v1"
-    engine_cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path), "--model_alias", MODEL,
-        "--host", "127.0.0.1", "--port", str(engine_port),
-        "--n_threads", "1", "--n_ctx", "2048",
-    ]  # fmt: skip
-    proxy_cmd = [
-        sys.executable, "-m", "ponder", "serve",
-        "--upstream", f"{MODEL}={engine_url},engine=llama-cpp-python,timeout_s={REQUEST_TIMEOUT_S}",
-        "--policy", f"{POLICY}={policy_file}",
-        "--port", str(proxy_port), "--log-level", "warning",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "PONDER_API_KEYS"}
-    started: list[subprocess.Popen[bytes]] = []
-    # files, not pipes: nobody reads the logs while the benchmark runs
-    with (
-        (workdir / "engine.log").open("wb") as engine_log,
-        (workdir / "proxy.log").open("wb") as proxy_log,
-    ):
-        try:
-            engine = subprocess.Popen(engine_cmd, stdout=engine_log, stderr=subprocess.STDOUT)
-            started.append(engine)
-            wait_until_up(engine, f"{engine_url}/models", workdir / "engine.log", "the engine")
-            proxy = subprocess.Popen(proxy_cmd, stdout=proxy_log, stderr=subprocess.STDOUT, env=env)
-            started.append(proxy)
-            wait_until_up(
-                proxy, f"http://127.0.0.1:{proxy_port}/health", workdir / "proxy.log", "the proxy"
-            )
-            yield f"http://127.0.0.1:{proxy_port}/v1"
-        finally:
-            for proc in reversed(started):
-                stop(proc)
+    options = f",engine=llama-cpp-python,timeout_s={REQUEST_TIMEOUT_S}"
+    policy = ["--policy", f"{POLICY}={policy_file}"]
+    with engine_and_proxy(model_path, MODEL, 2048, options, policy, workdir) as run:
+        yield run.proxy_url
 
 
 # -- live: ask through the proxy ----------------------------------------------------------------
