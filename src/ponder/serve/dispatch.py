@@ -35,7 +35,6 @@ from ponder.sweep.execute import (
     Prompt,
     RunSettings,
     check_decision,
-    decoding_for,
     execute_decision,
     worst_case_tokens,
 )
@@ -391,9 +390,8 @@ def served_settings(seed: int | None, reserve: int) -> RunSettings:
     )
 
 
-def check_models(
-    decision: Decision, upstreams: Mapping[str, object], settings: RunSettings
-) -> None:
+def check_models(decision: Decision, upstreams: Mapping[str, object]) -> None:
+    """Every model of the plan has an upstream (its modes were checked by `plan_for`)."""
     missing = sorted({s.config.model for s in decision.steps} - set(upstreams))
     if missing:
         raise ApiError(
@@ -401,5 +399,3 @@ def check_models(
             f"the plan needs model(s) {missing} and no upstream serves them (--upstream NAME=URL)",
             code="no_upstream",
         )
-    for step in decision.steps:
-        decoding_for(step.config.mode, settings)

@@ -68,23 +68,20 @@ async def pass_through(
     started: float,
 ) -> Response:
     request_id = new_request_id()
+
+    def failed(exc: ApiError) -> None:
+        """Count and log a request the upstream(s) could not serve."""
+        state.metrics.upstream_error(body.model, exc.code or "error")
+        seconds = time.perf_counter() - started
+        _log_upstream(state, request_id, body, key, exc.status, seconds, None, exc.message)
+
     if not body.stream:
         try:
             data, seconds, served_by = await or_disconnect(
                 request, _complete_with_fallback(state, body), state.config.disconnect_poll_s
             )
         except ApiError as exc:
-            state.metrics.upstream_error(body.model, exc.code or "error")
-            _log_upstream(
-                state,
-                request_id,
-                body,
-                key,
-                exc.status,
-                time.perf_counter() - started,
-                None,
-                exc.message,
-            )
+            failed(exc)
             raise
         state.metrics.upstream_call(served_by, seconds)
         data["model"] = body.model
@@ -96,17 +93,7 @@ async def pass_through(
     try:
         response, served_by = await _open_with_fallback(state, body)
     except ApiError as exc:
-        state.metrics.upstream_error(body.model, exc.code or "error")
-        _log_upstream(
-            state,
-            request_id,
-            body,
-            key,
-            exc.status,
-            time.perf_counter() - started,
-            None,
-            exc.message,
-        )
+        failed(exc)
         raise
 
     async def relay() -> AsyncIterator[bytes]:

@@ -98,7 +98,7 @@ async def serve_policy(
     turns = conversation(body)
     settings = served_settings(body.seed, state.config.reserve)
     decision = plan_for(served, body, request_id, settings)
-    check_models(decision, state.upstreams, settings)
+    check_models(decision, state.upstreams)
     created = int(time.time())
     field_name = state.config.reasoning_field
     if body.stream:

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ponder.serve.dispatch import Outcome
 from ponder.serve.limits import KeyPolicy
 from ponder.serve.requestlog import RequestRecord
@@ -110,17 +112,21 @@ def used_tokens(store_path: Path, keys: Sequence[KeyPolicy]) -> dict[str, int]:
         return {}
     from ponder.serve.requestlog import read_requests
 
+    budgeted = [key for key in keys if key.token_budget is not None]
+    if not budgeted:
+        return {}
     now = dt.datetime.now(dt.UTC)
+    longest = max(key.budget_period_s for key in budgeted)
+    try:  # one read of the log, from the start of the longest period
+        frame = read_requests(store_path, since=(now - dt.timedelta(seconds=longest)).isoformat())
+    except Exception:
+        return {}  # an older store without the log: nothing recorded yet
+    created = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601")
+    columns = ["prompt_tokens", "reasoning_tokens", "answer_tokens", "probe_tokens"]
+    spent = frame[columns].fillna(0).to_numpy().sum(axis=1)
     out: dict[str, int] = {}
-    for key in keys:
-        if key.token_budget is None:
-            continue
-        since = (now - dt.timedelta(seconds=key.budget_period_s)).isoformat()
-        try:
-            frame = read_requests(store_path, since=since)
-        except Exception:
-            return {}  # an older store without the log: nothing recorded yet
-        mine = frame[frame["key_name"] == key.name]
-        columns = ["prompt_tokens", "reasoning_tokens", "answer_tokens", "probe_tokens"]
-        out[key.name] = int(mine[columns].fillna(0).to_numpy().sum())
+    for key in budgeted:
+        since = now - dt.timedelta(seconds=key.budget_period_s)
+        mine = ((frame["key_name"] == key.name) & (created >= since)).to_numpy()
+        out[key.name] = int(spent[mine].sum())
     return out
