@@ -163,10 +163,9 @@ def fit_to_cap(decision: Decision, cap: int | None, settings: RunSettings) -> De
     return Decision(tuple(steps), reason=f"{decision.reason} (fit to {cap} tokens)".strip())
 
 
-def plan_for(
-    served: Served, request: ChatCompletionRequest, request_id: str, settings: RunSettings
-) -> Decision:
-    decision = _override(decide(served, request, request_id), request)
+def plan_for(own: Decision, request: ChatCompletionRequest, settings: RunSettings) -> Decision:
+    """The policy's own plan `own` with the caller's overrides and caps, checked."""
+    decision = _override(own, request)
     caps = [c for c in (request.token_cap, request.ponder and request.ponder.max_cost) if c]
     decision = fit_to_cap(decision, min(caps) if caps else None, settings)
     try:

@@ -97,13 +97,14 @@ async def serve_policy(
     request_id = new_request_id()
     turns = conversation(body)
     settings = served_settings(body.seed, state.config.reserve)
-    decision = plan_for(served, body, request_id, settings)
+    own = decide(served, body, request_id)  # the policy's plan, before any override
+    decision = plan_for(own, body, settings)
     check_models(decision, state.upstreams)
     created = int(time.time())
     field_name = state.config.reasoning_field
     if body.stream:
         return _stream_policy(
-            state, request, body, served, key, request_id, turns, decision, settings, started
+            state, request, body, served, key, request_id, turns, own, decision, settings, started
         )
     try:
         outcome, fell_back = await or_disconnect(
@@ -121,7 +122,7 @@ async def serve_policy(
     _log_policy(state, request_id, body, served, outcome, key, 200, time.perf_counter() - started)
     payload = completion(outcome, request_id, body.model, created, field_name)
     extra = {"x-ponder-fallback": ", ".join(fell_back)} if fell_back else {}
-    if _maybe_explore(state, served, body, request_id, decision, settings):
+    if _maybe_explore(state, served, body, request_id, own, decision, settings):
         extra["x-ponder-explored"] = "true"
     return JSONResponse(payload, headers={**headers(outcome), "x-request-id": request_id, **extra})
 
@@ -131,6 +132,7 @@ def _maybe_explore(
     served: Served,
     body: ChatCompletionRequest,
     request_id: str,
+    own: Decision,
     decision: Decision,
     settings: RunSettings,
 ) -> bool:
@@ -143,7 +145,7 @@ def _maybe_explore(
     if state.rng.random() >= state.config.explore:
         return False
     text = explorable_text(body)
-    if text is None or decision != decide(served, body, request_id):
+    if text is None or decision != own:
         return False  # multi-turn, or a plan the caller changed: not the policy's own
     items = explore_items(served.name, request_id, text, decision, settings)
     backends = {name: u.backend for name, u in state.upstreams.items()}
@@ -226,6 +228,7 @@ def _stream_policy(
     key: KeyPolicy | None,
     request_id: str,
     turns: tuple[Message, ...],
+    own: Decision,
     decision: Decision,
     settings: RunSettings,
     started: float,
@@ -282,7 +285,7 @@ def _stream_policy(
                 yield sse_bytes(final)
             yield sse_bytes("[DONE]")
             _account(state, served, outcome, key)
-            _maybe_explore(state, served, body, request_id, decision, settings)
+            _maybe_explore(state, served, body, request_id, own, decision, settings)
         except asyncio.CancelledError:
             status, error = 499, "client closed the stream"
             raise
