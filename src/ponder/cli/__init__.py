@@ -70,6 +70,7 @@ def _register() -> None:
     # Each verb module adds its commands to `app`; imported here so `ponder --help` lists them.
     from ponder.cli import (
         builtin_cmd,
+        claims_cmd,
         curves_cmd,
         data_cmd,
         demo_cmd,
@@ -96,6 +97,7 @@ def _register() -> None:
     app.command("report")(report_cmd.report_command)
     app.command("fit")(policy_cmd.fit_command)
     app.command("evaluate")(policy_cmd.evaluate_command)
+    app.command("claims", help=reflow(claims_cmd.claims_command.__doc__))(claims_cmd.claims_command)
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.command("run", help=reflow(run_cmd.run_command.__doc__))(run_cmd.run_command)

@@ -20,6 +20,9 @@ from ponder.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ponder.claims import Finding, Settings
     from ponder.curves import Curves
     from ponder.store import Store
 
@@ -34,11 +37,14 @@ def write_report(
     seed: int = 0,
     curves: Curves | None = None,
     policies: bool = False,
+    claims: Sequence[Finding] | None = None,
+    claims_settings: Settings | None = None,
 ) -> Path:
     """Render the report (computing the curves unless given), with progress on stderr.
 
     With `policies`, every policy family is cross-validated on each dataset with token counts
-    and the report gains a policies section.
+    and the report gains a policies section; `claims` (findings of `ponder.claims`) adds the
+    claims section.
     """
     from ponder.analysis import evaluate_policies, load_curves
     from ponder.report import build_report
@@ -62,6 +68,12 @@ def write_report(
                     task, advance=1, description=f"evaluated {name}"
                 ),
             )
+    claims_section = None
+    if claims:
+        from ponder.claims import Settings
+        from ponder.report.claims import claims_context
+
+        claims_section = claims_context(claims, claims_settings or Settings())
     names = sorted(curves.cells["dataset"].unique())
     with progress() as bar:
         task = bar.add_task("plotting", total=len(names))
@@ -75,6 +87,7 @@ def write_report(
             seed=seed,
             on_dataset=lambda name: bar.update(task, advance=1, description=f"plotted {name}"),
             evaluations=evaluations,
+            claims=claims_section,
         )
 
 
@@ -93,6 +106,13 @@ def report_command(
             help="Add the offline evaluation of the policy families (slower).",
         ),
     ] = False,
+    claims: Annotated[
+        bool,
+        typer.Option(
+            "--claims/--no-claims",
+            help="Add the claims suite: each hypothesis re-tested with a verdict (slower).",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Write one self-contained HTML report with plots.
@@ -105,10 +125,27 @@ def report_command(
       ponder report                       # ponder-report.html, default store
       ponder report -o aime.html -d aime24 -d aime25
       ponder report --policies            # add policies vs uniform budgets
+      ponder report --claims              # add the claims suite (see `ponder claims`)
     """
     with open_store(store) as st:
         check_names(st, datasets=dataset, models=model)
+        findings = None
+        settings = None
+        if claims:
+            from ponder.claims import Settings
+            from ponder.cli.claims_cmd import run_with_progress
+
+            settings = Settings(n_boot=n_boot, seed=seed)
+            findings = run_with_progress(st, datasets=dataset, settings=settings)
         path = write_report(
-            st, out, datasets=dataset, models=model, n_boot=n_boot, seed=seed, policies=policies
+            st,
+            out,
+            datasets=dataset,
+            models=model,
+            n_boot=n_boot,
+            seed=seed,
+            policies=policies,
+            claims=findings,
+            claims_settings=settings,
         )
     typer.echo(f"report written to {path.resolve()}")

@@ -44,7 +44,8 @@ class LocalModel:
     """A pinned model: where its bytes come from and what they must hash to once assembled.
 
     `params` is the parameter count from the model card (for FLOPs estimates: 2 x params per
-    generated token).
+    generated token); `reasoning` says whether it was trained to think before answering (none
+    of the installable ones is: their "think" mode is a step-by-step prompt).
     """
 
     name: str
@@ -57,6 +58,7 @@ class LocalModel:
     size: int
     sha256: str
     note: str = ""
+    reasoning: bool = False
 
     @property
     def filename(self) -> str:

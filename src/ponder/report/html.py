@@ -112,10 +112,12 @@ def build_report(
     title: str = "ponder: accuracy vs inference-time budget",
     on_dataset: Callable[[str], None] | None = None,
     evaluations: Sequence[tuple[str, Summary]] = (),
+    claims: dict[str, Any] | None = None,
 ) -> Path:
     """Render the report to `out` (written atomically) and return its path.
 
-    `on_dataset(name)` is called as each dataset's plots are done (for progress bars).
+    `on_dataset(name)` is called as each dataset's plots are done (for progress bars);
+    `claims` is the claims section (``ponder.report.claims.claims_context``), if any.
     """
     cells = curves.cells
     framed = with_sources(frame, runs)
@@ -224,6 +226,7 @@ def build_report(
         n_passk=n_passk,
         cells_table=cells_table,
         policy_sections=policy_sections,
+        claims=claims,
         n_cells=len(cells),
         notes=notes,
         attributions=attributions,

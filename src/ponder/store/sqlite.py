@@ -756,6 +756,25 @@ class Store:
         )
         return pd.DataFrame.from_records(rows, columns=list(PROBLEM_STORE_COLUMNS))
 
+    def chains_frame(self, *, datasets: Sequence[str] | None = None) -> pd.DataFrame:
+        """The live sweeps' chains: text, token count, whether the chain ended on its own, and
+        per-token entropies (float32 arrays, or None where not recorded)."""
+        from ponder.sweep.rows import blob_entropies
+
+        if not self._has_table("chains"):
+            return pd.DataFrame(columns=list(CHAIN_COLUMNS))
+        sql = f"SELECT {', '.join(CHAIN_COLUMNS)} FROM chains"
+        params: list[object] = []
+        if datasets:
+            sql += f" WHERE dataset IN ({', '.join('?' for _ in datasets)})"
+            params.extend(datasets)
+        rows = self._read(sql + " ORDER BY chain_id", params)
+        frame = pd.DataFrame.from_records(rows, columns=list(CHAIN_COLUMNS))
+        frame["entropies"] = pd.Series(
+            [blob_entropies(b) for b in frame["entropies"]], index=frame.index, dtype=object
+        )
+        return frame
+
     def runs_frame(self) -> pd.DataFrame:
         """All runs with their settings (JSON text)."""
         names = ["run_id", "model", "backend", "source", "budget_kind", "settings_json"]
