@@ -17,6 +17,7 @@ from ponder.store import Store
 if TYPE_CHECKING:
     from ponder.evaluate import OutcomeMatrix
     from ponder.evaluate.metrics import Summary
+    from ponder.evaluate.protocol import Evaluation
 
 
 def load_curves(
@@ -95,11 +96,13 @@ def evaluate_policies(
     seed: int = 0,
     n_boot: int = 1000,
     on_dataset: Callable[[str], None] | None = None,
+    keep: dict[str, tuple[Evaluation, Summary]] | None = None,
 ) -> list[tuple[str, Summary]]:
     """Cross-validate the policy families on every dataset whose samples carry token counts.
 
     Datasets without token counts (their cost needs a price table) or with fewer problems than
-    folds are skipped; run `ponder evaluate --cost calls --prices ...` for those.
+    folds are skipped; run `ponder evaluate --cost calls --prices ...` for those. `keep`
+    receives each dataset's evaluation and summary (the claims suite reuses them).
     """
     from ponder.evaluate.catalog import FAMILIES, Skipped, candidates
     from ponder.evaluate.metrics import summarize
@@ -126,6 +129,8 @@ def evaluate_policies(
             summary, skipped=tuple((s.family, s.reason) for s in skipped) + summary.skipped
         )
         out.append((str(name), summary))
+        if keep is not None:
+            keep[str(name)] = (evaluation, summary)
         if on_dataset is not None:
             on_dataset(str(name))
     return out

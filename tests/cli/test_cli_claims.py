@@ -84,6 +84,23 @@ def test_claims_on_the_builtin_sweep_give_verdicts_and_a_report(
     assert "5. " in table and "arith" in table
     assert "intervals)" in table.splitlines()[-1]
 
+    markdown = ponder(
+        "claims",
+        "-c",
+        "overthinking",
+        "--n-boot",
+        "200",
+        "--markdown",
+        store=builtin_store,
+        check_ok=True,
+    ).stdout
+    assert markdown.startswith("### 5. Overthinking")
+    rows = [line for line in markdown.splitlines() if line.startswith("| arith")]
+    overthinking = [f for f in findings if f["claim"] == "overthinking" and f["effect"]]
+    assert len(rows) == len(overthinking)
+    for line, f in zip(rows, overthinking, strict=True):
+        assert f"**{f['verdict']}**" in line and f["scope"] in line
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -53,6 +53,18 @@ def test_demo_on_the_builtin_sweep_alone(
     assert "`ponder data pull NAME`" in result.stdout
     assert "`ponder demo --recorded`" in result.stdout
     assert "`ponder demo --live`" in result.stdout
+    # The claims suite in short form: a row per claim with its verdict counts, and the
+    # report's claims section with a sub-section per claim.
+    assert "claims (95% bootstrap intervals" in result.stdout
+    html = (out / "report.html").read_text()
+    assert '<h2 id="claims">' in html
+    from ponder.claims import all_claims
+
+    for claim in all_claims():
+        row = next(line for line in result.stdout.splitlines() if claim.title in line)
+        counts = [int(v) for v in row.split(claim.title)[1].split()]
+        assert counts and sum(counts) >= 1, row
+        assert f'id="claim-{claim.id}"' in html
     # A curve for each model: its think cells at every budget, with the accuracy a plain
     # groupby of the shipped rows gives.
     raw = pq.read_table(builtin_folder() / "outcomes.parquet").to_pandas()
@@ -91,7 +103,7 @@ def test_demo_on_the_builtin_sweep_alone(
 
 def test_demo_rebuilds_its_store(ponder: Any, no_recorded_data: None, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    args = ("demo", "--out", str(out), "--n-boot", "100", "--no-policies")
+    args = ("demo", "--out", str(out), "--n-boot", "100", "--no-policies", "--no-claims")
     ponder(*args, check_ok=True)
     first = (out / "demo.sqlite").stat().st_size
     ponder(*args, check_ok=True)
@@ -189,7 +201,16 @@ def test_damaged_builtin_sweep_is_one_line_and_keeps_the_last_store(tmp_path: Pa
 
     def demo() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", probe, "demo", "--out", str(out), "--no-policies"],
+            [
+                sys.executable,
+                "-c",
+                probe,
+                "demo",
+                "--out",
+                str(out),
+                "--no-policies",
+                "--no-claims",
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -261,7 +282,7 @@ def test_policy_summary_is_the_cross_validated_conclusion(ponder: Any, tmp_path:
     )
     out = tmp_path / "o"
     result = subprocess.run(
-        [sys.executable, "-c", probe, "demo", "--out", str(out), "--n-boot", "200"],
+        [sys.executable, "-c", probe, "demo", "--out", str(out), "--n-boot", "200", "--no-claims"],
         capture_output=True,
         text=True,
         env={**os.environ, "PONDER_DATA_DIR": str(tmp_path / "d"), "COLUMNS": "400"},

@@ -24,6 +24,7 @@ def test_demo_recorded_runs_from_nothing(ponder: Any, shared_data: Path, tmp_pat
         "--n-boot",
         "200",
         "--no-policies",
+        "--no-claims",
         check_ok=True,
     )
     assert f"report: {out / 'report.html'}" in result.stdout
@@ -88,7 +89,15 @@ def test_demo_recorded_flag_uses_the_shared_data(
     monkeypatch.setenv("PONDER_SHARED_DATA", str(shared_data))
     out = tmp_path / "demo"
     ponder(
-        "demo", "--recorded", "--out", str(out), "--n-boot", "100", "--no-policies", check_ok=True
+        "demo",
+        "--recorded",
+        "--out",
+        str(out),
+        "--n-boot",
+        "100",
+        "--no-policies",
+        "--no-claims",
+        check_ok=True,
     )
     import sqlite3
 

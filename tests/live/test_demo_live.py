@@ -48,6 +48,7 @@ def _demo(tmp_path: Path, models: Path) -> subprocess.CompletedProcess[str]:
             "--n-boot",
             "100",
             "--no-policies",
+            "--no-claims",
             "--out",
             str(tmp_path / "demo"),
         ],

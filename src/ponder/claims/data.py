@@ -21,8 +21,11 @@ import numpy as np
 import pandas as pd
 
 from ponder.errors import InputError
+from ponder.store.frame import EXPERIMENT_RUN_PREFIX
 
 if TYPE_CHECKING:
+    from ponder.evaluate.metrics import Summary
+    from ponder.evaluate.protocol import Evaluation
     from ponder.store import Store
 
 # "1.5b", "7B", "0.6b", "70b", "135m": a parameter count in a model's name. Mixture-of-experts
@@ -66,7 +69,12 @@ class ClaimData:
     ``outcomes`` has one row per recorded sample (the store's outcome frame with the live-sweep
     signal columns; aggregated rows have ``n_runs`` > 1); ``problems`` one row per problem;
     ``models`` the facts of every model in ``outcomes``; ``chains`` the live sweep's chains
-    with their per-token entropies when the store has them (else None).
+    with their per-token entropies when the store has them (else None); ``evaluation`` the
+    policy families' cross-validation of this dataset when the caller already ran it
+    (``ponder.analysis.evaluate_policies(keep=...)``), so claim 3 need not run it again;
+    ``experiments`` the rows the live claims' experiments generated on this dataset (run ids
+    ``claims/...``), kept apart from ``outcomes`` so no other check mistakes them for
+    configurations.
     """
 
     dataset: str
@@ -75,6 +83,8 @@ class ClaimData:
     models: Mapping[str, ModelFacts]
     settings: Settings = field(default_factory=Settings)
     chains: pd.DataFrame | None = None
+    evaluation: tuple[Evaluation, Summary] | None = None
+    experiments: pd.DataFrame | None = None
 
     @property
     def samples(self) -> pd.DataFrame:
@@ -210,9 +220,13 @@ def load_claim_data(
     datasets: Sequence[str] | None = None,
     settings: Settings | None = None,
     facts: Mapping[str, ModelFacts] | None = None,
+    evaluations: Mapping[str, tuple[Evaluation, Summary]] | None = None,
 ) -> list[ClaimData]:
-    """One :class:`ClaimData` per dataset in the store (or in ``datasets``), in name order."""
-    frame = store.outcomes_frame(datasets=datasets, signals=True)
+    """One :class:`ClaimData` per dataset in the store (or in ``datasets``), in name order.
+
+    ``evaluations`` are policy evaluations already run, by dataset (see ClaimData).
+    """
+    frame = store.outcomes_frame(datasets=datasets, signals=True, experiments=True)
     if frame.empty:
         what = f"no outcomes for datasets={list(datasets)}" if datasets else "the store is empty"
         raise InputError(f"{what}: import or sweep something first (`ponder ls` lists it)")
@@ -225,8 +239,10 @@ def load_claim_data(
     chains = _chains(store, datasets)
     known = model_facts(sorted(frame["model"].unique()), runs, facts)
     out = []
-    for name, rows in frame.groupby("dataset", sort=True):
+    generated = frame["run_id"].str.startswith(EXPERIMENT_RUN_PREFIX)
+    for name, rows in frame[~generated].groupby("dataset", sort=True):
         rows = rows.reset_index(drop=True)
+        own_experiments = frame[generated & (frame["dataset"] == name)].reset_index(drop=True)
         models = {m: known[m] for m in sorted(rows["model"].unique())}
         own = problems[problems["dataset"] == name].reset_index(drop=True)
         own_chains = None
@@ -236,7 +252,14 @@ def load_claim_data(
             own_chains = picked.reset_index(drop=True) if len(picked) else None
         out.append(
             ClaimData(
-                str(name), rows, own, models, settings=settings or Settings(), chains=own_chains
+                str(name),
+                rows,
+                own,
+                models,
+                settings=settings or Settings(),
+                chains=own_chains,
+                evaluation=(evaluations or {}).get(str(name)),
+                experiments=own_experiments if len(own_experiments) else None,
             )
         )
     return out

@@ -17,6 +17,7 @@ _CLAIMS: dict[str, str] = {
     "think-routing": "ponder.claims.think_routing:ThinkRouting",
     "overthinking": "ponder.claims.overthinking:Overthinking",
     "width-vs-depth": "ponder.claims.width_vs_depth:WidthVsDepth",
+    "forking-tokens": "ponder.claims.forking_tokens:ForkingTokens",
 }
 
 

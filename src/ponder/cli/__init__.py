@@ -74,6 +74,7 @@ def _register() -> None:
         curves_cmd,
         data_cmd,
         demo_cmd,
+        experiment_cmd,
         export_cmd,
         grade_cmd,
         import_cmd,
@@ -98,6 +99,9 @@ def _register() -> None:
     app.command("fit")(policy_cmd.fit_command)
     app.command("evaluate")(policy_cmd.evaluate_command)
     app.command("claims", help=reflow(claims_cmd.claims_command.__doc__))(claims_cmd.claims_command)
+    app.command("experiment", help=reflow(experiment_cmd.experiment_command.__doc__))(
+        experiment_cmd.experiment_command
+    )
     app.command("grade")(grade_cmd.grade_command)
     app.command("export")(export_cmd.export_command)
     app.command("run", help=reflow(run_cmd.run_command.__doc__))(run_cmd.run_command)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ponder.claims import Finding, ModelFacts, Settings
+    from ponder.evaluate.metrics import Summary
+    from ponder.evaluate.protocol import Evaluation
     from ponder.store import Store
 
 _VERDICT_STYLE = {
@@ -42,12 +44,16 @@ def run_with_progress(
     claims: Sequence[str] | None = None,
     settings: Settings | None = None,
     facts: dict[str, ModelFacts] | None = None,
+    evaluations: Mapping[str, tuple[Evaluation, Summary]] | None = None,
 ) -> list[Finding]:
-    """Run the suite with a progress bar (claim x dataset checks) on stderr."""
+    """Run the suite with a progress bar (claim x dataset checks) on stderr; ``evaluations``
+    are policy evaluations the caller already ran (claim 3 reuses them)."""
     from ponder.claims import all_claims, check_all, get_claim, load_claim_data
 
     chosen = [get_claim(c) for c in claims] if claims else all_claims()
-    data = load_claim_data(st, datasets=datasets, settings=settings, facts=facts)
+    data = load_claim_data(
+        st, datasets=datasets, settings=settings, facts=facts, evaluations=evaluations
+    )
     with progress() as bar:
         task = bar.add_task("checking claims", total=len(chosen) * len(data))
         return check_all(
@@ -136,6 +142,12 @@ def claims_command(
     list_claims: Annotated[
         bool, typer.Option("--list", help="List the claims (id, what each needs) and exit.")
     ] = False,
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="Print the findings as Markdown tables (for docs and issues)."
+        ),
+    ] = False,
     json_out: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -153,6 +165,7 @@ def claims_command(
       ponder claims                            # every claim, every dataset
       ponder claims -d math500 -c overthinking --all
       ponder claims -o claims.html --json > claims.json
+      ponder claims --markdown > claims.md
       ponder claims --model-facts facts.json   # parameter counts, reasoning or not
     """
     from ponder.claims import Settings, all_claims
@@ -195,6 +208,9 @@ def claims_command(
             }
         )
         return
+    if markdown:
+        typer.echo(findings_markdown(findings, show_all=show_all))
+        return
     console = out_console()
     print_findings(findings, console, show_all=show_all)
     counts = {v: sum(f.verdict == v for f in findings) for v in _VERDICT_STYLE}
@@ -204,6 +220,36 @@ def claims_command(
     )
     if out is not None:
         console.print(f"claims report written to {out.resolve()}", highlight=False)
+
+
+def findings_markdown(findings: Sequence[Finding], *, show_all: bool) -> str:
+    """One Markdown table per claim: dataset, scope, verdict, effect, estimate [CI], problems;
+    refusals folded into one line per claim unless ``show_all``."""
+    from ponder.claims import all_claims
+    from ponder.report.claims import effect_text
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    out: list[str] = []
+    for claim in all_claims():
+        own = [f for f in findings if f.claim == claim.id]
+        if not own:
+            continue
+        shown = own if show_all else [f for f in own if f.verdict != "insufficient"]
+        out.append(f"### {claim.number}. {claim.title}\n")
+        if shown:
+            out.append("| dataset | scope | verdict | effect | estimate [CI] | problems |")
+            out.append("|---|---|---|---|---|---:|")
+            for f in shown:
+                effect = f.effect.name if f.effect else f.reason
+                row = (f.dataset, f.scope, f"**{f.verdict}**", effect, effect_text(f))
+                out.append("| " + " | ".join(cell(v) for v in row) + f" | {f.n_problems} |")
+        refused = sorted({f.dataset for f in own if f.verdict == "insufficient"})
+        if refused and not show_all:
+            out.append(f"\nNot testable on some slices of: {', '.join(refused)}.")
+        out.append("")
+    return "\n".join(out)
 
 
 def _finding_json(f: Finding) -> dict[str, object]:

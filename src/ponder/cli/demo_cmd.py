@@ -8,6 +8,7 @@ recorded datasets; `--live` first runs a short real sweep of a small local model
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
+    from ponder.claims import Finding
     from ponder.evaluate.metrics import Summary
+    from ponder.evaluate.protocol import Evaluation
     from ponder.importers import FileImport
     from ponder.store import Store
     from ponder.sweep import SweepSpec
@@ -93,6 +96,13 @@ def demo_command(
             help="Evaluate the policy families offline (summary printed, section in the report).",
         ),
     ] = True,
+    claims: Annotated[
+        bool,
+        typer.Option(
+            "--claims/--no-claims",
+            help="Re-test the claims suite (verdicts printed, section in the report).",
+        ),
+    ] = True,
 ) -> None:
     """Analyse ponder's own recorded sweep: curves, sweet spots, policies, HTML report.
 
@@ -135,7 +145,7 @@ def demo_command(
     from ponder.store import Store
 
     with Store(store_file, readonly=True) as st:
-        _analyse(st, out, console, n_boot=n_boot, policies=policies)
+        _analyse(st, out, console, n_boot=n_boot, policies=policies, claims=claims)
     if not recorded and data is None:
         console.print(
             "add the recorded public datasets: `ponder data list`, `ponder data pull NAME`, "
@@ -213,7 +223,9 @@ def _remove(store_file: Path) -> None:
         Path(f"{store_file}{suffix}").unlink(missing_ok=True)
 
 
-def _analyse(st: Store, out: Path, console: Console, *, n_boot: int, policies: bool) -> None:
+def _analyse(
+    st: Store, out: Path, console: Console, *, n_boot: int, policies: bool, claims: bool
+) -> None:
     from ponder.analysis import evaluate_policies, load_curves
     from ponder.evaluate.catalog import DEMO_FAMILIES
     from ponder.report import build_report
@@ -223,6 +235,7 @@ def _analyse(st: Store, out: Path, console: Console, *, n_boot: int, policies: b
         curves = load_curves(st, n_boot=n_boot, frame=frame)
     print_sweet_spots(console, curves.sweet_spots)
     evaluations: list[tuple[str, Summary]] = []
+    kept: dict[str, tuple[Evaluation, Summary]] = {}
     if policies:
         with progress() as bar:
             task = bar.add_task("evaluating policies", total=frame["dataset"].nunique())
@@ -233,8 +246,19 @@ def _analyse(st: Store, out: Path, console: Console, *, n_boot: int, policies: b
                 on_dataset=lambda name: bar.update(
                     task, advance=1, description=f"evaluated {name}"
                 ),
+                keep=kept,
             )
         print_policy_summary(console, evaluations)
+    claims_section = None
+    if claims:
+        from ponder.claims import Settings
+        from ponder.cli.claims_cmd import run_with_progress
+        from ponder.report.claims import claims_context
+
+        settings = Settings(n_boot=n_boot)
+        findings = run_with_progress(st, settings=settings, evaluations=kept)
+        print_claims_summary(console, findings)
+        claims_section = claims_context(findings, settings)
     names = sorted(curves.cells["dataset"].unique())
     with progress() as bar:
         task = bar.add_task("plotting", total=len(names))
@@ -247,6 +271,7 @@ def _analyse(st: Store, out: Path, console: Console, *, n_boot: int, policies: b
             n_boot=n_boot,
             on_dataset=lambda name: bar.update(task, advance=1, description=f"plotted {name}"),
             evaluations=evaluations,
+            claims=claims_section,
         )
     console.print(f"store:  {st.path.resolve()}", highlight=False)
     console.print(f"report: {report.resolve()}", highlight=False)
@@ -284,6 +309,30 @@ def print_policy_summary(console: Console, evaluations: list[tuple[str, Summary]
         "  every family, with CIs per family: `ponder evaluate -d DATASET` on the demo's store",
         highlight=False,
     )
+
+
+def print_claims_summary(console: Console, findings: Sequence[Finding]) -> None:
+    """The verdict table in short form: per claim, how many slices each verdict got."""
+    from rich import box
+    from rich.table import Table
+
+    from ponder.claims import VERDICTS, all_claims
+
+    table = Table(
+        title="claims (95% bootstrap intervals; details: `ponder claims --store STORE`)",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("claim")
+    for verdict in VERDICTS:
+        table.add_column(verdict, justify="right")
+    for claim in all_claims():
+        own = [f for f in findings if f.claim == claim.id]
+        if own:
+            counts = [sum(f.verdict == v for f in own) for v in VERDICTS]
+            table.add_row(str(claim.number), claim.title, *(str(n) if n else "" for n in counts))
+    console.print(table)
 
 
 # -- --live -------------------------------------------------------------------------------------

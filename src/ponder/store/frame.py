@@ -140,6 +140,10 @@ def decode(table: npt.NDArray[np.object_], codes: npt.NDArray[Any]) -> Any:
     return pd.DataFrame.from_records([(v,) for v in values], columns=["v"])["v"].array
 
 
+# Run ids of the claims suite's experiments (ponder.claims.experiments.RUN_PREFIX).
+EXPERIMENT_RUN_PREFIX = "claims/"
+
+
 def read_outcomes_frame(
     conn: sqlite3.Connection,
     *,
@@ -147,6 +151,7 @@ def read_outcomes_frame(
     models: Sequence[str] | None = None,
     include_text: bool = False,
     signals: bool = False,
+    experiments: bool = False,
     chunk_rows: int = CHUNK_ROWS,
 ) -> pd.DataFrame:
     """The outcome frame (see ``ponder.types.OUTCOME_COLUMNS``), optionally filtered.
@@ -154,7 +159,9 @@ def read_outcomes_frame(
     Rows come in store order (rowid); an outcome whose run is not stored is left out, as the
     inner join with ``runs`` did. ``sqlite3.DatabaseError`` propagates to the caller.
     ``signals`` adds the live-sweep columns (``SIGNAL_COLUMNS``) after ``subject``: opt-in,
-    so the default frame every analysis reads keeps its columns.
+    so the default frame every analysis reads keeps its columns. The rows of the claims'
+    experiments (run ids ``claims/...``: forks of recorded chains, not configurations a policy
+    could choose) are left out unless ``experiments``.
     """
     names = (
         list(_OUTCOME_COLUMNS)
@@ -169,6 +176,8 @@ def read_outcomes_frame(
         if values:
             where.append(f"{column} IN ({', '.join('?' for _ in values)})")
             params.extend(values)
+    if not experiments:
+        where.append(f"o.run_id NOT LIKE '{EXPERIMENT_RUN_PREFIX}%'")
     if where:
         body += " WHERE " + " AND ".join(where)
     sql = f"SELECT {', '.join('o.' + n for n in names)}{body} ORDER BY o.rowid"

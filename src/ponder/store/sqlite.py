@@ -735,9 +735,11 @@ class Store:
         models: Sequence[str] | None = None,
         include_text: bool = False,
         signals: bool = False,
+        experiments: bool = False,
     ) -> pd.DataFrame:
         """The outcome frame (see `ponder.types.OUTCOME_COLUMNS`), optionally filtered;
-        `signals` adds the live-sweep columns (chain, rung, answer confidence, stop cost)."""
+        `signals` adds the live-sweep columns (chain, rung, answer confidence, stop cost);
+        `experiments` adds the claims' experiment rows (run ids `claims/...`)."""
         try:
             return read_outcomes_frame(
                 self._conn,
@@ -745,6 +747,7 @@ class Store:
                 models=models,
                 include_text=include_text,
                 signals=signals,
+                experiments=experiments,
             )
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from exc
