@@ -262,3 +262,14 @@ def test_load_claim_data_splits_datasets_and_reads_facts(tmp_path: Path) -> None
             load_claim_data(store, datasets=["nope"])
     with Store(tmp_path / "empty.sqlite") as empty, pytest.raises(InputError, match="empty"):
         load_claim_data(empty, settings=Settings())
+
+
+def test_registry_numbers_match_the_claims() -> None:
+    from ponder.claims import all_claims
+    from ponder.claims.registry import claim_number
+
+    claims = all_claims()
+    assert [c.number for c in claims] == sorted(c.number for c in claims)
+    for claim in claims:
+        assert claim_number(claim.id) == claim.number
+    assert claim_number("nope") == -1

@@ -294,7 +294,7 @@ def test_refuses_without_experiment_rows_but_describes(
     _, data = recorded
     (finding,) = ForkingTokens().check(data)
     assert finding.verdict == "insufficient"
-    assert "ponder claims experiment forking-tokens --model fake-m" in finding.reason
+    assert "ponder experiment forking-tokens --model fake-m" in finding.reason
     assert finding.extras["share of entropy in the top 20% of tokens"] == pytest.approx(
         8 * 2.0 / (8 * 2.0 + 32 * 0.05),
         rel=1e-3,  # entropies are stored as float16

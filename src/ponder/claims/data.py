@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 _PARAMS = re.compile(r"(?<![x\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
 
 
+# Budget kinds that form a ladder of one model: recorded hard caps and forced thinking budgets.
+LADDER_KINDS: tuple[str, ...] = ("hard_cap", "forced")
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What the claims need to know about a model beyond its outcomes.
@@ -90,6 +94,18 @@ class ClaimData:
     def samples(self) -> pd.DataFrame:
         """Rows that are single samples (not aggregates over several runs)."""
         return self.outcomes[self.outcomes["n_runs"] == 1]
+
+    @property
+    def budgeted(self) -> pd.DataFrame:
+        """Single samples at a token budget (a hard cap or a forced rung) with a known grade:
+        the rows every budget curve of a check is built from."""
+        rows = self.samples
+        keep = (
+            rows["budget_kind"].astype(str).isin(LADDER_KINDS)
+            & rows["budget"].notna()
+            & rows["correct"].notna()
+        )
+        return rows.loc[keep].reset_index(drop=True)
 
     @property
     def n_problems(self) -> int:

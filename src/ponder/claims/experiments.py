@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import numpy as np
+
 from ponder.errors import InputError
 from ponder.store.frame import EXPERIMENT_RUN_PREFIX
 
@@ -219,3 +221,21 @@ def open_model_backend(
         raise
     except PonderError as exc:
         raise InputError(f"cannot open model {model!r} on backend {backend!r}: {exc}") from exc
+
+
+def interleaved_by_band(
+    data: ClaimData, items: Mapping[str, ItemT], rng: np.random.Generator
+) -> list[ItemT]:
+    """Items (by problem) shuffled within each difficulty band, then taken a band at a time,
+    so a partial run covers every band."""
+    from ponder.claims.data import difficulty
+
+    bands, _ = difficulty(data)
+    by_band: dict[float, list[ItemT]] = {}
+    for problem in sorted(items):
+        by_band.setdefault(float(bands.get(problem, 0.0)), []).append(items[problem])
+    queues = [[g[i] for i in rng.permutation(len(g))] for _, g in sorted(by_band.items())]
+    out: list[ItemT] = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[depth] for q in queues if depth < len(q))
+    return out

@@ -34,8 +34,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from ponder.claims.base import Claim, Effect, Finding, found
-from ponder.claims.data import ClaimData, difficulty
-from ponder.claims.experiments import Row, is_experiment_run
+from ponder.claims.data import ClaimData
+from ponder.claims.experiments import Row, interleaved_by_band, is_experiment_run
 from ponder.claims.stats import FloatArray, bootstrap_effect, weighted_mean
 from ponder.errors import InputError
 from ponder.types import GREEDY_SUFFIX, THINK
@@ -106,7 +106,7 @@ class ForkingTokens(Claim):
     )
     needs: ClassVar[str] = (
         "recorded chains with per-token entropies (a live sweep) and the resampling rows of "
-        "`ponder claims experiment forking-tokens --model MODEL` on them"
+        "`ponder experiment forking-tokens --model MODEL` on them"
     )
     live: ClassVar[bool] = True
 
@@ -204,7 +204,7 @@ class ForkingTokens(Claim):
         table = pd.concat(tables, ignore_index=True) if tables else None
         paired = paired_rates(rows)
         n = len(paired)
-        command = f"`ponder claims experiment {self.id} --model {model} --dataset {data.dataset}`"
+        command = f"`ponder experiment {self.id} --model {model} --dataset {data.dataset}`"
         if rows.empty:
             reason = (
                 f"no resampling rows for {model}: the descriptive figures are in the extras; "
@@ -630,19 +630,8 @@ class ForkingExperiment:
         return self._ordered(data, items)
 
     def _ordered(self, data: ClaimData, items: Mapping[str, ForkItem]) -> list[ForkItem]:
-        bands, _ = difficulty(data)
         rng = np.random.default_rng(_seed_of(self.seed, "order", data.dataset))
-        by_band: dict[float, list[ForkItem]] = {}
-        for problem in sorted(items):
-            by_band.setdefault(float(bands.get(problem, 0.0)), []).append(items[problem])
-        queues = []
-        for band in sorted(by_band):
-            group = by_band[band]
-            queues.append([group[i] for i in rng.permutation(len(group))])
-        out: list[ForkItem] = []
-        for depth in range(max(len(q) for q in queues)):
-            out.extend(q[depth] for q in queues if depth < len(q))
-        return out
+        return interleaved_by_band(data, items, rng)
 
     async def run_item(self, backend: Backend, item: ForkItem) -> list[Row]:
         from ponder.backends import BackendError

@@ -31,8 +31,6 @@ from ponder.claims.data import ClaimData
 from ponder.claims.stats import FloatArray, bootstrap_effect, weighted_mean
 from ponder.curves._frame import as_float
 
-# Budget kinds that form a ladder of one model: recorded caps and forced thinking budgets.
-LADDER_KINDS = ("hard_cap", "forced")
 # Reasoning models should out-gain non-reasoning ones by at least this (points per doubling).
 GAP_MIN_EFFECT = 1.0
 # A gain below this many points per doubling of budget counts as a plateau: doubling the cost
@@ -394,9 +392,7 @@ class NonReasoningPlateau(Claim):
 
 def _ladders(data: ClaimData) -> list[Ladder]:
     """Every (model, mode, budget kind) with budgeted single samples."""
-    rows = data.samples
-    rows = rows[rows["budget_kind"].isin(LADDER_KINDS) & rows["budget"].notna()]
-    rows = rows[rows["correct"].notna()]
+    rows = data.budgeted
     out = []
     for (model, mode, kind), group in rows.groupby(["model", "mode", "budget_kind"], sort=True):
         facts = data.models.get(str(model))

@@ -20,8 +20,6 @@ from ponder.claims.data import ClaimData, difficulty
 from ponder.claims.stats import FloatArray, bootstrap_effect, problem_weights
 from ponder.curves.bootstrap import dataset_rng, percentile_interval
 
-# Budget kinds that form a ladder of one model: recorded caps and forced thinking budgets.
-LADDER_KINDS = ("hard_cap", "forced")
 # Random halvings of the problems; each is used both ways round (pick on one, measure on other).
 N_SPLITS = 10
 # A held-out drop smaller than this (accuracy points) would not change which budget to use.
@@ -275,9 +273,7 @@ def _ladders(data: ClaimData) -> dict[tuple[str, str], pd.DataFrame]:
     Only problems recorded at every budget of the ladder are kept, so each budget's accuracy
     is on the same problems.
     """
-    rows = data.samples
-    rows = rows[rows["budget_kind"].isin(LADDER_KINDS) & rows["budget"].notna()]
-    rows = rows[rows["correct"].notna()]
+    rows = data.budgeted
     out: dict[tuple[str, str], pd.DataFrame] = {}
     for (model, mode, kind), group in rows.groupby(["model", "mode", "budget_kind"], sort=True):
         matrix = group.pivot_table(

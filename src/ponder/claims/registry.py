@@ -18,12 +18,27 @@ _CLAIMS: dict[str, str] = {
     "overthinking": "ponder.claims.overthinking:Overthinking",
     "width-vs-depth": "ponder.claims.width_vs_depth:WidthVsDepth",
     "forking-tokens": "ponder.claims.forking_tokens:ForkingTokens",
+    "token-functions": "ponder.claims.token_functions:TokenFunctions",
+}
+
+# The suite's numbers (docs/claims.md); the claim classes carry the same ones.
+_NUMBERS: dict[str, int] = {
+    "tier-or-difficulty": 0,
+    "non-reasoning-plateau": 1,
+    "small-matches-large": 2,
+    "adaptive-beats-uniform": 3,
+    "think-routing": 4,
+    "overthinking": 5,
+    "width-vs-depth": 6,
+    "forking-tokens": 7,
+    "search-rounds": 8,
+    "token-functions": 9,
 }
 
 
 def claim_number(claim_id: str) -> int:
     """The claim's number in the suite (-1 for an id outside it), without importing it."""
-    return list(_CLAIMS).index(claim_id) if claim_id in _CLAIMS else -1
+    return _NUMBERS.get(claim_id, -1)
 
 
 def claim_ids() -> list[str]:

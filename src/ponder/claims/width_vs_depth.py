@@ -45,7 +45,6 @@ WIDTH_OCTAVES = 3
 # Votes over more k-subsets than this are a seeded Monte-Carlo mean (as in curves.passk).
 MAX_SUBSETS = 2000
 
-_BUDGET_KINDS = ("hard_cap", "forced")
 
 TABLE_COLUMNS = [
     "model",
@@ -147,7 +146,7 @@ class WidthVsDepth(Claim):
     )
 
     def check(self, data: ClaimData) -> list[Finding]:
-        rows = _budgeted(data)
+        rows = data.budgeted
         if rows.empty:
             return [self._refuse(data, "no token budgets recorded (hard caps or probe ladders)")]
         if int(rows.groupby(["model", "mode", "budget", "problem_id"]).size().max()) < 2:
@@ -337,17 +336,6 @@ def _why_untested(table: pd.DataFrame) -> str:
             "k chains of a vote"
         )
     return f"no width arm could be compared at equal tokens ({'; '.join(parts)})"
-
-
-def _budgeted(data: ClaimData) -> pd.DataFrame:
-    """Single samples at a token budget with a known grade."""
-    rows = data.samples
-    keep = (
-        rows["budget_kind"].astype(str).isin(_BUDGET_KINDS)
-        & rows["budget"].notna()
-        & rows["correct"].notna()
-    )
-    return rows.loc[keep].reset_index(drop=True)
 
 
 def _unvotable(group: pd.DataFrame) -> str:

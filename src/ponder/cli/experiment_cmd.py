@@ -20,8 +20,15 @@ def experiment_command(
         int, typer.Option(min=1, help="Chains to run (resumes: done ones count).")
     ] = 24,
     positions: Annotated[
-        int, typer.Option(min=1, help="Position pairs per chain (high entropy / other).")
-    ] = 4,
+        int | None,
+        typer.Option(
+            min=1, help="forking-tokens: position pairs per chain (high entropy / other)."
+        ),
+    ] = None,
+    draws: Annotated[
+        int | None,
+        typer.Option(min=1, help="token-functions: random edits per removal count."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the chain order and the draws.")] = 0,
     backend: Annotated[str, typer.Option(help="llamacpp or openai.")] = "llamacpp",
     threads: Annotated[
@@ -43,6 +50,7 @@ def experiment_command(
     \b
     Examples:
       ponder experiment forking-tokens -m qwen2.5-coder-0.5b --chains 24
+      ponder experiment token-functions -m qwen2.5-coder-0.5b --draws 2
       ponder experiment forking-tokens -m qwen2.5-coder-1.5b --threads 2 --store s.sqlite
       ponder experiment forking-tokens -m my-model --backend openai \\
           --option base_url=http://127.0.0.1:8000/v1
@@ -60,7 +68,9 @@ def experiment_command(
             f"claim {claim!r} reads stored outcomes and has no experiment to run: "
             "`ponder claims -c " + claim + "` checks it directly"
         )
-    experiment = make(positions=positions, seed=seed)
+    experiment = make(
+        **_experiment_options(claim, make, seed=seed, positions=positions, draws=draws)
+    )
     console = out_console()
     with open_store(store, create=False) as st:
         (data,) = load_claim_data(st, datasets=[dataset])
@@ -99,3 +109,19 @@ def experiment_command(
     console.print(f"verdict: `ponder claims -c {claim} -d {dataset}{store_hint}`", highlight=False)
     if summary.errors and summary.done == 0 and summary.skipped == 0:
         raise typer.Exit(1)
+
+
+def _experiment_options(claim: str, make: Any, **given: int | None) -> dict[str, int]:
+    """The options this claim's experiment takes; one it does not take is an error."""
+    import inspect
+
+    takes = set(inspect.signature(make).parameters)
+    out: dict[str, int] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in takes:
+            known = ", ".join(f"--{p}" for p in sorted(takes - {"seed"})) or "none"
+            raise InputError(f"--{name} does not apply to {claim!r} (its options: {known})")
+        out[name] = value
+    return out

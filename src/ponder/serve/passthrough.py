@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import Request
@@ -20,6 +20,8 @@ from ponder.serve.limits import KeyPolicy
 from ponder.serve.schemas import ChatCompletionRequest
 from ponder.serve.state import ServerState, or_disconnect, sse_bytes
 from ponder.serve.upstreams import Upstream, sse_events
+
+T = TypeVar("T")
 
 
 def _log_upstream(
@@ -163,22 +165,28 @@ def _falls_back(exc: ApiError) -> bool:
     return exc.status in (429, 502, 504)
 
 
-async def _complete_with_fallback(
-    state: ServerState, body: ChatCompletionRequest
-) -> tuple[dict[str, Any], float, str]:
-    name = body.model
+async def _with_fallback(
+    state: ServerState, name: str, call: Callable[[Upstream], Awaitable[T]]
+) -> tuple[T, str]:
+    """``call`` on the named upstream; when it fails in a way another upstream could fix
+    and one is configured (``--fallback``), counted as an upstream error and tried there."""
     try:
-        upstream = state.upstreams[name]
-        data, seconds = await upstream.complete(body.upstream_body(upstream.spec.model))
-        return data, seconds, name
+        return await call(state.upstreams[name]), name
     except ApiError as exc:
         other = state.config.fallbacks.get(name)
         if other is None or not _falls_back(exc):
             raise
         state.metrics.upstream_error(name, exc.code or "error")
-        upstream = state.upstreams[other]
-        data, seconds = await upstream.complete(body.upstream_body(upstream.spec.model))
-        return data, seconds, other
+        return await call(state.upstreams[other]), other
+
+
+async def _complete_with_fallback(
+    state: ServerState, body: ChatCompletionRequest
+) -> tuple[dict[str, Any], float, str]:
+    (data, seconds), served = await _with_fallback(
+        state, body.model, lambda u: u.complete(body.upstream_body(u.spec.model))
+    )
+    return data, seconds, served
 
 
 async def _open_with_fallback(
@@ -189,12 +197,4 @@ async def _open_with_fallback(
         out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
         return out
 
-    name = body.model
-    try:
-        return await state.upstreams[name].open_stream(payload(state.upstreams[name])), name
-    except ApiError as exc:
-        other = state.config.fallbacks.get(name)
-        if other is None or not _falls_back(exc):
-            raise
-        state.metrics.upstream_error(name, exc.code or "error")
-        return await state.upstreams[other].open_stream(payload(state.upstreams[other])), other
+    return await _with_fallback(state, body.model, lambda u: u.open_stream(payload(u)))
