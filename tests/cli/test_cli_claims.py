@@ -128,3 +128,23 @@ def test_claims_on_a_missing_store_fail_without_creating_it(ponder: Runner, tmp_
     result = ponder("claims", store=store)
     assert result.returncode == 1
     assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("overthinking", "-m", "m"), "has no experiment to run"),
+        (("search-rounds", "-m", "m", "--positions", "2"), "--positions does not apply"),
+        (("forking-tokens", "-m", "m", "--draws", "2"), "its options: --positions"),
+        (("forking-tokens", "-m", "m", "-d", "arith"), "no think-greedy chains of model 'm'"),
+        (("nope", "-m", "m"), "unknown claim 'nope'"),
+    ],
+)
+def test_experiment_bad_input_fails_before_any_model_loads(
+    ponder: Runner, builtin_store: Path, args: tuple[str, ...], message: str
+) -> None:
+    before = builtin_store.stat().st_mtime_ns
+    result = ponder("experiment", *args, store=builtin_store)
+    assert result.returncode == 1
+    assert message in _error_line(result.stderr)
+    assert builtin_store.stat().st_mtime_ns == before  # nothing written

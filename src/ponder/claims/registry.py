@@ -18,6 +18,7 @@ _CLAIMS: dict[str, str] = {
     "overthinking": "ponder.claims.overthinking:Overthinking",
     "width-vs-depth": "ponder.claims.width_vs_depth:WidthVsDepth",
     "forking-tokens": "ponder.claims.forking_tokens:ForkingTokens",
+    "search-rounds": "ponder.claims.search_rounds:SearchRounds",
     "token-functions": "ponder.claims.token_functions:TokenFunctions",
 }
 

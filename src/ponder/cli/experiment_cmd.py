@@ -17,7 +17,11 @@ def experiment_command(
         str, typer.Option("--dataset", "-d", help="Dataset with the model's recorded chains.")
     ] = "arith",
     chains: Annotated[
-        int, typer.Option(min=1, help="Chains to run (resumes: done ones count).")
+        int,
+        typer.Option(
+            min=1,
+            help="Items to run: chains (problems for search-rounds); done ones count.",
+        ),
     ] = 24,
     positions: Annotated[
         int | None,
@@ -28,6 +32,10 @@ def experiment_command(
     draws: Annotated[
         int | None,
         typer.Option(min=1, help="token-functions: random edits per removal count."),
+    ] = None,
+    verify_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, help="search-rounds: tokens of each verification reply."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the chain order and the draws.")] = 0,
     backend: Annotated[str, typer.Option(help="llamacpp or openai.")] = "llamacpp",
@@ -51,6 +59,7 @@ def experiment_command(
     Examples:
       ponder experiment forking-tokens -m qwen2.5-coder-0.5b --chains 24
       ponder experiment token-functions -m qwen2.5-coder-0.5b --draws 2
+      ponder experiment search-rounds -m qwen2.5-coder-0.5b --chains 40
       ponder experiment forking-tokens -m qwen2.5-coder-1.5b --threads 2 --store s.sqlite
       ponder experiment forking-tokens -m my-model --backend openai \\
           --option base_url=http://127.0.0.1:8000/v1
@@ -121,7 +130,10 @@ def _experiment_options(claim: str, make: Any, **given: int | None) -> dict[str,
         if value is None:
             continue
         if name not in takes:
-            known = ", ".join(f"--{p}" for p in sorted(takes - {"seed"})) or "none"
-            raise InputError(f"--{name} does not apply to {claim!r} (its options: {known})")
+            known = ", ".join(f"--{p.replace('_', '-')}" for p in sorted(takes - {"seed"}))
+            raise InputError(
+                f"--{name.replace('_', '-')} does not apply to {claim!r} "
+                f"(its options: {known or 'none'})"
+            )
         out[name] = value
     return out

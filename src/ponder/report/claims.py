@@ -28,7 +28,11 @@ def effect_text(finding: Finding) -> str:
     e = finding.effect
     if e is None:
         return ""
-    return f"{e.value:+.3g} {e.unit} [{e.low:+.3g}, {e.high:+.3g}]"
+
+    def num(v: float) -> str:
+        return f"{0.0 if abs(v) < 1e-9 else v:+.3g}"  # no "+2.66e-16" from rounding
+
+    return f"{num(e.value)} {e.unit} [{num(e.low)}, {num(e.high)}]"
 
 
 def _findings_table(findings: Sequence[Finding]) -> Markup:
