@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -409,9 +408,7 @@ def builtin_arith(tmp_path_factory: pytest.TempPathFactory) -> ClaimData:
 
 
 def test_descriptive_figures_on_builtin_chains(builtin_arith: ClaimData) -> None:
-    started = time.perf_counter()
     findings = ForkingTokens().check(builtin_arith)
-    assert time.perf_counter() - started < 2.0
     by_model = {f.scope: f for f in findings}
     assert set(by_model) == {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
     small, large = by_model["qwen2.5-coder-0.5b"], by_model["qwen2.5-coder-1.5b"]

@@ -8,7 +8,6 @@ import asyncio
 import json
 import math
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -476,9 +475,7 @@ def builtin_arith(tmp_path_factory: pytest.TempPathFactory) -> ClaimData:
 
 
 def test_tag_shares_on_builtin_chains(builtin_arith: ClaimData) -> None:
-    started = time.perf_counter()
     findings = TokenFunctions().check(builtin_arith)
-    assert time.perf_counter() - started < 2.0
     by_model = {f.scope: f for f in findings}
     assert set(by_model) == {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
     assert {f.verdict for f in findings} == {"insufficient"}

@@ -9,6 +9,7 @@ for every claim (see :func:`decide` and docs/claims.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -129,9 +130,18 @@ def found(
 
 
 def insufficient(
-    claim: str, dataset: str, reason: str, *, scope: str = "all", n_problems: int = 0
+    claim: str,
+    dataset: str,
+    reason: str,
+    *,
+    scope: str = "all",
+    n_problems: int = 0,
+    protocol: str = "",
+    table: pd.DataFrame | None = None,
+    extras: Mapping[str, float] | None = None,
 ) -> Finding:
-    """A refusal: the data cannot test the claim, and ``reason`` says what is missing."""
+    """A refusal: the data cannot test the claim, and ``reason`` says what is missing. A
+    refusal may still carry descriptive figures (``table``, ``extras``)."""
     return Finding(
         claim=claim,
         dataset=dataset,
@@ -139,6 +149,9 @@ def insufficient(
         verdict="insufficient",
         reason=reason,
         n_problems=n_problems,
+        protocol=protocol,
+        table=table,
+        extras=dict(extras or {}),
     )
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ponder.claims.base import Claim, Effect, Finding, found
+from ponder.claims.base import Claim, Effect, Finding, found, insufficient
 from ponder.claims.data import ClaimData
 from ponder.claims.experiments import Row, interleaved_by_band, is_experiment_run
 from ponder.claims.stats import FloatArray, bootstrap_effect, weighted_mean
@@ -176,16 +176,15 @@ class ForkingTokens(Claim):
         n_problems: int = 0,
     ) -> Finding:
         """An "insufficient" finding that still carries the descriptive figures."""
-        return Finding(
-            claim=self.id,
-            dataset=data.dataset,
+        return insufficient(
+            self.id,
+            data.dataset,
+            reason,
             scope=scope,
-            verdict="insufficient",
-            reason=reason,
             n_problems=n_problems,
             protocol=PROTOCOL,
             table=table,
-            extras=dict(extras or {}),
+            extras=extras,
         )
 
     def _model_finding(
