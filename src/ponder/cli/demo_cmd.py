@@ -257,7 +257,7 @@ def _analyse(
 
         settings = Settings(n_boot=n_boot)
         findings = run_with_progress(st, settings=settings, evaluations=kept)
-        print_claims_summary(console, findings)
+        print_claims_summary(console, findings, st.path)
         claims_section = claims_context(findings, settings)
     names = sorted(curves.cells["dataset"].unique())
     with progress() as bar:
@@ -311,7 +311,7 @@ def print_policy_summary(console: Console, evaluations: list[tuple[str, Summary]
     )
 
 
-def print_claims_summary(console: Console, findings: Sequence[Finding]) -> None:
+def print_claims_summary(console: Console, findings: Sequence[Finding], store: Path) -> None:
     """The verdict table in short form: per claim, how many slices each verdict got."""
     from rich import box
     from rich.table import Table
@@ -319,7 +319,7 @@ def print_claims_summary(console: Console, findings: Sequence[Finding]) -> None:
     from ponder.claims import VERDICTS, all_claims
 
     table = Table(
-        title="claims (95% bootstrap intervals; details: `ponder claims --store STORE`)",
+        title=f"claims (95% bootstrap intervals; details: `ponder claims --store {store}`)",
         box=box.SIMPLE_HEAD,
         title_justify="left",
     )

@@ -47,7 +47,7 @@ def experiment_command(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Run the experiment a live claim reads (forks of recorded chains), into the store.
+    """Run the experiment a live claim reads (forks, edits or checks of recorded chains).
 
     The rows are kept apart from the recorded ones (run ids `claims/...`; curves and
     policies never see them). A run resumes where it stopped: items already done are
