@@ -148,3 +148,39 @@ def test_experiment_bad_input_fails_before_any_model_loads(
     assert result.returncode == 1
     assert message in _error_line(result.stderr)
     assert builtin_store.stat().st_mtime_ns == before  # nothing written
+
+
+def test_export_routing_writes_thinkless_jsonl(
+    ponder: Runner, builtin_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "routing.jsonl"
+    args = ("claims", "--export-routing", str(out), "-d", "arith", "-m", "qwen2.5-coder-1.5b")
+    result = ponder(*args, "--json", store=builtin_store, check_ok=True)
+    summary = json.loads(result.stdout)
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == summary["written"] == summary["no_think"] + summary["think"] > 0
+    for line in lines:
+        user, assistant = line["messages"]
+        assert user["role"] == "user" and user["content"]
+        assert assistant["content"].startswith(line["control_token"])
+        assert line["control_token"] == ("<short>" if line["mode"] == "no-think" else "<think>")
+        assert line["model"] == "qwen2.5-coder-1.5b" and line["dataset"] == "arith"
+    assert summary["written"] + summary["unsolved"] + summary["without_text"] == 160
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-d", "arith"), "--export-routing needs --model"),
+        (("-m", "qwen2.5-coder-1.5b"), "exactly one dataset"),
+        (("-d", "arith", "-m", "gpt-9"), "gpt-9"),
+    ],
+)
+def test_export_routing_bad_input_writes_nothing(
+    ponder: Runner, builtin_store: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    out = tmp_path / "routing.jsonl"
+    result = ponder("claims", "--export-routing", str(out), *args, store=builtin_store)
+    assert result.returncode == 1
+    assert message in _error_line(result.stderr)
+    assert not out.exists()

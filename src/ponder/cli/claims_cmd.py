@@ -142,6 +142,19 @@ def claims_command(
     list_claims: Annotated[
         bool, typer.Option("--list", help="List the claims (id, what each needs) and exit.")
     ] = False,
+    export_routing: Annotated[
+        Path | None,
+        typer.Option(
+            "--export-routing",
+            help="Instead of checking: write claim 4's think / no-think labels of --model on "
+            "one dataset (-d) as chat JSONL with a <short> / <think> control token.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="The model whose labels --export-routing writes."),
+    ] = None,
     markdown: Annotated[
         bool,
         typer.Option(
@@ -167,12 +180,16 @@ def claims_command(
       ponder claims -o claims.html --json > claims.json
       ponder claims --markdown > claims.md
       ponder claims --model-facts facts.json   # parameter counts, reasoning or not
+      ponder claims --export-routing r.jsonl -d arith -m qwen2.5-coder-1.5b
     """
     from ponder.claims import Settings, all_claims
     from ponder.claims.data import load_facts_file
 
     if list_claims:
         _list(json_out)
+        return
+    if export_routing is not None:
+        _export_routing(export_routing, dataset, model, store, json_out)
         return
     facts = load_facts_file(model_facts) if model_facts is not None else None
     settings = Settings(ci=ci, n_boot=n_boot, seed=seed, min_problems=min_problems)
@@ -275,6 +292,34 @@ def _finding_json(f: Finding) -> dict[str, object]:
         "protocol": f.protocol,
         "extras": f.extras,
     }
+
+
+def _export_routing(
+    path: Path, datasets: list[str] | None, model: str | None, store: Path | None, json_out: bool
+) -> None:
+    """Claim 4's per-problem labels as a fine-tuning set (ponder.claims.think_routing)."""
+    from ponder.claims import load_claim_data
+    from ponder.claims.think_routing import routing_dataset
+    from ponder.errors import InputError
+
+    if model is None:
+        raise InputError("--export-routing needs --model (whose think / no-think labels)")
+    if not datasets or len(datasets) != 1:
+        raise InputError("--export-routing needs exactly one dataset (-d NAME)")
+    with open_store(store) as st:
+        check_names(st, datasets=datasets)
+        (data,) = load_claim_data(st, datasets=datasets)
+    written = routing_dataset(data, path, model=model)
+    if json_out:
+        echo_json({k: str(v) if isinstance(v, Path) else v for k, v in vars(written).items()})
+        return
+    out_console().print(
+        f"wrote {written.written} problems to {written.path} ({written.no_think} <short>, "
+        f"{written.think} <think>; left out: {written.unsolved} solved by neither mode, "
+        f"{written.without_text} without text); think = {written.think_config}, "
+        f"no-think = {written.no_think_config}",
+        highlight=False,
+    )
 
 
 def _list(json_out: bool) -> None:
