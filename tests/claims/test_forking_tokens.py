@@ -44,10 +44,16 @@ MODEL = "fake-m"
 class ForkChain:
     """Token t (1-based) has entropy 2.0 when t % 5 == 0, else 0.05. A sampled chain writes
     `x<t>` instead of `w<t>` at those tokens (the fork); a chain holding a drawn word answers
-    true + 1 when the fork is consequential, else the true answer."""
+    true + 1 when the fork is consequential, else the true answer. With ``refeed_noise`` a
+    chain continued from a re-fed prefix answers true + 2 whatever it holds (an engine whose
+    continuation of re-fed text drifts)."""
 
-    def __init__(self, answer: int, sampling: Sampling, consequential: bool) -> None:
+    def __init__(
+        self, answer: int, sampling: Sampling, consequential: bool, refeed_noise: bool = False
+    ) -> None:
         self.answer, self.sampling, self.consequential = answer, sampling, consequential
+        self.refeed_noise = refeed_noise
+        self.refed = False
         self.words: list[str] = []
         self._finished = False
 
@@ -68,6 +74,8 @@ class ForkChain:
         return 10
 
     def final(self) -> int:
+        if self.refed and self.refeed_noise:
+            return self.answer + 2
         forked = any(w.startswith("x") for w in self.words)
         return self.answer + 1 if forked and self.consequential else self.answer
 
@@ -92,6 +100,7 @@ class ForkChain:
 
     async def append(self, text: str) -> int:
         self.words.extend(text.split())
+        self.refed = True
         self._finished = False
         return len(text.split())
 
@@ -115,8 +124,10 @@ class ForkFake:
         fail_on: str | None = None,
         unreachable: bool = False,
         skew: bool = False,
+        refeed_noise: bool = False,
     ) -> None:
         self.consequential, self._model = consequential, model
+        self.refeed_noise = refeed_noise
         self.fail_on, self.unreachable, self.skew = fail_on, unreachable, skew
         self.opened = 0
 
@@ -139,7 +150,7 @@ class ForkFake:
             raise BackendError("engine crashed", retryable=False)
         self.opened += 1
         kind = _Skewed if self.skew and sampling.greedy else ForkChain
-        return kind(true_answer(text), sampling, self.consequential)
+        return kind(true_answer(text), sampling, self.consequential, self.refeed_noise)
 
     async def aclose(self) -> None:
         return None
@@ -260,7 +271,7 @@ def test_consequential_forks_support_the_claim(recorded: tuple[Store, ClaimData]
     highs = [r for r in rows if r[1] == HIGH_MODE]
     assert all((int(r[2]) + 1) % 5 == 0 and r[5] == pytest.approx(2.0) for r in highs)
     others = [r for r in rows if r[1] == OTHER_MODE]
-    assert all(r[4] is None for r in others)  # the drawn token was the recorded one
+    assert all(r[4] is not None for r in others)  # continued although the token was kept
     findings = ForkingTokens().check(_load(store))
     assert [f.scope for f in findings] == [MODEL]
     finding = findings[0]
@@ -285,6 +296,23 @@ def test_inconsequential_forks_contradict_it(recorded: tuple[Store, ClaimData]) 
     # the high-entropy tokens were drawn differently every time, and it did not matter
     assert finding.extras["token changed, high-entropy positions"] == 1.0
     assert finding.extras["answers changed when the token changed, high-entropy"] == 0.0
+
+
+def test_refeed_noise_is_not_credited_to_the_high_arm(
+    recorded: tuple[Store, ClaimData],
+) -> None:
+    """An engine whose continuation of re-fed text changes every answer, with forks that do
+    not matter: both arms change every answer, so the gap is 0, not the 100 points that
+    skipping the continuation of unchanged (mostly low-entropy) tokens would give."""
+    store, data = recorded
+    _run(store, data, ForkFake(consequential=False, refeed_noise=True))
+    finding = ForkingTokens().check(_load(store))[0]
+    assert finding.verdict == "contradicted"
+    assert finding.effect is not None and finding.effect.value == 0.0
+    assert finding.extras["answers changed, other positions"] == 1.0
+    assert finding.extras["token changed, other positions"] == 0.0
+    assert finding.extras["token changed, high-entropy positions"] == 1.0
+    assert finding.extras["control: answers changed with nothing resampled"] == 1.0
 
 
 def test_refuses_without_experiment_rows_but_describes(
@@ -390,6 +418,7 @@ def test_rows_record_position_entropy_and_original(recorded: tuple[Store, ClaimD
     for mode, budget, extra_json, correct in rows:
         extra = json.loads(extra_json)
         assert extra["position"] == budget
+        assert extra["token_changed"] == (mode == HIGH_MODE)
         assert extra["answer_changed"] == (mode == HIGH_MODE)
         assert correct == (0.0 if mode == HIGH_MODE else 1.0)
 

@@ -259,6 +259,7 @@ def load_claim_data(
     for name, rows in frame[~generated].groupby("dataset", sort=True):
         rows = rows.reset_index(drop=True)
         own_experiments = frame[generated & (frame["dataset"] == name)].reset_index(drop=True)
+        own_experiments = _with_extras(store, own_experiments)
         models = {m: known[m] for m in sorted(rows["model"].unique())}
         own = problems[problems["dataset"] == name].reset_index(drop=True)
         own_chains = None
@@ -279,6 +280,31 @@ def load_claim_data(
             )
         )
     return out
+
+
+# The outcome key (the store's unique index; a NULL budget is keyed as -1).
+_KEY = ["run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx"]
+
+
+def _with_extras(store: Store, experiments: pd.DataFrame) -> pd.DataFrame:
+    """The experiment rows with their ``extra_json`` (what an experiment recorded beyond the
+    outcome columns, e.g. whether a resampled token changed): the outcome frame leaves it out
+    and experiment rows are few."""
+    if experiments.empty:
+        return experiments.assign(extra_json=pd.Series(dtype=object))
+    datasets = sorted(experiments["dataset"].astype(str).unique())
+    marks = ", ".join("?" for _ in datasets)
+    rows = store.query(
+        "SELECT run_id, dataset, problem_id, model, mode, IFNULL(budget, -1), sample_idx, "
+        f"extra_json FROM outcomes WHERE run_id LIKE ? AND dataset IN ({marks})",
+        [EXPERIMENT_RUN_PREFIX + "%", *datasets],
+    )
+    extras = pd.DataFrame.from_records(rows, columns=[*_KEY, "extra_json"])
+    extras["budget"] = extras["budget"].astype(float)
+    extras["sample_idx"] = extras["sample_idx"].astype(experiments["sample_idx"].dtype)
+    keyed = experiments.assign(budget=experiments["budget"].fillna(-1.0))
+    merged = keyed.merge(extras, on=_KEY, how="left", validate="one_to_one")
+    return merged.assign(budget=experiments["budget"].to_numpy())
 
 
 def _chains(store: Store, datasets: Sequence[str] | None) -> pd.DataFrame | None:

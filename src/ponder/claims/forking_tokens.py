@@ -9,16 +9,21 @@ token is resampled and the chain continued, and we count how often the final ans
 Resampling one token, not the whole rest of the chain: a sampled continuation from any
 position would also resample every later forking token, so the two arms would differ only
 by the few tokens between them. Here only the token at the position is drawn (at the sweep's
-sampled decoding) and the chain goes on greedily, as the recorded greedy chain did; a drawn
-token equal to the recorded one leaves the chain, and so its answer, exactly as recorded.
+sampled decoding) and the chain goes on greedily, as the recorded greedy chain did.
+
+Both arms continue the chain even when the drawn token equals the recorded one. Re-feeding
+a prefix as text re-tokenizes it, and the engine's continuation of a re-fed prefix can
+differ from the recorded one (measured on qwen2.5-coder-0.5b: 2 of 12 control answers
+changed). A high-entropy token is drawn differently far more often than a low-entropy one,
+so skipping the continuation for unchanged tokens would credit that noise to the high arm
+alone; continuing both arms puts the same noise floor under each.
 
 Rows (mode ``fork-high`` / ``fork-other``, budget = the position = tokens kept before the
 resampled one, ``chain_id`` = the recorded chain, ``entropy_tail`` = the entropy at the
-position) hold the new answer. A row whose drawn token equals the recorded one generated
-no continuation: ``reasoning_tokens`` is NULL, ``output_tokens`` 1, the answer the recorded
-one. Control rows (``fork-null``): the chain re-fed up to a position and continued greedily
-with nothing resampled; any change there comes from re-tokenizing the prefix (the noise
-floor of the method), not from a fork.
+position) hold the new answer; ``extra_json`` says whether the drawn token differed
+(``token_changed``). Control rows (``fork-null``): the chain re-fed up to a position and
+continued greedily with nothing resampled; any change there comes from re-feeding the
+prefix (the noise floor of the method), not from a fork.
 """
 
 from __future__ import annotations
@@ -82,8 +87,9 @@ PROTOCOL = (
     "random, each matched to a random other position in the same tenth of the chain (the "
     "nearest tenth with one left otherwise). At each position the chain is cut before the "
     f"token, the token is drawn at temperature {TEMPERATURE:g}, top-p {TOP_P:g}, and the "
-    "chain continues greedily up to its recorded budget, then the answer is forced with the "
-    "sweep's cue; answers are compared with the recorded chain's final answer after "
+    "chain continues greedily up to its recorded budget (also when the drawn token is the "
+    "recorded one, so both arms carry the same re-feeding noise), then the answer is forced "
+    "with the sweep's cue; answers are compared with the recorded chain's final answer after "
     "normalize_answer. Effect: answer-change rate at high positions minus at matched other "
     "positions (points), per problem then averaged over problems (one chain per problem); "
     "paired cluster bootstrap over problems. Control: one position per chain re-fed and "
@@ -382,11 +388,25 @@ def answer_changes(data: ClaimData) -> pd.DataFrame:
         mine[columns]
         .assign(
             changed=np.asarray(changed, dtype=float),
-            token_changed=mine["reasoning_tokens"].notna().to_numpy(dtype=float),
+            token_changed=_token_changed(mine),
             where=mine["budget"].to_numpy(dtype=float) / tokens,
         )
         .reset_index(drop=True)
     )
+
+
+def _token_changed(rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """1.0 where the drawn token differed from the recorded one (``extra_json``); rows of
+    older runs, which skipped unchanged tokens, tell it by a continuation having run."""
+    out = np.empty(len(rows), dtype=np.float64)
+    extras = rows["extra_json"] if "extra_json" in rows else pd.Series([None] * len(rows))
+    pairs = zip(extras, rows["reasoning_tokens"], strict=True)
+    for i, (extra_json, thinking) in enumerate(pairs):
+        extra = json.loads(extra_json) if isinstance(extra_json, str) else {}
+        flag = extra.get("token_changed")
+        continued = not pd.isna(thinking)
+        out[i] = float(flag if isinstance(flag, bool) else continued)
+    return out
 
 
 def _chain_lengths(data: ClaimData, last: pd.DataFrame) -> dict[str, float]:
@@ -561,6 +581,8 @@ class ForkingExperiment:
             "top_p": self.top_p,
             "reserve": self.reserve,
             "top_share": TOP_SHARE,
+            # rows of runs that skipped the continuation of unchanged tokens are not comparable
+            "continue_unchanged": True,
             "prompts": prompt_version(),
         }
 
@@ -647,11 +669,12 @@ class ForkingExperiment:
         for high, other in pairs:
             for mode, position in ((HIGH_MODE, high), (OTHER_MODE, other)):
                 seed = _seed_of(self.seed, item.chain_id, mode, position)
-                answer, token = await self._resample(backend, item, prefixes, position, seed)
-                rows.append(self._row(item, mode, position, answer, token, seed))
+                drawn = await self._resample(backend, item, prefixes, position, seed)
+                answer, token, changed = drawn
+                rows.append(self._row(item, mode, position, answer, token, changed, seed))
         control = pairs[int(rng.integers(len(pairs)))][0]
         answer = await self._continue(backend, item, prefixes[control], force_now=False)
-        rows.append(self._row(item, NULL_MODE, control, answer, None, None))
+        rows.append(self._row(item, NULL_MODE, control, answer, None, False, None))
         return rows
 
     # -- steps of one item -------------------------------------------------------------------
@@ -691,9 +714,9 @@ class ForkingExperiment:
 
     async def _resample(
         self, backend: Backend, item: ForkItem, prefixes: Sequence[str], position: int, seed: int
-    ) -> tuple[Answer, str]:
-        """Draw the token at ``position`` and, when it differs, continue greedily and force
-        the answer; returns the answer and the drawn token's text."""
+    ) -> tuple[Answer, str, bool]:
+        """Draw the token at ``position``, continue greedily and force the answer; returns
+        the answer, the drawn token's text and whether it differs from the recorded one."""
         from ponder.backends import Sampling
 
         chain = await backend.open_chain(
@@ -706,21 +729,12 @@ class ForkingExperiment:
         finally:
             await chain.aclose()
         ended = segment.tokens == 0 and segment.finished
-        if not ended and drawn == prefixes[position + 1]:
-            unchanged = Answer(
-                extracted=item.original_extracted,
-                correct=item.original_correct == 1.0,
-                thinking_tokens=None,
-                answer_tokens=None,
-                generated_tokens=1,
-                natural=None,
-                answer_prob=None,
-            )
-            return unchanged, segment.text
+        # an unchanged token is continued too: see the module docstring (noise floor)
         text = prefixes[position] if ended else drawn
         answer = await self._continue(backend, item, text, force_now=ended)
         token = "<end>" if ended else segment.text
-        return replace(answer, generated_tokens=answer.generated_tokens + 1), token
+        changed = ended or drawn != prefixes[position + 1]
+        return replace(answer, generated_tokens=answer.generated_tokens + 1), token, changed
 
     async def _continue(
         self, backend: Backend, item: ForkItem, text: str, *, force_now: bool
@@ -756,6 +770,7 @@ class ForkingExperiment:
         position: int,
         answer: Answer,
         token: str | None,
+        token_changed: bool,
         seed: int | None,
     ) -> Row:
         entropy = item.entropies[position]
@@ -764,6 +779,7 @@ class ForkingExperiment:
             "position": position,
             "entropy": entropy,
             "drawn_token": token,
+            "token_changed": token_changed,
             "original_answer": item.original_extracted,
             "answer_changed": changed,
             "seed": seed,
