@@ -3,7 +3,6 @@ figures on the built-in sweep's real chains."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,13 +12,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from claims_helpers import FAST
+from claims_helpers import (
+    FakeBackend,
+    WordChain,
+    add_problem,
+    begin_toy_sweep,
+    builtin_claim_data,
+    load_toy,
+    record_ladder,
+    run_live,
+    toy_problems,
+    toy_run,
+)
 
-from ponder.backends import BackendError, Capabilities, Message, Sampling, Segment
+from ponder.backends import Sampling, Segment
 from ponder.backends.fake import true_answer
-from ponder.budgets import run_ladder
-from ponder.claims import ClaimData, load_claim_data
-from ponder.claims.experiments import ExperimentSummary, run_experiment
+from ponder.claims import ClaimData
+from ponder.claims.experiments import ExperimentSummary
 from ponder.claims.forking_tokens import (
     HIGH_MODE,
     NULL_MODE,
@@ -31,47 +40,29 @@ from ponder.claims.forking_tokens import (
     pick_positions,
 )
 from ponder.errors import InputError
-from ponder.grading import grade
 from ponder.store import Store
-from ponder.sweep.rows import entropies_blob
-from ponder.types import Run
 
 LENGTH = 40  # words of every fake chain; the last one is \boxed{answer}
 N_PROBLEMS = 24
 MODEL = "fake-m"
 
 
-class ForkChain:
+class ForkChain(WordChain):
     """Token t (1-based) has entropy 2.0 when t % 5 == 0, else 0.05. A sampled chain writes
     `x<t>` instead of `w<t>` at those tokens (the fork); a chain holding a drawn word answers
     true + 1 when the fork is consequential, else the true answer. With ``refeed_noise`` a
     chain continued from a re-fed prefix answers true + 2 whatever it holds (an engine whose
     continuation of re-fed text drifts)."""
 
+    with_entropy = True
+
     def __init__(
         self, answer: int, sampling: Sampling, consequential: bool, refeed_noise: bool = False
     ) -> None:
+        super().__init__(LENGTH)
         self.answer, self.sampling, self.consequential = answer, sampling, consequential
         self.refeed_noise = refeed_noise
         self.refed = False
-        self.words: list[str] = []
-        self._finished = False
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.words)
-
-    @property
-    def tokens(self) -> int:
-        return len(self.words)
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-    @property
-    def prompt_tokens(self) -> int:
-        return 10
 
     def final(self) -> int:
         if self.refed and self.refeed_noise:
@@ -79,42 +70,27 @@ class ForkChain:
         forked = any(w.startswith("x") for w in self.words)
         return self.answer + 1 if forked and self.consequential else self.answer
 
-    def word(self, t: int, high: bool) -> str:
-        return f"x{t}" if high and not self.sampling.greedy else f"w{t}"
+    def word(self, t: int) -> str:
+        return f"x{t}" if t % 5 == 0 and not self.sampling.greedy else f"w{t}"
 
-    async def extend(self, max_tokens: int, on_text: object = None) -> Segment:
-        new: list[str] = []
-        entropies: list[float] = []
-        while len(new) < max_tokens and not self._finished:
-            t = len(self.words) + 1
-            high = t % 5 == 0
-            if t >= LENGTH:
-                word = f"\\boxed{{{self.final()}}}"
-                self._finished = True
-            else:
-                word = self.word(t, high)
-            self.words.append(word)
-            new.append(word)
-            entropies.append(2.0 if high else 0.05)
-        return Segment(" ".join(new), len(new), self._finished, entropies=tuple(entropies))
+    def entropy(self, t: int) -> float:
+        return 2.0 if t % 5 == 0 else 0.05
 
     async def append(self, text: str) -> int:
-        self.words.extend(text.split())
         self.refed = True
-        self._finished = False
-        return len(text.split())
+        return await super().append(text)
 
     async def fork(self, cue: str, max_tokens: int, stop: tuple[str, ...] = ()) -> Segment:
         digits = str(self.final())
         return Segment(digits, len(digits), True, prompt_tokens=3)
 
-    async def aclose(self) -> None:
-        return None
 
-
-class ForkFake:
+class ForkFake(FakeBackend):
     """A backend of ForkChains; `fail_on` makes sampled chains of matching problems fail,
     `unreachable` fails the upstream check, `skew` makes greedy replays differ."""
+
+    name = "forkfake"
+    entropy = True
 
     def __init__(
         self,
@@ -126,120 +102,42 @@ class ForkFake:
         skew: bool = False,
         refeed_noise: bool = False,
     ) -> None:
-        self.consequential, self._model = consequential, model
-        self.refeed_noise = refeed_noise
-        self.fail_on, self.unreachable, self.skew = fail_on, unreachable, skew
-        self.opened = 0
+        super().__init__(model=model, fail_on=fail_on, unreachable=unreachable)
+        self.consequential, self.refeed_noise, self.skew = consequential, refeed_noise, skew
 
-    @property
-    def model(self) -> str:
-        return self._model
+    def fails(self, sampling: Sampling) -> bool:
+        return not sampling.greedy
 
-    def capabilities(self) -> Capabilities:
-        return Capabilities(name="forkfake", entropy=True, prefix_continuation=True)
-
-    async def check(self) -> None:
-        if self.unreachable:
-            raise BackendError("connection refused")
-
-    async def open_chain(
-        self, messages: tuple[Message, ...], sampling: Sampling, *, entropy: bool = False
-    ) -> ForkChain:
-        text = messages[-1].content
-        if self.fail_on is not None and self.fail_on in text and not sampling.greedy:
-            raise BackendError("engine crashed", retryable=False)
-        self.opened += 1
+    def make_chain(self, text: str, sampling: Sampling) -> ForkChain:
         kind = _Skewed if self.skew and sampling.greedy else ForkChain
         return kind(true_answer(text), sampling, self.consequential, self.refeed_noise)
-
-    async def aclose(self) -> None:
-        return None
 
 
 class _Skewed(ForkChain):
     """A greedy chain whose words differ from the recorded ones (`v<t>`)."""
 
-    def word(self, t: int, high: bool) -> str:
+    def word(self, t: int) -> str:
         return f"v{t}"
-
-
-def _problem_text(i: int) -> str:
-    return f"Add {10 + i} and {3 * i + 1}."
 
 
 def record_chains(store: Store, n: int = N_PROBLEMS) -> ClaimData:
     """A sweep-like record: per problem one greedy ladder (16, 32, 64) with its chain."""
-    problems = pd.DataFrame(
-        {
-            "dataset": "toy",
-            "problem_id": [f"p{i:02d}" for i in range(n)],
-            "text": [_problem_text(i) for i in range(n)],
-            "gold": [str(true_answer(_problem_text(i))) for i in range(n)],
-            "level": [1 + i % 4 for i in range(n)],
-            "subject": None,
-            "metadata_json": "{}",
-        }
-    )
-    run = Run("src/fake-m", MODEL, backend="fake", source="test", budget_kind="forced")
-    store.begin_sweep("src", "{}", [run], problems)
+    problems = toy_problems(n)
+    run = toy_run("src/fake-m", MODEL)
+    begin_toy_sweep(store, problems, [run])
     backend = ForkFake()
     for problem in problems.to_dict("records"):
-        from ponder.budgets import messages_for
-
         chain_id = f"c-{problem['problem_id']}"
-        chain = asyncio.run(
-            backend.open_chain(messages_for(problem["text"], "think"), Sampling(0.0))
+        record_ladder(
+            store, backend, problem, run, mode="think-greedy", rungs=[16, 32, 64], chain_id=chain_id
         )
-        result = asyncio.run(run_ladder(chain, [16, 32, 64]))
-        rows = []
-        for index, rung in enumerate(result.rungs):
-            graded = grade(rung.answer_text, problem["gold"])
-            rows.append(
-                {
-                    "run_id": run.run_id,
-                    "dataset": "toy",
-                    "problem_id": problem["problem_id"],
-                    "model": MODEL,
-                    "mode": "think-greedy",
-                    "budget": rung.budget,
-                    "sample_idx": 0,
-                    "reasoning_tokens": rung.thinking_tokens,
-                    "answer_tokens": rung.answer_tokens,
-                    "output_tokens": rung.output_tokens,
-                    "truncated": 0,
-                    "answered": int(graded.extracted is not None),
-                    "extracted_answer": graded.extracted,
-                    "correct": 1.0 if graded.match else 0.0,
-                    "n_runs": 1,
-                    "chain_id": chain_id,
-                    "rung": index,
-                    "natural": int(rung.natural),
-                }
-            )
-        chain_row = {
-            "chain_id": chain_id,
-            "run_id": run.run_id,
-            "dataset": "toy",
-            "problem_id": problem["problem_id"],
-            "sample_idx": 0,
-            "text": result.chain_text,
-            "tokens": result.chain_tokens,
-            "finished": int(result.finished),
-            "entropies": entropies_blob(result.entropies),
-        }
-        store.write_sweep_item("src", chain_id, rows, chain_row, attempts=1)
-    return _load(store)
-
-
-def _load(store: Store) -> ClaimData:
-    return load_claim_data(store, datasets=["toy"], settings=FAST)[0]
+    return load_toy(store)
 
 
 def _run(
     store: Store, data: ClaimData, backend: ForkFake, limit: int = N_PROBLEMS
 ) -> ExperimentSummary:
-    experiment = ForkingExperiment(positions=4, seed=0)
-    return asyncio.run(run_experiment(experiment, backend, store, data, limit=limit))  # type: ignore[arg-type]
+    return run_live(store, data, ForkingExperiment(positions=4, seed=0), backend, limit)
 
 
 def _fork_rows(store: Store) -> list[tuple[Any, ...]]:
@@ -272,7 +170,7 @@ def test_consequential_forks_support_the_claim(recorded: tuple[Store, ClaimData]
     assert all((int(r[2]) + 1) % 5 == 0 and r[5] == pytest.approx(2.0) for r in highs)
     others = [r for r in rows if r[1] == OTHER_MODE]
     assert all(r[4] is not None for r in others)  # continued although the token was kept
-    findings = ForkingTokens().check(_load(store))
+    findings = ForkingTokens().check(load_toy(store))
     assert [f.scope for f in findings] == [MODEL]
     finding = findings[0]
     assert finding.verdict == "supported"
@@ -289,7 +187,7 @@ def test_consequential_forks_support_the_claim(recorded: tuple[Store, ClaimData]
 def test_inconsequential_forks_contradict_it(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
     _run(store, data, ForkFake(consequential=False))
-    finding = ForkingTokens().check(_load(store))[0]
+    finding = ForkingTokens().check(load_toy(store))[0]
     assert finding.verdict == "contradicted"
     assert finding.effect is not None
     assert (finding.effect.value, finding.effect.high) == (0.0, 0.0)
@@ -306,7 +204,7 @@ def test_refeed_noise_is_not_credited_to_the_high_arm(
     skipping the continuation of unchanged (mostly low-entropy) tokens would give."""
     store, data = recorded
     _run(store, data, ForkFake(consequential=False, refeed_noise=True))
-    finding = ForkingTokens().check(_load(store))[0]
+    finding = ForkingTokens().check(load_toy(store))[0]
     assert finding.verdict == "contradicted"
     assert finding.effect is not None and finding.effect.value == 0.0
     assert finding.extras["answers changed, other positions"] == 1.0
@@ -332,7 +230,7 @@ def test_refuses_without_experiment_rows_but_describes(
 def test_refuses_too_few_problems(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
     _run(store, data, ForkFake(), limit=5)
-    finding = ForkingTokens().check(_load(store))[0]
+    finding = ForkingTokens().check(load_toy(store))[0]
     assert finding.verdict == "insufficient"
     assert finding.n_problems == 5
     assert "needs 20" in finding.reason
@@ -355,7 +253,7 @@ def test_resume_skips_done_chains(recorded: tuple[Store, ClaimData]) -> None:
 
 def test_failing_chain_writes_nothing_for_it(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
-    needle = _problem_text(3)
+    needle = add_problem(3)
     summary = _run(store, data, ForkFake(fail_on=needle))
     assert summary.errors == 1 and summary.done == N_PROBLEMS - 1
     assert "engine crashed" in summary.error_messages[0]
@@ -428,12 +326,7 @@ def test_rows_record_position_entropy_and_original(recorded: tuple[Store, ClaimD
 
 @pytest.fixture(scope="module")
 def builtin_arith(tmp_path_factory: pytest.TempPathFactory) -> ClaimData:
-    from ponder.builtin import builtin_folder
-    from ponder.importers import import_paths
-
-    with Store(tmp_path_factory.mktemp("builtin") / "s.sqlite") as store:
-        import_paths(store, [builtin_folder()])
-        return load_claim_data(store, datasets=["arith"], settings=FAST)[0]
+    return builtin_claim_data(tmp_path_factory.mktemp("builtin"))
 
 
 def test_descriptive_figures_on_builtin_chains(builtin_arith: ClaimData) -> None:
@@ -461,7 +354,7 @@ def test_descriptive_figures_on_builtin_chains(builtin_arith: ClaimData) -> None
 def test_two_models_are_also_pooled_by_problem(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
     _run(store, data, ForkFake(consequential=True))
-    one = _load(store)
+    one = load_toy(store)
     assert one.chains is not None and one.experiments is not None
 
     def twin(rows: pd.DataFrame) -> pd.DataFrame:

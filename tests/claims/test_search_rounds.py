@@ -4,7 +4,6 @@ verdicts, refusals and resume."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -17,13 +16,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from claims_helpers import FAST, claim_data
+from claims_helpers import (
+    FakeBackend,
+    WordChain,
+    add_problem,
+    begin_toy_sweep,
+    builtin_claim_data,
+    claim_data,
+    load_toy,
+    record_ladder,
+    run_live,
+    toy_problems,
+    toy_run,
+)
 
-from ponder.backends import BackendError, Capabilities, Message, Sampling, Segment
+from ponder.backends import Sampling, Segment
 from ponder.backends.fake import true_answer
-from ponder.budgets import messages_for, run_ladder
-from ponder.claims import ClaimData, Finding, load_claim_data
-from ponder.claims.experiments import ExperimentSummary, run_experiment
+from ponder.claims import ClaimData, Finding
+from ponder.claims.experiments import ExperimentSummary
 from ponder.claims.search_rounds import (
     MARGIN_FLOOR,
     NO_ANSWER_SCORE,
@@ -36,9 +46,7 @@ from ponder.claims.search_rounds import (
     parse_verdict,
 )
 from ponder.errors import InputError
-from ponder.grading import grade
 from ponder.store import Store
-from ponder.types import Run
 
 MODEL = "fake-s"
 RUNGS = (32, 64, 128, 256, 512)
@@ -67,7 +75,7 @@ class World:
     blank_first: bool = False  # the reply starts with a newline before its yes / no
 
 
-class SearchChain:
+class SearchChain(WordChain):
     """One word per token; see World."""
 
     def __init__(self, world: World, text: str, sampling: Sampling) -> None:
@@ -75,46 +83,13 @@ class SearchChain:
         self.answer = true_answer(text)
         u = _unit("threshold", text, "greedy" if sampling.greedy else sampling.seed)
         self.threshold = max(1, math.ceil(-world.tau * math.log(1.0 - u)))
-        self.length = self.threshold + world.extra if world.natural else 10**9
-        self.words: list[str] = []
-        self._finished = False
+        super().__init__(self.threshold + world.extra if world.natural else 10**9)
 
-    @property
-    def text(self) -> str:
-        return " ".join(self.words)
-
-    @property
-    def tokens(self) -> int:
-        return len(self.words)
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-    @property
-    def prompt_tokens(self) -> int:
-        return 10
+    def final(self) -> int:
+        return self.answer
 
     def current(self) -> int:
         return self.answer if self.tokens >= self.threshold else self.answer + 1
-
-    async def extend(self, max_tokens: int, on_text: object = None) -> Segment:
-        new: list[str] = []
-        while len(new) < max_tokens and not self._finished:
-            t = self.tokens + 1
-            if t >= self.length:
-                word = f"\\boxed{{{self.answer}}}"
-                self._finished = True
-            else:
-                word = f"w{t}"
-            self.words.append(word)
-            new.append(word)
-        return Segment(" ".join(new), len(new), self._finished)
-
-    async def append(self, text: str) -> int:
-        self.words.extend(text.split())
-        self._finished = False
-        return len(text.split())
 
     async def fork(self, cue: str, max_tokens: int, stop: tuple[str, ...] = ()) -> Segment:
         if "yes or no" in cue:
@@ -132,13 +107,12 @@ class SearchChain:
         confidence = math.log(self.world.confidence)
         return Segment(word, 1, True, logprobs=(confidence,), prompt_tokens=4)
 
-    async def aclose(self) -> None:
-        return None
 
-
-class SearchFake:
+class SearchFake(FakeBackend):
     """A backend of SearchChains; ``fail_on`` makes chains of matching problems fail,
     ``unreachable`` fails the upstream check."""
+
+    name = "searchfake"
 
     def __init__(
         self,
@@ -148,36 +122,11 @@ class SearchFake:
         fail_on: str | None = None,
         unreachable: bool = False,
     ) -> None:
-        self.world, self._model = world, model
-        self.fail_on, self.unreachable = fail_on, unreachable
-        self.opened = 0
+        super().__init__(model=model, fail_on=fail_on, unreachable=unreachable)
+        self.world = world
 
-    @property
-    def model(self) -> str:
-        return self._model
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(name="searchfake", prefix_continuation=True)
-
-    async def check(self) -> None:
-        if self.unreachable:
-            raise BackendError("connection refused")
-
-    async def open_chain(
-        self, messages: tuple[Message, ...], sampling: Sampling, *, entropy: bool = False
-    ) -> SearchChain:
-        text = messages[-1].content
-        if self.fail_on is not None and self.fail_on in text:
-            raise BackendError("engine crashed", retryable=False)
-        self.opened += 1
+    def make_chain(self, text: str, sampling: Sampling) -> SearchChain:
         return SearchChain(self.world, text, sampling)
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _problem_text(i: int) -> str:
-    return f"Add {10 + i} and {3 * i + 1}."
 
 
 def record_chains(
@@ -185,80 +134,32 @@ def record_chains(
 ) -> ClaimData:
     """A sweep-like record: per problem `samples` sampled ladders (mode think) and one greedy
     ladder (think-greedy), with their chains."""
-    problems = pd.DataFrame(
-        {
-            "dataset": "toy",
-            "problem_id": [f"p{i:03d}" for i in range(n)],
-            "text": [_problem_text(i) for i in range(n)],
-            "gold": [str(true_answer(_problem_text(i))) for i in range(n)],
-            "level": [1 + i % 4 for i in range(n)],
-            "subject": None,
-            "metadata_json": "{}",
-        }
-    )
-    runs = {
-        mode: Run(f"src/{mode}", MODEL, backend="fake", source="test", budget_kind="forced")
-        for mode in ("think", "think-greedy")
-    }
-    store.begin_sweep("src", "{}", list(runs.values()), problems)
+    problems = toy_problems(n, digits=3)
+    runs = {mode: toy_run(f"src/{mode}", MODEL) for mode in ("think", "think-greedy")}
+    begin_toy_sweep(store, problems, list(runs.values()))
     backend = SearchFake(world)
     draws = [("think", i, Sampling(0.7, 0.95, i)) for i in range(samples)]
     if greedy:
         draws.append(("think-greedy", 0, Sampling(0.0)))
     for problem in problems.to_dict("records"):
         for mode, sample_idx, sampling in draws:
-            chain_id = f"c-{problem['problem_id']}-{mode}-{sample_idx}"
-            messages = messages_for(problem["text"], "think")
-            chain = asyncio.run(backend.open_chain(messages, sampling))
-            result = asyncio.run(run_ladder(chain, RUNGS))
-            rows = []
-            for index, rung in enumerate(result.rungs):
-                graded = grade(rung.answer_text, problem["gold"])
-                rows.append(
-                    {
-                        "run_id": runs[mode].run_id,
-                        "dataset": "toy",
-                        "problem_id": problem["problem_id"],
-                        "model": MODEL,
-                        "mode": mode,
-                        "budget": rung.budget,
-                        "sample_idx": sample_idx,
-                        "reasoning_tokens": rung.thinking_tokens,
-                        "answer_tokens": rung.answer_tokens,
-                        "output_tokens": rung.output_tokens,
-                        "truncated": 0,
-                        "answered": int(graded.extracted is not None),
-                        "extracted_answer": graded.extracted,
-                        "correct": 1.0 if graded.match else 0.0,
-                        "n_runs": 1,
-                        "chain_id": chain_id,
-                        "rung": index,
-                        "natural": int(rung.natural),
-                        "stop_cost_tokens": rung.stop_cost_tokens,
-                    }
-                )
-            chain_row = {
-                "chain_id": chain_id,
-                "run_id": runs[mode].run_id,
-                "dataset": "toy",
-                "problem_id": problem["problem_id"],
-                "sample_idx": sample_idx,
-                "text": result.chain_text,
-                "tokens": result.chain_tokens,
-                "finished": int(result.finished),
-                "entropies": None,
-            }
-            store.write_sweep_item("src", chain_id, rows, chain_row, attempts=1)
-    return _load(store)
-
-
-def _load(store: Store) -> ClaimData:
-    return load_claim_data(store, datasets=["toy"], settings=FAST)[0]
+            record_ladder(
+                store,
+                backend,
+                problem,
+                runs[mode],
+                mode=mode,
+                rungs=RUNGS,
+                chain_id=f"c-{problem['problem_id']}-{mode}-{sample_idx}",
+                sample_idx=sample_idx,
+                sampling=sampling,
+            )
+    return load_toy(store)
 
 
 def _run(store: Store, data: ClaimData, backend: SearchFake, limit: int) -> ExperimentSummary:
     experiment = SearchRounds().experiment(seed=0)  # as `ponder experiment` passes it
-    return asyncio.run(run_experiment(experiment, backend, store, data, limit=limit))  # type: ignore[arg-type]
+    return run_live(store, data, experiment, backend, limit)
 
 
 def _verify_rows(store: Store) -> pd.DataFrame:
@@ -301,7 +202,7 @@ def recorded(template: Path, tmp_path: Path) -> Iterator[tuple[Store, ClaimData]
     copy = tmp_path / "copy"
     shutil.copytree(template, copy)
     with Store(copy / "s.sqlite") as store:
-        yield store, _load(store)
+        yield store, load_toy(store)
 
 
 def _only(findings: list[Finding]) -> Finding:
@@ -322,7 +223,7 @@ def test_informative_verifier_gains_like_thinking(recorded: tuple[Store, ClaimDa
     assert np.allclose(rows["answer_prob"], np.where(rows["correct"] == 1, 0.9, 0.1))
     assert set(rows["output_tokens"]) == {1.0}  # the reply; the cue is prompt-side
     assert {json.loads(e)["cue_tokens"] for e in rows["extra_json"]} == {4}
-    finding = _only(SearchRounds().check(_load(store)))
+    finding = _only(SearchRounds().check(load_toy(store)))
     assert finding.scope == MODEL and finding.n_problems == N_PROBLEMS
     extras = finding.extras
     # Every token an equal chance: search gains about what thinking gains per doubling.
@@ -354,7 +255,7 @@ def test_informative_verifier_gains_like_thinking(recorded: tuple[Store, ClaimDa
 def test_noise_verifier_gains_nothing(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
     _run(store, data, SearchFake(World(informative=False)), N_PROBLEMS)
-    finding = _only(SearchRounds().check(_load(store)))
+    finding = _only(SearchRounds().check(load_toy(store)))
     assert finding.verdict == "contradicted"
     assert finding.effect is not None and finding.effect.high < 0
     extras = finding.extras
@@ -388,7 +289,7 @@ def test_refuses_without_verification_rows(recorded: tuple[Store, ClaimData]) ->
 def test_refuses_too_few_problems(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
     _run(store, data, SearchFake(World()), 5)
-    finding = _only(SearchRounds().check(_load(store)))
+    finding = _only(SearchRounds().check(load_toy(store)))
     assert finding.verdict == "insufficient"
     assert finding.n_problems == 5 and "needs 20" in finding.reason
 
@@ -417,7 +318,7 @@ def test_failing_problem_and_dead_backend_write_nothing(
     with pytest.raises(InputError, match="not usable: connection refused"):
         _run(store, data, SearchFake(World(), unreachable=True), 5)
     assert store.counts() == counts
-    summary = _run(store, data, SearchFake(World(), fail_on=_problem_text(3)), N_PROBLEMS)
+    summary = _run(store, data, SearchFake(World(), fail_on=add_problem(3)), N_PROBLEMS)
     assert summary.errors == 1 and summary.done == N_PROBLEMS - 1
     assert "engine crashed" in summary.error_messages[0]
     problems = set(_verify_rows(store)["problem_id"])
@@ -467,12 +368,7 @@ def test_refuses_greedy_ladders_only(tmp_path: Path) -> None:
 
 
 def test_refuses_on_the_builtin_snapshot(tmp_path: Path) -> None:
-    from ponder.builtin import builtin_folder
-    from ponder.importers import import_paths
-
-    with Store(tmp_path / "s.sqlite") as store:
-        import_paths(store, [builtin_folder()])
-        data = load_claim_data(store, datasets=["arith"], settings=FAST)[0]
+    data = builtin_claim_data(tmp_path)
     if (data.outcomes["mode"] == "think").any():
         pytest.skip("the built-in snapshot now has sampled chains")
     finding = _only(SearchRounds().check(data))

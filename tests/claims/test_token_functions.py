@@ -4,7 +4,6 @@ descriptive tag shares on the built-in sweep's real chains."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -13,14 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from claims_helpers import FAST
+from claims_helpers import (
+    FakeBackend,
+    begin_toy_sweep,
+    builtin_claim_data,
+    load_toy,
+    run_live,
+    store_chain,
+    toy_problems,
+    toy_run,
+)
 
-from ponder.backends import BackendError, Capabilities, Message, Sampling, Segment
+from ponder.backends import Message, Sampling, Segment
 from ponder.backends.fake import true_answer
-from ponder.claims import ClaimData, load_claim_data
-from ponder.claims.experiments import ExperimentSummary, run_experiment
+from ponder.claims import ClaimData
+from ponder.claims.experiments import ExperimentSummary
 from ponder.claims.token_functions import (
     COMPUTE,
     COMPUTE_MODE,
@@ -40,7 +47,6 @@ from ponder.claims.token_functions import (
 )
 from ponder.errors import InputError
 from ponder.store import Store
-from ponder.types import Run
 
 N_PROBLEMS = 24
 MODEL = "fake-m"
@@ -123,9 +129,12 @@ class AblationChain:
         return None
 
 
-class AblationFake:
+class AblationFake(FakeBackend):
     """A backend of AblationChains; `fail_on` makes chains of matching problems fail,
     `unreachable` fails the upstream check."""
+
+    name = "ablationfake"
+    logprobs = True
 
     def __init__(
         self,
@@ -136,53 +145,25 @@ class AblationFake:
         unreachable: bool = False,
         prefix: bool = True,
     ) -> None:
-        self.reads, self._model = reads, model
-        self.fail_on, self.unreachable, self.prefix = fail_on, unreachable, prefix
-        self.opened = 0
+        super().__init__(model=model, fail_on=fail_on, unreachable=unreachable, prefix=prefix)
+        self.reads = reads
 
-    @property
-    def model(self) -> str:
-        return self._model
+    def problem_text(self, messages: tuple[Message, ...]) -> str:
+        return messages[-1].content.split("\n\n")[0]
 
-    def capabilities(self) -> Capabilities:
-        return Capabilities(name="ablationfake", logprobs=True, prefix_continuation=self.prefix)
-
-    async def check(self) -> None:
-        if self.unreachable:
-            raise BackendError("connection refused")
-
-    async def open_chain(
-        self, messages: tuple[Message, ...], sampling: Sampling, *, entropy: bool = False
-    ) -> AblationChain:
-        text = messages[-1].content.split("\n\n")[0]
-        if self.fail_on is not None and self.fail_on in text:
-            raise BackendError("engine crashed", retryable=False)
-        self.opened += 1
+    def make_chain(self, text: str, sampling: Sampling) -> AblationChain:
         return AblationChain(true_answer(text), self.reads)
-
-    async def aclose(self) -> None:
-        return None
 
 
 def record_chains(store: Store, n: int = N_PROBLEMS) -> ClaimData:
     """A sweep-like record: per problem one greedy ladder (128, 512) ending on its chain."""
-    problems = pd.DataFrame(
-        {
-            "dataset": "toy",
-            "problem_id": [f"p{i:02d}" for i in range(n)],
-            "text": [_problem_text(i) for i in range(n)],
-            "gold": [str(sum(_numbers(i))) for i in range(n)],
-            "level": [1 + i % 4 for i in range(n)],
-            "subject": None,
-            "metadata_json": "{}",
-        }
-    )
-    run = Run("src/fake-m", MODEL, backend="fake", source="test", budget_kind="forced")
-    store.begin_sweep("src", "{}", [run], problems)
+    problems = toy_problems(n, _problem_text, lambda i: str(sum(_numbers(i))))
+    run = toy_run("src/fake-m", MODEL)
+    begin_toy_sweep(store, problems, [run])
     for i, problem in enumerate(problems.to_dict("records")):
         chain_id = f"c-{problem['problem_id']}"
         text = _chain_text(i)
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "run_id": run.run_id,
                 "dataset": "toy",
@@ -204,30 +185,15 @@ def record_chains(store: Store, n: int = N_PROBLEMS) -> ClaimData:
             # an early rung answers wrong: the reference must be the last rung's answer
             for rung, (budget, answer) in enumerate([(16, "0"), (512, problem["gold"])])
         ]
-        chain_row = {
-            "chain_id": chain_id,
-            "run_id": run.run_id,
-            "dataset": "toy",
-            "problem_id": problem["problem_id"],
-            "sample_idx": 0,
-            "text": text,
-            "tokens": len(text.split()),
-            "finished": 1,
-            "entropies": None,
-        }
-        store.write_sweep_item("src", chain_id, rows, chain_row, attempts=1)
-    return _load(store)
-
-
-def _load(store: Store) -> ClaimData:
-    return load_claim_data(store, datasets=["toy"], settings=FAST)[0]
+        store_chain(store, run, problem, chain_id, rows, text=text, finished=True)
+    return load_toy(store)
 
 
 def _run(
     store: Store, data: ClaimData, backend: AblationFake, limit: int = N_PROBLEMS
 ) -> ExperimentSummary:
     experiment = TokenFunctions().experiment(draws=2, seed=0)
-    return asyncio.run(run_experiment(experiment, backend, store, data, limit=limit))  # type: ignore[arg-type]
+    return run_live(store, data, experiment, backend, limit)
 
 
 def _rows(store: Store) -> list[tuple[Any, ...]]:
@@ -335,7 +301,7 @@ def test_answers_that_read_computation_support_the_claim(
     assert {r[1] for r in rows} == {NONE_MODE, META_MODE, RESTATE_MODE, COMPUTE_MODE}
     extra = json.loads(rows[0][6])
     assert extra["counts"] == COUNTS and extra["original_answer"] == "11"
-    findings = TokenFunctions().check(_load(store))
+    findings = TokenFunctions().check(load_toy(store))
     assert [f.scope for f in findings] == [f"{MODEL}: {META}", f"{MODEL}: {RESTATE}"]
     meta, restate = findings
     assert meta.verdict == restate.verdict == "supported"
@@ -365,7 +331,7 @@ def test_answers_that_read_meta_discourse_contradict_it(
 ) -> None:
     store, data = recorded
     _run(store, data, AblationFake("meta"))
-    meta, restate = TokenFunctions().check(_load(store))
+    meta, restate = TokenFunctions().check(load_toy(store))
     assert meta.verdict == restate.verdict == "contradicted"
     assert meta.effect is not None and restate.effect is not None
     assert (meta.effect.value, meta.effect.high) == (-100.0, -100.0)
@@ -403,7 +369,7 @@ def test_refuses_with_no_chains_at_all(recorded: tuple[Store, ClaimData]) -> Non
 def test_refuses_too_few_problems(recorded: tuple[Store, ClaimData]) -> None:
     store, data = recorded
     _run(store, data, AblationFake(), limit=5)
-    findings = TokenFunctions().check(_load(store))
+    findings = TokenFunctions().check(load_toy(store))
     assert {f.verdict for f in findings} == {"insufficient"}
     assert all(f.n_problems == 5 and "needs 20" in f.reason for f in findings)
 
@@ -466,12 +432,7 @@ def test_the_cli_factory_takes_its_options() -> None:
 
 @pytest.fixture(scope="module")
 def builtin_arith(tmp_path_factory: pytest.TempPathFactory) -> ClaimData:
-    from ponder.builtin import builtin_folder
-    from ponder.importers import import_paths
-
-    with Store(tmp_path_factory.mktemp("builtin") / "s.sqlite") as store:
-        import_paths(store, [builtin_folder()])
-        return load_claim_data(store, datasets=["arith"], settings=FAST)[0]
+    return builtin_claim_data(tmp_path_factory.mktemp("builtin"))
 
 
 def test_tag_shares_on_builtin_chains(builtin_arith: ClaimData) -> None:

@@ -202,6 +202,76 @@ async def run_experiment(
     return summary
 
 
+def require_prefix_continuation(backend: Backend, needs: str) -> None:
+    """Fail with an InputError when ``backend`` cannot continue a prefix (``needs`` says
+    what the experiment needs it for)."""
+    if not backend.capabilities().prefix_continuation:
+        raise InputError(
+            f"backend {backend.capabilities().name!r} cannot continue a prefix; {needs} "
+            "(in-process llamacpp, or a server with prefix continuation)"
+        )
+
+
+def seed_of(*parts: object) -> int:
+    """A 31-bit seed from the parts (the sweep's canonical digest)."""
+    from ponder.sweep.plan import canonical_digest
+
+    return int(canonical_digest([str(p) for p in parts])[:8], 16) & 0x7FFFFFFF
+
+
+def outcome_row(
+    *,
+    dataset: str,
+    problem_id: str,
+    chain_id: str,
+    mode: str,
+    budget: int,
+    extracted: str | None,
+    correct: float,
+    extra: Mapping[str, Any],
+    answered: int | None = None,
+    sample_idx: int = 0,
+    prompt_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+    answer_tokens: int | None = None,
+    output_tokens: int | None = None,
+    latency_s: float | None = None,
+    response_text: str | None = None,
+    rung: int | None = None,
+    natural: int | None = None,
+    answer_prob: float | None = None,
+    entropy_tail: float | None = None,
+) -> Row:
+    """One experiment row in the store's outcome columns (``run_id`` and ``model`` are the
+    runner's). ``answered`` defaults to whether an answer was extracted; ``extra`` is
+    stored as sorted JSON."""
+    return {
+        "dataset": dataset,
+        "problem_id": problem_id,
+        "mode": mode,
+        "budget": budget,
+        "sample_idx": sample_idx,
+        "prompt_tokens": prompt_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "answer_tokens": answer_tokens,
+        "output_tokens": output_tokens,
+        "latency_s": latency_s,
+        "truncated": 0,
+        "answered": int(extracted is not None) if answered is None else answered,
+        "extracted_answer": extracted,
+        "correct": correct,
+        "n_runs": 1,
+        "response_text": response_text,
+        "extra_json": json.dumps(extra, sort_keys=True),
+        "chain_id": chain_id,
+        "rung": rung,
+        "natural": natural,
+        "answer_prob": answer_prob,
+        "entropy_tail": entropy_tail,
+        "stop_cost_tokens": None,
+    }
+
+
 def open_model_backend(
     model: str,
     *,

@@ -29,7 +29,6 @@ prefix (the noise floor of the method), not from a fork.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -38,15 +37,28 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ponder.claims.base import Claim, Effect, Finding, found, insufficient
+from ponder.claims.base import Effect, Finding, found
+from ponder.claims.chains import (
+    GREEDY_MODE,
+    ChainClaim,
+    RecordedChain,
+    answer_key,
+    chain_models,
+    control_note,
+    experiment_rows,
+    final_answers,
+    force_answer,
+    greedy_items,
+    same_answer,
+    think_messages,
+)
 from ponder.claims.data import ClaimData
-from ponder.claims.experiments import Row, interleaved_by_band, is_experiment_run
-from ponder.claims.stats import FloatArray, bootstrap_effect, weighted_mean
+from ponder.claims.experiments import Row, outcome_row, require_prefix_continuation, seed_of
+from ponder.claims.stats import FloatArray
 from ponder.errors import InputError
-from ponder.types import GREEDY_SUFFIX, THINK
 
 if TYPE_CHECKING:
-    from ponder.backends import Backend, Chain
+    from ponder.backends import Backend
 
 CLAIM_ID = "forking-tokens"
 HIGH_MODE = "fork-high"
@@ -54,7 +66,7 @@ OTHER_MODE = "fork-other"
 NULL_MODE = "fork-null"
 FORK_MODES = (HIGH_MODE, OTHER_MODE, NULL_MODE)
 # The recorded chains the test resamples: greedy ones, whose continuation is deterministic.
-SOURCE_MODE = THINK + GREEDY_SUFFIX
+SOURCE_MODE = GREEDY_MODE
 
 # "High entropy": above the top-20% cut (the share Wang et al., 2025, call forking tokens).
 TOP_SHARE = 0.2
@@ -101,7 +113,7 @@ PROTOCOL = (
 TABLE_COLUMNS = ["panel", "series", "x", "y", "n"]
 
 
-class ForkingTokens(Claim):
+class ForkingTokens(ChainClaim):
     number: ClassVar[int] = 7
     id: ClassVar[str] = CLAIM_ID
     title: ClassVar[str] = "Forking tokens: a high-entropy minority carries the reasoning"
@@ -115,6 +127,11 @@ class ForkingTokens(Claim):
         "`ponder experiment forking-tokens --model MODEL` on them"
     )
     live: ClassVar[bool] = True
+    protocol: ClassVar[str] = PROTOCOL
+    min_effect: ClassVar[float] = MIN_EFFECT
+    panels: ClassVar[tuple[str, str]] = ("concentration", "change")
+    panel_height: ClassVar[float] = 3.6
+    gap_label: ClassVar[str] = "change gap"
 
     def experiment(
         self,
@@ -141,57 +158,20 @@ class ForkingTokens(Claim):
             findings.append(self._pooled_finding(data, changes[changes["model"].isin(tested)]))
         return findings
 
-    def plot(self, finding: Finding) -> bytes | None:
-        table = finding.table
-        if table is None or table.empty:
-            return None
-        import matplotlib.pyplot as plt
-
-        from ponder.report.plots import figure_png
-
-        panels = [p for p in ("concentration", "change") if (table["panel"] == p).any()]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.6), squeeze=False)
-        for ax, panel in zip(axes[0], panels, strict=True):
-            rows = table[table["panel"] == panel]
-            for series, part in rows.groupby("series", sort=True):
-                ax.plot(100 * part["x"], 100 * part["y"], "o-", markersize=3, label=str(series))
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7, frameon=False)
-            if panel == "concentration":
-                ax.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle=":")
-                ax.set_xlabel("most uncertain tokens (% of tokens)", fontsize=8)
-                ax.set_ylabel("share of all entropy (%)", fontsize=8)
-            else:
-                ax.set_xlabel("position in the chain (% of its tokens)", fontsize=8)
-                ax.set_ylabel("answers changed by resampling (%)", fontsize=8)
-        effect = finding.effect
-        gap = f"; change gap {effect.value:+.1f} pts" if effect else ""
-        fig.suptitle(f"{finding.dataset}: {finding.scope}{gap} ({finding.verdict})", fontsize=9)
-        return figure_png(fig)
+    def _draw_panel(self, ax: Any, panel: str, rows: pd.DataFrame) -> None:
+        for series, part in rows.groupby("series", sort=True):
+            ax.plot(100 * part["x"], 100 * part["y"], "o-", markersize=3, label=str(series))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+        if panel == "concentration":
+            ax.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle=":")
+            ax.set_xlabel("most uncertain tokens (% of tokens)", fontsize=8)
+            ax.set_ylabel("share of all entropy (%)", fontsize=8)
+        else:
+            ax.set_xlabel("position in the chain (% of its tokens)", fontsize=8)
+            ax.set_ylabel("answers changed by resampling (%)", fontsize=8)
 
     # -- findings ----------------------------------------------------------------------------
-
-    def _refuse(
-        self,
-        data: ClaimData,
-        reason: str,
-        scope: str,
-        *,
-        extras: Mapping[str, float] | None = None,
-        table: pd.DataFrame | None = None,
-        n_problems: int = 0,
-    ) -> Finding:
-        """An "insufficient" finding that still carries the descriptive figures."""
-        return insufficient(
-            self.id,
-            data.dataset,
-            reason,
-            scope=scope,
-            n_problems=n_problems,
-            protocol=PROTOCOL,
-            table=table,
-            extras=extras,
-        )
 
     def _model_finding(
         self,
@@ -260,30 +240,15 @@ class ForkingTokens(Claim):
         )
 
     def _effect(self, data: ClaimData, high: FloatArray, other: FloatArray, scope: str) -> Effect:
-        gap = 100.0 * (high - other)
-
-        def statistic(weights: FloatArray) -> FloatArray:
-            return weighted_mean(gap, weights)
-
-        settings = data.settings
-        return bootstrap_effect(
-            statistic,
-            len(gap),
-            name="answer-change rate, high-entropy minus other positions",
-            unit="points",
-            n_boot=settings.n_boot,
-            seed=settings.seed,
-            key=f"{data.dataset}:{self.id}:{scope}",
-            ci=settings.ci,
-            min_effect=MIN_EFFECT,
-        )
+        name = "answer-change rate, high-entropy minus other positions"
+        return self._gap_effect(data, 100.0 * (high - other), scope, name)
 
 
 def _noise_note(extras: Mapping[str, float]) -> str:
-    noise = extras.get("control: answers changed with nothing resampled")
-    if noise is None or math.isnan(noise):
-        return ""
-    return f"control (prefix re-fed, nothing resampled) changed {noise:.0%} of answers"
+    key = "control: answers changed with nothing resampled"
+    return control_note(
+        extras, key, "control (prefix re-fed, nothing resampled) changed {:.0%} of answers"
+    )
 
 
 # -- the descriptive part ---------------------------------------------------------------------
@@ -309,20 +274,13 @@ def concentration(entropies: npt.NDArray[np.floating[Any]], shares: Sequence[flo
     return out
 
 
-def chain_models(data: ClaimData) -> pd.Series:
-    """The model of each recorded chain (from its own rows, experiment rows excluded)."""
-    rows = data.outcomes
-    rows = rows[rows["chain_id"].notna() & ~rows["mode"].isin(FORK_MODES)]
-    return rows.drop_duplicates("chain_id").set_index("chain_id")["model"].astype(str)
-
-
 def entropy_profiles(data: ClaimData) -> dict[str, EntropyProfile]:
     """Per model with recorded entropies: the descriptive figures (see PROTOCOL)."""
     chains = data.chains
     if chains is None or chains.empty:
         return {}
     chains = chains[chains["entropies"].map(lambda e: e is not None and len(e) > 0)]
-    models = chains["chain_id"].map(chain_models(data))
+    models = chains["chain_id"].map(chain_models(data, FORK_MODES))
     out: dict[str, EntropyProfile] = {}
     for model, group in chains.groupby(models, sort=True):
         values = np.concatenate([np.asarray(e, dtype=np.float64) for e in group["entropies"]])
@@ -354,40 +312,22 @@ def entropy_profiles(data: ClaimData) -> dict[str, EntropyProfile]:
 # -- reading the experiment's rows ------------------------------------------------------------
 
 
-def _answer_key(value: object) -> str | None:
-    from ponder.grading import normalize_answer
-
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return normalize_answer(str(value)) or None
-
-
 def answer_changes(data: ClaimData) -> pd.DataFrame:
     """The experiment's rows with ``changed`` (the answer differs from the recorded chain's
     final one), ``token_changed`` and ``where`` (position / chain tokens); rows whose chain
     has no recorded final answer are dropped."""
-    rows = data.outcomes
-    if data.experiments is not None:
-        rows = pd.concat([rows, data.experiments], ignore_index=True)
-    mine = rows[rows["run_id"].map(lambda r: is_experiment_run(r, CLAIM_ID))]
-    mine = mine[mine["mode"].isin(FORK_MODES) & mine["chain_id"].notna()]
+    rows, mine = experiment_rows(data, CLAIM_ID, FORK_MODES)
     columns = ["model", "problem_id", "chain_id", "mode", "budget", "correct"]
     if mine.empty:
         return pd.DataFrame(columns=[*columns, "changed", "token_changed", "where"])
-    source = rows[rows["chain_id"].isin(set(mine["chain_id"])) & ~rows["mode"].isin(FORK_MODES)]
-    last = source.sort_values(["rung", "budget"]).drop_duplicates("chain_id", keep="last")
-    original = {
-        c: _answer_key(a) for c, a in zip(last["chain_id"], last["extracted_answer"], strict=True)
-    }
+    last, original = final_answers(rows, mine["chain_id"], FORK_MODES)
     length = _chain_lengths(data, last)
     mine = mine[mine["chain_id"].isin(original)]
-    keys = [_answer_key(a) for a in mine["extracted_answer"]]
-    changed = [k != original[c] for k, c in zip(keys, mine["chain_id"], strict=True)]
     tokens = mine["chain_id"].map(length).to_numpy(dtype=float)
     return (
         mine[columns]
         .assign(
-            changed=np.asarray(changed, dtype=float),
+            changed=1.0 - same_answer(mine, original),
             token_changed=_token_changed(mine),
             where=mine["budget"].to_numpy(dtype=float) / tokens,
         )
@@ -466,29 +406,12 @@ def change_table(rows: pd.DataFrame) -> pd.DataFrame:
 # -- the experiment ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ForkItem:
-    """One recorded greedy chain to resample, with what its check needs to compare."""
+class ForkItem(RecordedChain):
+    """One recorded greedy chain to resample: one entropy per token, at least
+    ``MIN_CHAIN_TOKENS`` of them."""
 
-    chain_id: str
-    dataset: str
-    problem_id: str
-    problem_text: str
-    gold: str
-    chain_text: str
-    entropies: tuple[float, ...]
-    finished: bool
-    cap: int
-    original_extracted: str | None
-    original_correct: float
-
-    @property
-    def key(self) -> str:
-        return self.chain_id
-
-    @property
-    def tokens(self) -> int:
-        return len(self.entropies)
+    def usable(self) -> bool:
+        return MIN_CHAIN_TOKENS <= len(self.entropies) == self.tokens
 
 
 @dataclass(frozen=True)
@@ -587,72 +510,13 @@ class ForkingExperiment:
         }
 
     def check_backend(self, backend: Backend) -> None:
-        if not backend.capabilities().prefix_continuation:
-            raise InputError(
-                f"backend {backend.capabilities().name!r} cannot continue a prefix; the "
-                "forking-tokens experiment needs a chain (in-process llamacpp, or a server "
-                "with prefix continuation)"
-            )
+        require_prefix_continuation(backend, "the forking-tokens experiment needs a chain")
 
     def items(self, data: ClaimData, model: str) -> list[ForkItem]:
         """The model's recorded greedy chains with entropies, one per problem, in a seeded
         order interleaved by difficulty band (so a partial run covers every band)."""
-        if data.chains is None or data.chains.empty:
-            raise InputError(
-                f"dataset {data.dataset!r} has no recorded chains: run a live sweep with "
-                "ladders first (`ponder sweep run`)"
-            )
-        rows = data.outcomes
-        source = rows[(rows["mode"] == SOURCE_MODE) & rows["chain_id"].notna()]
-        have = sorted(source["model"].astype(str).unique())
-        if model not in have:
-            raise InputError(
-                f"no {SOURCE_MODE} chains of model {model!r} in dataset {data.dataset!r}; "
-                f"models with them: {', '.join(have) or 'none'}"
-            )
-        own = source[source["model"] == model]
-        last = own.sort_values(["rung", "budget"]).drop_duplicates("chain_id", keep="last")
-        caps = own.groupby("chain_id")["budget"].max()
-        texts = dict(zip(data.problems["problem_id"], data.problems["text"], strict=True))
-        golds = dict(zip(data.problems["problem_id"], data.problems["gold"], strict=True))
-        recorded = {str(c["chain_id"]): c for c in data.chains.to_dict("records")}
-        items: dict[str, ForkItem] = {}
-        for row in last.to_dict("records"):
-            chain = recorded.get(str(row["chain_id"]))
-            problem = str(row["problem_id"])
-            text = texts.get(problem)
-            if chain is None or not isinstance(text, str) or not isinstance(chain["text"], str):
-                continue
-            entropies = chain["entropies"]
-            if entropies is None or not MIN_CHAIN_TOKENS <= len(entropies) == chain["tokens"]:
-                continue
-            cap = float(caps.get(chain["chain_id"], float("nan")))
-            items.setdefault(
-                problem,
-                ForkItem(
-                    chain_id=str(chain["chain_id"]),
-                    dataset=data.dataset,
-                    problem_id=problem,
-                    problem_text=text,
-                    gold=str(golds.get(problem)),
-                    chain_text=chain["text"],
-                    entropies=tuple(float(e) for e in entropies),
-                    finished=bool(chain["finished"]),
-                    cap=len(entropies) if math.isnan(cap) else int(cap),
-                    original_extracted=_text_or_none(row["extracted_answer"]),
-                    original_correct=float(row["correct"]),
-                ),
-            )
-        if not items:
-            raise InputError(
-                f"no usable {SOURCE_MODE} chains of {model!r} in {data.dataset!r} (each needs "
-                f"per-token entropies, at least {MIN_CHAIN_TOKENS} tokens and its problem text)"
-            )
-        return self._ordered(data, items)
-
-    def _ordered(self, data: ClaimData, items: Mapping[str, ForkItem]) -> list[ForkItem]:
-        rng = np.random.default_rng(_seed_of(self.seed, "order", data.dataset))
-        return interleaved_by_band(data, items, rng)
+        needs = f"per-token entropies, at least {MIN_CHAIN_TOKENS} tokens and its problem text"
+        return greedy_items(data, model, ForkItem, ForkItem.usable, seed=self.seed, needs=needs)
 
     async def run_item(self, backend: Backend, item: ForkItem) -> list[Row]:
         from ponder.backends import BackendError
@@ -661,14 +525,14 @@ class ForkingExperiment:
             prefixes = await self._replay(backend, item)
         except ReplayMismatch as exc:
             raise BackendError(str(exc), retryable=False) from None
-        rng = np.random.default_rng(_seed_of(self.seed, "positions", item.chain_id))
+        rng = np.random.default_rng(seed_of(self.seed, "positions", item.chain_id))
         pairs = pick_positions(item.entropies, _candidates(item, prefixes), self.positions, rng)
         if not pairs:
             raise BackendError(f"chain {item.chain_id}: no matched positions", retryable=False)
         rows: list[Row] = []
         for high, other in pairs:
             for mode, position in ((HIGH_MODE, high), (OTHER_MODE, other)):
-                seed = _seed_of(self.seed, item.chain_id, mode, position)
+                seed = seed_of(self.seed, item.chain_id, mode, position)
                 drawn = await self._resample(backend, item, prefixes, position, seed)
                 answer, token, changed = drawn
                 rows.append(self._row(item, mode, position, answer, token, changed, seed))
@@ -679,17 +543,12 @@ class ForkingExperiment:
 
     # -- steps of one item -------------------------------------------------------------------
 
-    def _messages(self, item: ForkItem) -> tuple[Any, ...]:
-        from ponder.budgets import messages_for
-
-        return messages_for(item.problem_text, THINK)
-
     async def _replay(self, backend: Backend, item: ForkItem) -> list[str]:
         """The text of the chain's first k tokens for every k, by greedy replay token by
         token (the Chain API has no tokenizer); it must reproduce the recorded text."""
         from ponder.backends import Sampling
 
-        chain = await backend.open_chain(self._messages(item), Sampling(0.0))
+        chain = await backend.open_chain(think_messages(item.problem_text), Sampling(0.0))
         prefixes = [""]
         try:
             while chain.tokens < item.tokens and not chain.finished:
@@ -700,12 +559,12 @@ class ForkingExperiment:
         finally:
             await chain.aclose()
         for k, prefix in enumerate(prefixes):
-            if not item.chain_text.startswith(prefix):
+            if not item.text.startswith(prefix):
                 raise ReplayMismatch(
                     f"chain {item.chain_id}: the greedy replay differs from the recorded chain "
                     f"at token {k} (another model, build or prompt than the one that recorded it)"
                 )
-        if len(prefixes) != item.tokens + 1 or prefixes[-1] != item.chain_text:
+        if len(prefixes) != item.tokens + 1 or prefixes[-1] != item.text:
             raise ReplayMismatch(
                 f"chain {item.chain_id}: the greedy replay has {len(prefixes) - 1} tokens, the "
                 f"recorded chain {item.tokens}"
@@ -720,7 +579,7 @@ class ForkingExperiment:
         from ponder.backends import Sampling
 
         chain = await backend.open_chain(
-            self._messages(item), Sampling(self.temperature, self.top_p, seed)
+            think_messages(item.problem_text), Sampling(self.temperature, self.top_p, seed)
         )
         try:
             await chain.append(prefixes[position])
@@ -741,24 +600,15 @@ class ForkingExperiment:
     ) -> Answer:
         """Greedy from ``text`` up to the chain's recorded budget, then the sweep's forced
         answer (or at once when the drawn token ended the chain)."""
-        from ponder.backends import Sampling
-        from ponder.budgets import force_budget
-        from ponder.grading import grade
-
-        chain: Chain = await backend.open_chain(self._messages(item), Sampling(0.0))
-        try:
-            kept = await chain.append(text)
-            budget = max(1, chain.tokens) if force_now else max(item.cap, 1)
-            rung = await force_budget(chain, budget, reserve=self.reserve)
-        finally:
-            await chain.aclose()
-        graded = grade(rung.answer_text, item.gold)
+        budget = None if force_now else item.cap
+        forced = await force_answer(backend, item, text, reserve=self.reserve, budget=budget)
+        rung = forced.rung
         return Answer(
-            extracted=graded.extracted,
-            correct=graded.match,
+            extracted=forced.graded.extracted,
+            correct=forced.graded.match,
             thinking_tokens=rung.thinking_tokens,
             answer_tokens=rung.answer_tokens,
-            generated_tokens=max(0, rung.thinking_tokens - kept) + rung.answer_tokens,
+            generated_tokens=max(0, rung.thinking_tokens - forced.appended) + rung.answer_tokens,
             natural=rung.natural,
             answer_prob=rung.answer_prob,
         )
@@ -774,7 +624,7 @@ class ForkingExperiment:
         seed: int | None,
     ) -> Row:
         entropy = item.entropies[position]
-        changed = _answer_key(answer.extracted) != _answer_key(item.original_extracted)
+        changed = answer_key(answer.extracted) != answer_key(item.original_extracted)
         extra = {
             "position": position,
             "entropy": entropy,
@@ -786,49 +636,27 @@ class ForkingExperiment:
             "temperature": self.temperature if seed is not None else 0.0,
             "top_p": self.top_p if seed is not None else 1.0,
         }
-        return {
-            "dataset": item.dataset,
-            "problem_id": item.problem_id,
-            "mode": mode,
-            "budget": position,
-            "sample_idx": 0,
-            "prompt_tokens": None,
-            "reasoning_tokens": answer.thinking_tokens,
-            "answer_tokens": answer.answer_tokens,
-            "output_tokens": answer.generated_tokens,
-            "latency_s": None,
-            "truncated": 0,
-            "answered": int(answer.extracted is not None),
-            "extracted_answer": answer.extracted,
-            "correct": 1.0 if answer.correct else 0.0,
-            "n_runs": 1,
-            "response_text": None,
-            "extra_json": json.dumps(extra, sort_keys=True),
-            "chain_id": item.chain_id,
-            "rung": None,
-            "natural": None if answer.natural is None else int(answer.natural),
-            "answer_prob": answer.answer_prob,
-            "entropy_tail": entropy,
-            "stop_cost_tokens": None,
-        }
+        return outcome_row(
+            dataset=item.dataset,
+            problem_id=item.problem_id,
+            chain_id=item.chain_id,
+            mode=mode,
+            budget=position,
+            extracted=answer.extracted,
+            correct=1.0 if answer.correct else 0.0,
+            extra=extra,
+            reasoning_tokens=answer.thinking_tokens,
+            answer_tokens=answer.answer_tokens,
+            output_tokens=answer.generated_tokens,
+            natural=None if answer.natural is None else int(answer.natural),
+            answer_prob=answer.answer_prob,
+            entropy_tail=entropy,
+        )
 
 
 def _candidates(item: ForkItem, prefixes: Sequence[str]) -> list[int]:
     """Positions 1 .. n-1 whose token ends before the final ``\\boxed{`` of a chain that
     ended on its own (resampling inside the written answer would change it trivially)."""
-    answer_at = item.chain_text.rfind("\\boxed{") if item.finished else -1
-    limit = answer_at if answer_at >= 0 else len(item.chain_text) + 1
+    answer_at = item.text.rfind("\\boxed{") if item.finished else -1
+    limit = answer_at if answer_at >= 0 else len(item.text) + 1
     return [k for k in range(1, item.tokens) if len(prefixes[k + 1]) <= limit]
-
-
-def _text_or_none(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return str(value)
-
-
-def _seed_of(*parts: object) -> int:
-    """A 31-bit seed from the parts (the sweep's canonical digest)."""
-    from ponder.sweep.plan import canonical_digest
-
-    return int(canonical_digest([str(p) for p in parts])[:8], 16) & 0x7FFFFFFF

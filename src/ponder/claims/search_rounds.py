@@ -27,7 +27,6 @@ after generating it, with its tokens still in the cache.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,11 +37,18 @@ import numpy as np
 import pandas as pd
 
 from ponder.claims.base import Claim, Effect, Finding, found, insufficient
+from ponder.claims.chains import GREEDY_MODE, chains_by_id, problem_texts, think_messages
 from ponder.claims.data import ClaimData, difficulty
-from ponder.claims.experiments import Row, is_experiment_run
+from ponder.claims.experiments import (
+    Row,
+    is_experiment_run,
+    outcome_row,
+    require_prefix_continuation,
+    seed_of,
+)
 from ponder.claims.stats import FloatArray, Statistic, bootstrap_effect, index_of
 from ponder.errors import InputError
-from ponder.types import GREEDY_SUFFIX, THINK
+from ponder.types import THINK
 
 if TYPE_CHECKING:
     from ponder.backends import Backend, Message
@@ -51,7 +57,6 @@ CLAIM_ID = "search-rounds"
 VERIFY_MODE = "search-verify"
 # The recorded chains searched over: the sweep's sampled think chains (temperature 0.7).
 SOURCE_MODE = THINK
-GREEDY_MODE = THINK + GREEDY_SUFFIX
 
 # Asked after the candidate's answer, in the same assistant turn (self-verification).
 VERIFY_CUE = "\n\nIs this final answer correct? Answer yes or no:"
@@ -799,12 +804,8 @@ class SearchExperiment:
         }
 
     def check_backend(self, backend: Backend) -> None:
-        if not backend.capabilities().prefix_continuation:
-            raise InputError(
-                f"backend {backend.capabilities().name!r} cannot continue a prefix; the "
-                "search-rounds experiment re-feeds recorded chains (in-process llamacpp, or a "
-                "server with prefix continuation)"
-            )
+        needs = "the search-rounds experiment re-feeds recorded chains"
+        require_prefix_continuation(backend, needs)
 
     def items(self, data: ClaimData, model: str) -> list[SearchItem]:
         """The model's problems with at least 2 recorded sampled chains, in a seeded order
@@ -824,8 +825,8 @@ class SearchExperiment:
                 f"no sampled {SOURCE_MODE} chains of model {model!r} in dataset "
                 f"{data.dataset!r}; models with them: {', '.join(have)}"
             )
-        texts = dict(zip(data.problems["problem_id"], data.problems["text"], strict=True))
-        recorded = {str(c["chain_id"]): c for c in data.chains.to_dict("records")}
+        texts = problem_texts(data)
+        recorded = chains_by_id(data)
         bands, _ = difficulty(data)
         own = rows[rows["model"] == model].drop_duplicates(["chain_id", "budget"])
         ladders: dict[str, dict[str, list[dict[Any, Any]]]] = {}
@@ -845,14 +846,12 @@ class SearchExperiment:
                 f"no problem of {model!r} in {data.dataset!r} has 2 sampled chains with their "
                 "recorded text and problem text"
             )
-        rng = np.random.default_rng(_seed_of(self.seed, "order", data.dataset, model))
+        rng = np.random.default_rng(seed_of(self.seed, "order", data.dataset, model))
         shuffled = [items[i] for i in rng.permutation(len(items))]
         return interleave_levels(shuffled)
 
     async def run_item(self, backend: Backend, item: SearchItem) -> list[Row]:
-        from ponder.budgets import messages_for
-
-        messages = messages_for(item.problem_text, THINK)
+        messages = think_messages(item.problem_text)
         done: dict[str, Verification] = {}
         rows: list[Row] = []
         for chain in item.chains:
@@ -935,31 +934,25 @@ class SearchExperiment:
             "cue_tokens": verification.cue_tokens,
             "reused": reused,
         }
-        return {
-            "dataset": item.dataset,
-            "problem_id": item.problem_id,
-            "mode": VERIFY_MODE,
-            "budget": rung.budget,
-            "sample_idx": chain.position,
-            "prompt_tokens": verification.fed_tokens,
-            "reasoning_tokens": None,
-            "answer_tokens": verification.reply_tokens,
-            "output_tokens": verification.cost,
-            "latency_s": None,
-            "truncated": 0,
-            "answered": int(verification.verdict is not None),
-            "extracted_answer": rung.extracted,
-            "correct": rung.correct,
-            "n_runs": 1,
-            "response_text": verification.reply,
-            "extra_json": json.dumps(extra, sort_keys=True),
-            "chain_id": chain.chain_id,
-            "rung": rung.index,
-            "natural": int(rung.natural),
-            "answer_prob": verification.p_yes,
-            "entropy_tail": None,
-            "stop_cost_tokens": None,
-        }
+        return outcome_row(
+            dataset=item.dataset,
+            problem_id=item.problem_id,
+            chain_id=chain.chain_id,
+            mode=VERIFY_MODE,
+            budget=rung.budget,
+            extracted=rung.extracted,
+            correct=rung.correct,
+            extra=extra,
+            answered=int(verification.verdict is not None),
+            sample_idx=chain.position,
+            prompt_tokens=verification.fed_tokens,
+            answer_tokens=verification.reply_tokens,
+            output_tokens=verification.cost,
+            response_text=verification.reply,
+            rung=rung.index,
+            natural=int(rung.natural),
+            answer_prob=verification.p_yes,
+        )
 
 
 def _candidate_chains(
@@ -1032,10 +1025,3 @@ async def _cut(backend: Backend, messages: tuple[Message, ...], text: str, token
     if await _count(backend, messages, text[:high]) <= tokens:
         return text[:high]
     return text[:low]
-
-
-def _seed_of(*parts: object) -> int:
-    """A 31-bit seed from the parts (the sweep's canonical digest)."""
-    from ponder.sweep.plan import canonical_digest
-
-    return int(canonical_digest([str(p) for p in parts])[:8], 16) & 0x7FFFFFFF

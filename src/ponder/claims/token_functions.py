@@ -31,21 +31,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from ponder.claims.base import Claim, Effect, Finding, found, insufficient
+from ponder.claims.base import Effect, Finding, found
+from ponder.claims.chains import (
+    GREEDY_MODE,
+    ChainClaim,
+    RecordedChain,
+    answer_key,
+    chain_models,
+    control_note,
+    experiment_rows,
+    final_answers,
+    force_answer,
+    greedy_items,
+    problem_texts,
+    same_answer,
+)
 from ponder.claims.data import ClaimData
-from ponder.claims.experiments import Row, interleaved_by_band, is_experiment_run
-from ponder.claims.stats import FloatArray, bootstrap_effect, weighted_mean
+from ponder.claims.experiments import Row, outcome_row, require_prefix_continuation, seed_of
 from ponder.errors import InputError
-from ponder.types import GREEDY_SUFFIX, THINK
 
 if TYPE_CHECKING:
     from ponder.backends import Backend
@@ -65,7 +76,7 @@ ABLATE_MODES = (NONE_MODE, META_MODE, RESTATE_MODE, COMPUTE_MODE)
 # The tested categories and the mode that removes each.
 TESTED: tuple[tuple[str, str], ...] = ((META, META_MODE), (RESTATE, RESTATE_MODE))
 # The recorded chains the test edits: greedy ones, so each problem has one reference answer.
-SOURCE_MODE = THINK + GREEDY_SUFFIX
+SOURCE_MODE = GREEDY_MODE
 
 # Removing a category should keep the answer at least this much more often than removing as
 # many computation pieces (points) to matter: a smaller gap would not tell a user which
@@ -194,7 +205,7 @@ PROTOCOL = (
 TABLE_COLUMNS = ["panel", "series", "category", "y", "n"]
 
 
-class TokenFunctions(Claim):
+class TokenFunctions(ChainClaim):
     number: ClassVar[int] = 9
     id: ClassVar[str] = CLAIM_ID
     title: ClassVar[str] = "Token functions: not all reasoning tokens matter equally"
@@ -208,6 +219,11 @@ class TokenFunctions(Claim):
         "`ponder experiment token-functions --model MODEL` on them"
     )
     live: ClassVar[bool] = True
+    protocol: ClassVar[str] = PROTOCOL
+    min_effect: ClassVar[float] = MIN_EFFECT
+    panels: ClassVar[tuple[str, str]] = ("shares", "kept")
+    panel_height: ClassVar[float] = 3.4
+    gap_label: ClassVar[str] = "kept gap"
 
     def experiment(
         self,
@@ -241,63 +257,26 @@ class TokenFunctions(Claim):
             findings.extend(self._finding(data, model, c, m, own, profile) for c, m in TESTED)
         return findings
 
-    def plot(self, finding: Finding) -> bytes | None:
-        table = finding.table
-        if table is None or table.empty:
-            return None
-        import matplotlib.pyplot as plt
-
-        from ponder.report.plots import figure_png
-
-        panels = [p for p in ("shares", "kept") if (table["panel"] == p).any()]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
-        for ax, panel in zip(axes[0], panels, strict=True):
-            rows = table[table["panel"] == panel]
-            if panel == "shares":
-                left = 0.0
-                for category in CATEGORIES:
-                    share = float(rows.loc[rows["category"] == category, "y"].sum())
-                    ax.barh([0], [100 * share], left=left, label=category)
-                    left += 100 * share
-                ax.set_yticks([0], [str(rows["series"].iloc[0])], fontsize=8)
-                ax.set_xlabel("share of the chain's pieces (%)", fontsize=8)
-                ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper center")
-                ax.set_ylim(-0.6, 1.4)
-            else:
-                labels = [str(s).replace(" removed", "\nremoved") for s in rows["series"]]
-                ax.bar(range(len(rows)), 100 * rows["y"].to_numpy(dtype=float))
-                ax.set_xticks(range(len(rows)), labels, fontsize=7)
-                ax.set_ylabel("recorded answer kept (%)", fontsize=8)
-                ax.set_ylim(0, 105)
-            ax.grid(True, axis="x" if panel == "shares" else "y", alpha=0.3)
-        effect = finding.effect
-        gap = f"; kept gap {effect.value:+.1f} pts" if effect else ""
-        fig.suptitle(f"{finding.dataset}: {finding.scope}{gap} ({finding.verdict})", fontsize=9)
-        return figure_png(fig)
+    def _draw_panel(self, ax: Any, panel: str, rows: pd.DataFrame) -> None:
+        if panel == "shares":
+            left = 0.0
+            for category in CATEGORIES:
+                share = float(rows.loc[rows["category"] == category, "y"].sum())
+                ax.barh([0], [100 * share], left=left, label=category)
+                left += 100 * share
+            ax.set_yticks([0], [str(rows["series"].iloc[0])], fontsize=8)
+            ax.set_xlabel("share of the chain's pieces (%)", fontsize=8)
+            ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper center")
+            ax.set_ylim(-0.6, 1.4)
+        else:
+            labels = [str(s).replace(" removed", "\nremoved") for s in rows["series"]]
+            ax.bar(range(len(rows)), 100 * rows["y"].to_numpy(dtype=float))
+            ax.set_xticks(range(len(rows)), labels, fontsize=7)
+            ax.set_ylabel("recorded answer kept (%)", fontsize=8)
+            ax.set_ylim(0, 105)
+        ax.grid(True, axis="x" if panel == "shares" else "y", alpha=0.3)
 
     # -- findings ----------------------------------------------------------------------------
-
-    def _refuse(
-        self,
-        data: ClaimData,
-        reason: str,
-        scope: str,
-        *,
-        extras: Mapping[str, float] | None = None,
-        table: pd.DataFrame | None = None,
-        n_problems: int = 0,
-    ) -> Finding:
-        """An "insufficient" finding that still carries the descriptive figures."""
-        return insufficient(
-            self.id,
-            data.dataset,
-            reason,
-            scope=scope,
-            n_problems=n_problems,
-            protocol=PROTOCOL,
-            table=table,
-            extras=extras,
-        )
 
     def _finding(
         self,
@@ -338,29 +317,13 @@ class TokenFunctions(Claim):
 
     def _effect(self, data: ClaimData, paired: pd.DataFrame, category: str, scope: str) -> Effect:
         gap = 100.0 * (paired["kept"].to_numpy(float) - paired["kept_compute"].to_numpy(float))
-
-        def statistic(weights: FloatArray) -> FloatArray:
-            return weighted_mean(gap, weights)
-
-        settings = data.settings
-        return bootstrap_effect(
-            statistic,
-            len(gap),
-            name=f"answer kept rate, {category} removed minus as many computation pieces removed",
-            unit="points",
-            n_boot=settings.n_boot,
-            seed=settings.seed,
-            key=f"{data.dataset}:{self.id}:{scope}",
-            ci=settings.ci,
-            min_effect=MIN_EFFECT,
-        )
+        name = f"answer kept rate, {category} removed minus as many computation pieces removed"
+        return self._gap_effect(data, gap, scope, name)
 
 
 def _control_note(extras: Mapping[str, float]) -> str:
-    control = extras.get("control: answers kept, chain re-fed unchanged")
-    if control is None or math.isnan(control):
-        return ""
-    return f"control (cut chain re-fed unchanged) kept {control:.0%} of answers"
+    key = "control: answers kept, chain re-fed unchanged"
+    return control_note(extras, key, "control (cut chain re-fed unchanged) kept {:.0%} of answers")
 
 
 # -- the tagger -------------------------------------------------------------------------------
@@ -483,20 +446,13 @@ class TagProfile:
     table: pd.DataFrame
 
 
-def _chain_models(data: ClaimData) -> pd.Series:
-    """The model of each recorded chain (from its own, recorded rows)."""
-    rows = data.outcomes
-    rows = rows[rows["chain_id"].notna() & ~rows["mode"].isin(ABLATE_MODES)]
-    return rows.drop_duplicates("chain_id").set_index("chain_id")["model"].astype(str)
-
-
 def tag_profiles(data: ClaimData) -> dict[str, TagProfile]:
     """Per model with recorded chains: each tag's share of all their pieces (pooled)."""
     chains = data.chains
     if chains is None or chains.empty:
         return {}
-    texts = dict(zip(data.problems["problem_id"], data.problems["text"], strict=True))
-    models = chains["chain_id"].map(_chain_models(data))
+    texts = problem_texts(data)
+    models = chains["chain_id"].map(chain_models(data, ABLATE_MODES))
     out: dict[str, TagProfile] = {}
     for model, group in chains.groupby(models, sort=True):
         totals = dict.fromkeys(CATEGORIES, 0)
@@ -531,41 +487,21 @@ def tag_profiles(data: ClaimData) -> dict[str, TagProfile]:
 # -- reading the experiment's rows ------------------------------------------------------------
 
 
-def answer_key(value: object) -> str | None:
-    """An answer as compared across arms (normalize_answer; missing -> None)."""
-    from ponder.grading import normalize_answer
-
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return normalize_answer(str(value)) or None
-
-
 def ablation_rows(data: ClaimData) -> pd.DataFrame:
     """The experiment's rows with ``kept`` (the forced answer is the recorded chain's final
     one) and the recorded answer's probability bounds ``prob_low`` / ``prob_high`` (NaN
     when the backend gave none); rows whose chain has no recorded answer are dropped."""
     columns = ["model", "problem_id", "chain_id", "mode", "budget", "sample_idx"]
     empty = pd.DataFrame(columns=[*columns, "kept", "prob_low", "prob_high"])
-    rows = data.outcomes
-    if data.experiments is not None:
-        rows = pd.concat([rows, data.experiments], ignore_index=True)
-    mine = rows[rows["run_id"].map(lambda r: is_experiment_run(r, CLAIM_ID))]
-    mine = mine[mine["mode"].isin(ABLATE_MODES) & mine["chain_id"].notna()]
+    rows, mine = experiment_rows(data, CLAIM_ID, ABLATE_MODES)
     if mine.empty:
         return empty
-    source = rows[rows["chain_id"].isin(set(mine["chain_id"])) & ~rows["mode"].isin(ABLATE_MODES)]
-    last = source.sort_values(["rung", "budget"]).drop_duplicates("chain_id", keep="last")
-    original = {
-        c: answer_key(a) for c, a in zip(last["chain_id"], last["extracted_answer"], strict=True)
-    }
-    original = {c: a for c, a in original.items() if a is not None}
+    _, answers = final_answers(rows, mine["chain_id"], ABLATE_MODES)
+    original = {c: a for c, a in answers.items() if a is not None}
     mine = mine[mine["chain_id"].isin(original)]
     if mine.empty:
         return empty
-    keys = [answer_key(a) for a in mine["extracted_answer"]]
-    kept = np.array(
-        [k == original[c] for k, c in zip(keys, mine["chain_id"], strict=True)], dtype=float
-    )
+    kept = same_answer(mine, original)
     prob = mine["answer_prob"].to_numpy(dtype=float)
     return (
         mine[columns]
@@ -639,21 +575,19 @@ def kept_table(rows: pd.DataFrame, paired: pd.DataFrame, category: str) -> pd.Da
 # -- the experiment ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AblationItem:
+class AblationItem(RecordedChain):
     """One recorded greedy chain to edit, cut before its conclusion."""
 
-    chain_id: str
-    dataset: str
-    problem_id: str
-    problem_text: str
-    gold: str
-    reasoning: str
-    original_extracted: str
-
     @property
-    def key(self) -> str:
-        return self.chain_id
+    def reasoning(self) -> str:
+        """The text every arm edits: the chain cut before its concluding sentence."""
+        return cut_before_answer(self.text, self.finished)
+
+    def usable(self) -> bool:
+        """It has a recorded answer to compare with and at least MIN_PIECES pieces."""
+        if answer_key(self.original_extracted) is None:
+            return False
+        return len(split_pieces(self.reasoning)) >= MIN_PIECES
 
 
 # (what is drawn, how many, which draw) -> the generator of that draw
@@ -710,9 +644,6 @@ def _subsets(
     return out
 
 
-ItemT = TypeVar("ItemT")
-
-
 @dataclass(frozen=True)
 class AblationExperiment:
     """Force the answer of recorded greedy chains with some of their pieces removed.
@@ -744,73 +675,22 @@ class AblationExperiment:
         }
 
     def check_backend(self, backend: Backend) -> None:
-        if not backend.capabilities().prefix_continuation:
-            raise InputError(
-                f"backend {backend.capabilities().name!r} cannot continue a prefix; the "
-                "token-functions experiment needs a chain (in-process llamacpp, or a server "
-                "with prefix continuation)"
-            )
+        require_prefix_continuation(backend, "the token-functions experiment needs a chain")
 
     def items(self, data: ClaimData, model: str) -> list[AblationItem]:
         """The model's recorded greedy chains with an answer, one per problem, in a seeded
         order interleaved by difficulty band."""
-        if data.chains is None or data.chains.empty:
-            raise InputError(
-                f"dataset {data.dataset!r} has no recorded chains: run a live sweep with "
-                "ladders first (`ponder sweep run`)"
-            )
-        rows = data.outcomes
-        source = rows[(rows["mode"] == SOURCE_MODE) & rows["chain_id"].notna()]
-        have = sorted(source["model"].astype(str).unique())
-        if model not in have:
-            raise InputError(
-                f"no {SOURCE_MODE} chains of model {model!r} in dataset {data.dataset!r}; "
-                f"models with them: {', '.join(have) or 'none'}"
-            )
-        own = source[source["model"] == model]
-        last = own.sort_values(["rung", "budget"]).drop_duplicates("chain_id", keep="last")
-        texts = dict(zip(data.problems["problem_id"], data.problems["text"], strict=True))
-        golds = dict(zip(data.problems["problem_id"], data.problems["gold"], strict=True))
-        recorded = {str(c["chain_id"]): c for c in data.chains.to_dict("records")}
-        items: dict[str, AblationItem] = {}
-        for row in last.to_dict("records"):
-            chain = recorded.get(str(row["chain_id"]))
-            problem = str(row["problem_id"])
-            text = texts.get(problem)
-            answer = row["extracted_answer"]
-            if chain is None or not isinstance(text, str) or not isinstance(chain["text"], str):
-                continue
-            if answer_key(answer) is None:
-                continue
-            reasoning = cut_before_answer(chain["text"], bool(chain["finished"]))
-            if len(split_pieces(reasoning)) < MIN_PIECES:
-                continue
-            items.setdefault(
-                problem,
-                AblationItem(
-                    chain_id=str(chain["chain_id"]),
-                    dataset=data.dataset,
-                    problem_id=problem,
-                    problem_text=text,
-                    gold=str(golds.get(problem)),
-                    reasoning=reasoning,
-                    original_extracted=str(answer),
-                ),
-            )
-        if not items:
-            raise InputError(
-                f"no usable {SOURCE_MODE} chains of {model!r} in {data.dataset!r} (each needs "
-                f"a recorded answer, its problem text and at least {MIN_PIECES} pieces)"
-            )
-        rng = np.random.default_rng(_seed_of(self.seed, "order", data.dataset))
-        return interleaved_by_band(data, items, rng)
+        needs = f"a recorded answer, its problem text and at least {MIN_PIECES} pieces"
+        return greedy_items(
+            data, model, AblationItem, AblationItem.usable, seed=self.seed, needs=needs
+        )
 
     async def run_item(self, backend: Backend, item: AblationItem) -> list[Row]:
         pieces = tag_pieces(item.reasoning, item.problem_text)
         counts = tag_counts(pieces)
 
         def rng_for(what: str, n: int, draw: int) -> np.random.Generator:
-            return np.random.default_rng(_seed_of(self.seed, item.chain_id, what, n, draw))
+            return np.random.default_rng(seed_of(self.seed, item.chain_id, what, n, draw))
 
         rows: list[Row] = []
         for arm in ablation_arms(pieces, self.draws, rng_for):
@@ -829,17 +709,8 @@ class AblationExperiment:
     ) -> Row:
         """Append the edited chain after the prompt and force the answer at once with the
         sweep's cue; the row records it graded like the sweep's."""
-        from ponder.backends import Sampling
-        from ponder.budgets import force_budget, messages_for
-        from ponder.grading import grade
-
-        chain = await backend.open_chain(messages_for(item.problem_text, THINK), Sampling(0.0))
-        try:
-            await chain.append(text)
-            rung = await force_budget(chain, max(1, chain.tokens), reserve=self.reserve)
-        finally:
-            await chain.aclose()
-        graded = grade(rung.answer_text, item.gold)
+        forced = await force_answer(backend, item, text, reserve=self.reserve)
+        rung, graded = forced.rung, forced.graded
         kept = answer_key(graded.extracted) == answer_key(item.original_extracted)
         extra = {
             "removed": len(arm.drop),
@@ -849,35 +720,20 @@ class AblationExperiment:
             "answer_kept": kept,
             "tagger": TAGGER_VERSION,
         }
-        return {
-            "dataset": item.dataset,
-            "problem_id": item.problem_id,
-            "mode": arm.mode,
-            "budget": len(arm.drop),
-            "sample_idx": arm.draw,
-            "prompt_tokens": None,
-            "reasoning_tokens": rung.thinking_tokens,
-            "answer_tokens": rung.answer_tokens,
-            "output_tokens": rung.answer_tokens,
-            "latency_s": rung.latency_s,
-            "truncated": 0,
-            "answered": int(graded.extracted is not None),
-            "extracted_answer": graded.extracted,
-            "correct": 1.0 if graded.match else 0.0,
-            "n_runs": 1,
-            "response_text": None,
-            "extra_json": json.dumps(extra, sort_keys=True),
-            "chain_id": item.chain_id,
-            "rung": None,
-            "natural": int(rung.natural),
-            "answer_prob": rung.answer_prob,
-            "entropy_tail": None,
-            "stop_cost_tokens": None,
-        }
-
-
-def _seed_of(*parts: object) -> int:
-    """A 31-bit seed from the parts (the sweep's canonical digest)."""
-    from ponder.sweep.plan import canonical_digest
-
-    return int(canonical_digest([str(p) for p in parts])[:8], 16) & 0x7FFFFFFF
+        return outcome_row(
+            dataset=item.dataset,
+            problem_id=item.problem_id,
+            chain_id=item.chain_id,
+            mode=arm.mode,
+            budget=len(arm.drop),
+            extracted=graded.extracted,
+            correct=1.0 if graded.match else 0.0,
+            extra=extra,
+            sample_idx=arm.draw,
+            reasoning_tokens=rung.thinking_tokens,
+            answer_tokens=rung.answer_tokens,
+            output_tokens=rung.answer_tokens,
+            latency_s=rung.latency_s,
+            answer_prob=rung.answer_prob,
+            natural=int(rung.natural),
+        )
