@@ -1,0 +1,207 @@
+"""The sufficient-statistics table: one row per problem x configuration x sample flag.
+
+Most analyses (cell accuracy and its bootstrap, pass@k, difficulty, oracle and router
+policies, cost) need only per-group counts and sums, so memory follows groups, not rows
+(docs/design/0009-columnar-analysis.md). The table is computed two ways with the same result:
+``stats_from_frame`` (a pandas groupby of today's ``Store.outcomes_frame()``) and
+``stats_from_parquet`` (one DuckDB GROUP BY over the Parquet segments). Both end in the same
+finishing step (dtypes, key order), so the integer-valued columns are equal exactly; the two
+float sums (``correct_sum`` of aggregated rows, ``latency_sum``) may differ in the last bits
+from summation order.
+
+Keys: ``dataset, problem_id, model, mode, budget`` (float64, NaN for no budget, as in the
+frame), ``budget_kind``, ``sample`` (``n_runs == 1``). Columns: ``rows``; for a column X,
+``X_n`` counts its non-NULL values and ``X_sum`` sums them (0 when there are none). ``hits``
+counts ``correct == 1``. Beyond the design's list, ``prompt_n``, ``reasoning_n`` and
+``answer_n`` say how many rows the prompt/reasoning/answer token sums cover (otherwise a sum of
+0 could mean "unknown").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ponder.columnar.segments import check_segment, list_segments
+from ponder.errors import InputError, StoreError
+
+if TYPE_CHECKING:
+    import duckdb
+
+KEYS: tuple[str, ...] = (
+    "dataset",
+    "problem_id",
+    "model",
+    "mode",
+    "budget",
+    "budget_kind",
+    "sample",
+)
+_TEXT_KEYS = ("dataset", "problem_id", "model", "mode", "budget_kind")
+# name -> (how, source column): "rows" counts rows, "count" non-NULL values, "sum" sums them
+# (integer-valued), "fsum" sums floats, "hits" counts correct == 1.
+STATS: dict[str, tuple[str, str]] = {
+    "rows": ("rows", "correct"),
+    "correct_n": ("count", "correct"),
+    "correct_sum": ("fsum", "correct"),
+    "hits": ("hits", "correct"),
+    "out_n": ("count", "output_tokens"),
+    "out_sum": ("sum", "output_tokens"),
+    "prompt_n": ("count", "prompt_tokens"),
+    "prompt_sum": ("sum", "prompt_tokens"),
+    "reasoning_n": ("count", "reasoning_tokens"),
+    "reasoning_sum": ("sum", "reasoning_tokens"),
+    "answer_n": ("count", "answer_tokens"),
+    "answer_sum": ("sum", "answer_tokens"),
+    "truncated_n": ("count", "truncated"),
+    "truncated_sum": ("sum", "truncated"),
+    "answered_n": ("count", "answered"),
+    "answered_sum": ("sum", "answered"),
+    "latency_n": ("count", "latency_s"),
+    "latency_sum": ("fsum", "latency_s"),
+}
+FLOAT_STATS: tuple[str, ...] = tuple(n for n, (how, _) in STATS.items() if how == "fsum")
+INT_STATS: tuple[str, ...] = tuple(n for n in STATS if n not in FLOAT_STATS)
+COLUMNS: tuple[str, ...] = (*KEYS, *STATS)
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
+
+
+def stats_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The statistics of an outcome frame (``Store.outcomes_frame()``) by pandas groupby."""
+    work = pd.DataFrame({k: frame[k] for k in KEYS if k != "sample"})
+    work["sample"] = frame["n_runs"].to_numpy() == 1
+    for column in {c for _, c in STATS.values()}:
+        work[column] = frame[column]
+    work["hit"] = frame["correct"].to_numpy() == 1.0
+    pandas_how = {"rows": "size", "count": "count", "sum": "sum", "fsum": "sum", "hits": "sum"}
+    named = {
+        name: ("hit" if how == "hits" else column, pandas_how[how])
+        for name, (how, column) in STATS.items()
+    }
+    grouped = work.groupby(list(KEYS), dropna=False, observed=True, sort=False)
+    out = grouped.agg(**named).reset_index()
+    return _finish(out)
+
+
+def connect(
+    *, memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection (needs the ``columnar`` extra) with optional limits."""
+    try:
+        import duckdb
+    except ImportError as exc:
+        raise InputError("DuckDB is not installed: pip install 'ponder[columnar]'") from exc
+    con = duckdb.connect()
+    configure(con, memory_limit=memory_limit, threads=threads)
+    return con
+
+
+def configure(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """Set DuckDB's memory limit (e.g. ``"1GB"``; it spills beyond) and worker threads."""
+    if memory_limit is not None:
+        if not _MEMORY.fullmatch(memory_limit.strip()):
+            raise InputError(f"memory limit {memory_limit!r} is not a size like '512MB' or '2GiB'")
+        con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InputError(f"threads must be a whole number >= 1, not {threads!r}")
+        con.execute(f"SET threads = {threads}")
+
+
+def stats_sql() -> str:
+    """The GROUP BY over ``read_parquet($files)``: every segment file listed, none globbed."""
+    parts = []
+    for name, (how, column) in STATS.items():
+        expr = {
+            "rows": "count(*)::BIGINT",
+            "count": f"count({column})::BIGINT",
+            "sum": f"coalesce(sum({column}), 0)::BIGINT",
+            "fsum": f"coalesce(fsum({column}), 0)::DOUBLE",
+            "hits": f"count_if({column} = 1)::BIGINT",
+        }[how]
+        parts.append(f'{expr} AS "{name}"')
+    keys = ", ".join("n_runs = 1 AS sample" if k == "sample" else k for k in KEYS)
+    return (
+        f"SELECT {keys}, {', '.join(parts)} FROM read_parquet($files, "
+        "hive_partitioning = false, union_by_name = false) GROUP BY ALL"
+    )
+
+
+def stats_from_parquet(
+    root: str | Path,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    datasets: Sequence[str] | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """The statistics of the segments under ``root`` by one DuckDB GROUP BY.
+
+    Every file's footer is checked first (a damaged or foreign one is a one-line
+    ``StoreError`` naming it) and DuckDB reads exactly the files checked. ``memory_limit`` and
+    ``threads`` are applied to ``con`` when given (a new in-memory connection otherwise).
+    """
+    files = list_segments(root, datasets)
+    for path in files:
+        check_segment(path)
+    if not files:
+        return _finish(pd.DataFrame({c: [] for c in COLUMNS}))
+    own = con is None
+    db = connect(memory_limit=memory_limit, threads=threads) if con is None else con
+    if not own:
+        configure(db, memory_limit=memory_limit, threads=threads)
+    try:
+        table = _run(db, stats_sql(), {"files": [str(p) for p in files]}, root)
+    finally:
+        if own:
+            db.close()
+    return _finish(table.to_pandas())
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], root: Any) -> Any:
+    import duckdb
+
+    try:
+        relation = con.sql(sql, params=params)
+        if relation is None:  # only for statements that return nothing
+            raise StoreError(f"{root}: the statistics query returned nothing")
+        return relation.to_arrow_table()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"{root}: cannot aggregate the segments ({first})") from exc
+
+
+def _finish(out: pd.DataFrame) -> pd.DataFrame:
+    """One set of dtypes and one row order (keys ascending, no budget last) for both paths."""
+    columns: dict[str, Any] = {}
+    for key in KEYS:
+        values = out[key].reset_index(drop=True)
+        if key in _TEXT_KEYS:
+            columns[key] = values.astype("str")
+        elif key == "budget":
+            columns[key] = pd.to_numeric(values).astype("float64")
+        else:
+            columns[key] = values.astype(bool)
+    for name in STATS:
+        values = out[name].reset_index(drop=True)
+        columns[name] = values.astype("float64") if name in FLOAT_STATS else _as_int(name, values)
+    result = pd.DataFrame(columns, index=pd.RangeIndex(len(out)))
+    return result.sort_values(list(KEYS), na_position="last").reset_index(drop=True)
+
+
+def _as_int(name: str, values: pd.Series[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Integer-valued sums as int64; a fractional token count is bad input, not rounded."""
+    floats = pd.to_numeric(values).astype("float64").to_numpy()
+    if not (np.isfinite(floats).all() and np.array_equal(floats, np.round(floats))):
+        raise InputError("not integer-valued", field=name)
+    return floats.astype(np.int64)
