@@ -32,10 +32,17 @@ from starlette.responses import Response
 from ponder.serve.errors import ApiError
 from ponder.serve.limits import KeyPolicy, KeyRing, Limiter, LimitError
 from ponder.serve.metrics import ServeMetrics
-from ponder.serve.passthrough import pass_through
+from ponder.serve.passthrough import Sent, pass_through
 from ponder.serve.planned import serve_policy
 from ponder.serve.schemas import location
-from ponder.serve.state import REASONING_FIELDS, ServeConfig, ServerState, parse_request, read_body
+from ponder.serve.state import (
+    REASONING_FIELDS,
+    ServeConfig,
+    ServerState,
+    parse_json,
+    read_body,
+    validate_request,
+)
 from ponder.serve.upstreams import Upstream
 
 __all__ = ["REASONING_FIELDS", "ServeConfig", "create_app"]
@@ -168,7 +175,9 @@ def create_app(config: ServeConfig, *, upstreams: Mapping[str, Upstream] | None 
         try:
             key = authenticate(request)
             try:
-                body = parse_request(await read_body(request, config.max_body_bytes))
+                raw = await read_body(request, config.max_body_bytes)
+                data = parse_json(raw)
+                body = validate_request(data)
             except ApiError as exc:
                 state.metrics.rejected("too_large" if exc.status == 413 else "invalid")
                 raise
@@ -178,7 +187,8 @@ def create_app(config: ServeConfig, *, upstreams: Mapping[str, Upstream] | None 
                 response = await serve_policy(state, request, body, key, started)
             elif body.model in state.upstreams:
                 label = body.model
-                response = await pass_through(state, request, body, key, started)
+                sent = Sent(raw, data)
+                response = await pass_through(state, request, body, key, started, sent)
             else:
                 known = ", ".join([*sorted(state.policies), *sorted(state.upstreams)])
                 raise ApiError(

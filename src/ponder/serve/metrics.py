@@ -11,6 +11,7 @@ registry without limit.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,6 +51,7 @@ class ServeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._in_flight = Gauge(
             "ponder_requests_in_flight",
             "Requests accepted and not yet finished.",
@@ -112,6 +114,15 @@ class ServeMetrics:
             registry=self.registry,
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: label values are bounded (see the class doc),
+        and ``labels()`` validates and looks up on every call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def request_started(self) -> None:
         """Count a request as in flight; pair every call with one ``request_finished``."""
         self._in_flight.inc()
@@ -120,10 +131,8 @@ class ServeMetrics:
         """Record a finished request (successful or not) and take it out of the in-flight gauge."""
         _check_seconds(seconds)
         self._in_flight.dec()
-        self._requests.labels(
-            model=model, status=str(int(status)), stream="true" if stream else "false"
-        ).inc()
-        self._request_seconds.labels(model=model).observe(seconds)
+        self._child(self._requests, model, str(int(status)), "true" if stream else "false").inc()
+        self._child(self._request_seconds, model).observe(seconds)
 
     def decision(self, policy: str, config: str) -> None:
         """Count one decision of ``policy`` for the configuration labelled ``config``."""
@@ -136,7 +145,7 @@ class ServeMetrics:
         if n < 0:
             raise ValueError(f"a token count cannot be negative, got {n}")
         if n:
-            self._tokens.labels(model=model, kind=kind).inc(n)
+            self._child(self._tokens, model, kind).inc(n)
 
     def early_exit(self, policy: str) -> None:
         """Count a request that stopped thinking before the last rung."""
@@ -149,7 +158,7 @@ class ServeMetrics:
     def upstream_call(self, upstream: str, seconds: float) -> None:
         """Record the wall time of one upstream call (successful or not)."""
         _check_seconds(seconds)
-        self._upstream_seconds.labels(upstream=upstream).observe(seconds)
+        self._child(self._upstream_seconds, upstream).observe(seconds)
 
     def upstream_error(self, upstream: str, kind: str) -> None:
         """Count a failed upstream call; ``kind`` comes from a fixed vocabulary of the caller."""

@@ -8,20 +8,44 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from fastapi import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from ponder.serve.dispatch import new_request_id
 from ponder.serve.errors import ApiError
 from ponder.serve.limits import KeyPolicy
 from ponder.serve.schemas import ChatCompletionRequest
-from ponder.serve.state import ServerState, or_disconnect, sse_bytes
+from ponder.serve.state import EventStream, ServerState, or_disconnect, sse_bytes
 from ponder.serve.upstreams import Upstream, sse_events
 
 T = TypeVar("T")
+DRAIN_S = 1.0
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The caller's body as it arrived: its bytes and its JSON object."""
+
+    raw: bytes
+    data: dict[str, Any]
+
+    def for_upstream(self, model: str, stream: bool) -> bytes:
+        """The body as sent, for upstream model id `model`: its bytes untouched when nothing
+        changes (the usual case: no ``ponder`` field, the same model id, not streamed), else
+        re-encoded with the model replaced, ``ponder`` dropped, and on a stream the usage
+        asked for (ponder counts it; the relay drops it unless the caller asked)."""
+        data = self.data
+        if not stream and data.get("model") == model and "ponder" not in data:
+            return self.raw
+        out = {k: v for k, v in data.items() if k != "ponder"}
+        out["model"] = model
+        if stream:
+            out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
+        return json.dumps(out).encode()
 
 
 def _log_upstream(
@@ -68,6 +92,7 @@ async def pass_through(
     body: ChatCompletionRequest,
     key: KeyPolicy | None,
     started: float,
+    sent: Sent,
 ) -> Response:
     request_id = new_request_id()
 
@@ -80,7 +105,7 @@ async def pass_through(
     if not body.stream:
         try:
             data, seconds, served_by = await or_disconnect(
-                request, _complete_with_fallback(state, body), state.config.disconnect_poll_s
+                request, _complete_with_fallback(state, body, sent)
             )
         except ApiError as exc:
             failed(exc)
@@ -93,16 +118,17 @@ async def pass_through(
         return JSONResponse(data, headers=_served_headers(request_id, body.model, served_by))
     wants_usage = body.stream_options is not None and body.stream_options.include_usage
     try:
-        response, served_by = await _open_with_fallback(state, body)
+        response, served_by = await _open_with_fallback(state, body, sent)
     except ApiError as exc:
         failed(exc)
         raise
 
     async def relay() -> AsyncIterator[bytes]:
-        status, error = 200, None
+        status, error, ended = 200, None, False
         seen_usage: dict[str, Any] | None = None
+        events = sse_events(response)
         try:
-            async for data in sse_events(response):
+            async for data in events:
                 if data == "[DONE]":
                     break
                 try:
@@ -118,16 +144,21 @@ async def pass_through(
                     )
                     return
                 if isinstance(chunk, dict):
+                    changed = chunk.get("model") != body.model
                     if chunk.get("usage"):
                         seen_usage = chunk["usage"]
                         if not wants_usage:
                             if not chunk.get("choices"):
                                 continue
                             chunk = {k: v for k, v in chunk.items() if k != "usage"}
-                    chunk["model"] = body.model
-                    data = json.dumps(chunk, separators=(",", ":"))
+                            changed = True
+                    if changed:  # else the event goes on as the upstream wrote it
+                        chunk["model"] = body.model
+                        data = json.dumps(chunk, separators=(",", ":"))
                 yield sse_bytes(data)
             yield sse_bytes("[DONE]")
+            ended = True  # the caller has it all; what follows is the upstream's tail
+            await _drain(events)
         except httpx.HTTPError as exc:
             status, error = 502, f"upstream stream broke: {type(exc).__name__}: {exc}"
             state.metrics.upstream_error(body.model, "stream")
@@ -137,7 +168,8 @@ async def pass_through(
                 ).body()
             )
         except asyncio.CancelledError:
-            status, error = 499, "client closed the stream"
+            if not ended:
+                status, error = 499, "client closed the stream"
             raise
         finally:
             await response.aclose()
@@ -145,11 +177,22 @@ async def pass_through(
             state.metrics.request_finished(body.model, status, seconds, True)
             _log_upstream(state, request_id, body, key, status, seconds, seen_usage, error)
 
-    return StreamingResponse(
+    return EventStream(
         relay(),
-        media_type="text/event-stream",
         headers={**_served_headers(request_id, body.model, served_by), "cache-control": "no-cache"},
     )
+
+
+async def _drain(events: AsyncIterator[str]) -> None:
+    """Read what follows ``[DONE]`` (normally just the body's end), so that the upstream
+    connection goes back to the pool instead of being closed; an upstream that goes on
+    without ending the body within ``DRAIN_S`` gets its connection closed instead."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
 
 
 def _served_headers(request_id: str, asked: str, served_by: str) -> dict[str, str]:
@@ -181,20 +224,17 @@ async def _with_fallback(
 
 
 async def _complete_with_fallback(
-    state: ServerState, body: ChatCompletionRequest
+    state: ServerState, body: ChatCompletionRequest, sent: Sent
 ) -> tuple[dict[str, Any], float, str]:
     (data, seconds), served = await _with_fallback(
-        state, body.model, lambda u: u.complete(body.upstream_body(u.spec.model))
+        state, body.model, lambda u: u.complete(sent.for_upstream(u.spec.model, stream=False))
     )
     return data, seconds, served
 
 
 async def _open_with_fallback(
-    state: ServerState, body: ChatCompletionRequest
+    state: ServerState, body: ChatCompletionRequest, sent: Sent
 ) -> tuple[httpx.Response, str]:
-    def payload(upstream: Upstream) -> dict[str, Any]:
-        out = body.upstream_body(upstream.spec.model)
-        out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
-        return out
-
-    return await _with_fallback(state, body.model, lambda u: u.open_stream(payload(u)))
+    return await _with_fallback(
+        state, body.model, lambda u: u.open_stream(sent.for_upstream(u.spec.model, stream=True))
+    )

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from ponder.backends.base import BackendError, Message, TextSink
 from ponder.decision import Decision
@@ -34,7 +34,7 @@ from ponder.serve.dispatch import (
 from ponder.serve.errors import ApiError
 from ponder.serve.limits import KeyPolicy
 from ponder.serve.schemas import ChatCompletionRequest
-from ponder.serve.state import ServerState, or_disconnect, sse_bytes
+from ponder.serve.state import EventStream, ServerState, or_disconnect, sse_bytes
 from ponder.sweep.execute import RunSettings
 
 
@@ -108,9 +108,7 @@ async def serve_policy(
         )
     try:
         outcome, fell_back = await or_disconnect(
-            request,
-            _run_with_fallback(state, request_id, turns, decision, settings),
-            state.config.disconnect_poll_s,
+            request, _run_with_fallback(state, request_id, turns, decision, settings)
         )
     except BackendError as exc:
         error = ApiError(502, f"upstream failed: {exc}", code="upstream_error")
@@ -232,7 +230,7 @@ def _stream_policy(
     decision: Decision,
     settings: RunSettings,
     started: float,
-) -> StreamingResponse:
+) -> EventStream:
     created = int(time.time())
     field_name = state.config.reasoning_field
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -296,9 +294,8 @@ def _stream_policy(
             state.metrics.request_finished(body.model, status, seconds, True)
             _log_policy(state, request_id, body, served, outcome, key, status, seconds, error)
 
-    return StreamingResponse(
+    return EventStream(
         events(),
-        media_type="text/event-stream",
         headers={
             "x-request-id": request_id,
             "x-ponder-decision": " > ".join(s.config.label for s in decision.steps),

@@ -7,7 +7,7 @@ overrides of a policy's plan.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,12 +85,6 @@ class ChatCompletionRequest(BaseModel):
     def token_cap(self) -> int | None:
         """The caller's cap on generated tokens (max_completion_tokens, else max_tokens)."""
         return self.max_completion_tokens or self.max_tokens
-
-    def upstream_body(self, model: str) -> dict[str, Any]:
-        """The body as the caller sent it, for an upstream model (ponder's own field out)."""
-        body = self.model_dump(exclude_unset=True, exclude={"ponder"})
-        body["model"] = model
-        return body
 
 
 def location(loc: tuple[int | str, ...]) -> str:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
 from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ponder.serve.dispatch import Served
 from ponder.serve.errors import ApiError
@@ -38,7 +40,6 @@ class ServeConfig:
     reasoning_field: str = "reasoning_content"
     store: Path | None = None
     log_prompts: bool = False
-    disconnect_poll_s: float = 0.25
     used_tokens: Mapping[str, int] = field(default_factory=dict)
     # upstream NAME -> another upstream that serves in its place when NAME fails
     fallbacks: Mapping[str, str] = field(default_factory=dict)
@@ -98,13 +99,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(raw: bytes) -> ChatCompletionRequest:
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object; 400 when it is not one."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def validate_request(data: dict[str, Any]) -> ChatCompletionRequest:
+    """The body checked field by field; 400 naming the first bad field."""
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
@@ -113,20 +120,71 @@ def parse_request(raw: bytes) -> ChatCompletionRequest:
         raise ApiError(400, f"{where}: {first['msg']}", param=where) from None
 
 
-async def _until_disconnected(request: Request, poll_s: float) -> None:
-    while not await request.is_disconnected():
-        await asyncio.sleep(poll_s)
+def parse_request(raw: bytes) -> ChatCompletionRequest:
+    return validate_request(parse_json(raw))
 
 
-async def or_disconnect(request: Request, work: Awaitable[Any], poll_s: float) -> Any:
-    """Await `work`, cancelling it (and its upstream calls) if the caller goes away."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_until_disconnected(request, poll_s))
-    try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-    if not task.done():
+class CallerWatch:
+    """``async with CallerWatch(receive):`` cancels the enclosed work when the caller hangs up,
+    and ends the block quietly then (``left`` says so).
+
+    One watcher task waits on the ASGI ``receive`` (which, once the body is read, returns only
+    at ``http.disconnect``) and cancels the task running the block: no polling, and a tenth of
+    the CPU of an anyio task group or of a second task raced against the watcher. The work
+    runs in the caller's own task; the body must have been read before entering.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.left = False
+
+    async def _watch(self, task: asyncio.Task[Any]) -> None:
+        try:
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # a server whose receive fails cannot say: stop watching
+            return
+        self.left = True
         task.cancel()
+
+    async def __aenter__(self) -> CallerWatch:
+        task = asyncio.current_task()
+        assert task is not None, "CallerWatch runs inside an asyncio task"
+        self._task = task
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(task))
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        self._watcher.cancel()
+        if not self.left or self._task.uncancel() > 0:
+            return False  # not our cancellation (or not only ours): let it through
+        return kind is not None and issubclass(kind, asyncio.CancelledError)
+
+
+async def or_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+    """Await `work`, cancelling it (and its upstream calls) if the caller goes away (499)."""
+    async with CallerWatch(request.receive) as watch:
+        result = await work
+    if watch.left:
         raise ApiError(499, "the client closed the request", code="client_closed")
-    return task.result()
+    return result
+
+
+class EventStream(StreamingResponse):
+    """A server-sent event stream that stops (its generator cancelled, as Starlette's own
+    does) when the caller hangs up, watched by `CallerWatch` rather than an anyio task group:
+    the group cost about 70 us of CPU per stream, more than the rest of a short relay."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        spec = scope.get("asgi", {}).get("spec_version", "2.0")
+        if scope["type"] != "http" or tuple(map(int, spec.split("."))) >= (2, 4):
+            await super().__call__(scope, receive, send)  # the server reports a gone caller
+            return
+        async with CallerWatch(receive):
+            await self.stream_response(send)
+        if self.background is not None:
+            await self.background()
