@@ -124,7 +124,12 @@ def synthetic_frame(seed: int = 0) -> pd.DataFrame:
         ignore_index=True,
     )
     order = rng.permutation(len(frame))  # rows of datasets interleaved, as a store holds them
-    frame = frame.iloc[order].reset_index(drop=True)
+    return with_frame_dtypes(frame.iloc[order].reset_index(drop=True))
+
+
+def with_frame_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The outcome frame's dtypes: numbers float64 (NaN for NULL), counters int64, text str."""
+    frame = frame.copy()
     for column in NUMBER_COLUMNS:
         frame[column] = frame[column].astype("float64")
     for column in ("sample_idx", "n_runs"):

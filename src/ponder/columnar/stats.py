@@ -73,6 +73,7 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
 
 def stats_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The statistics of an outcome frame (``Store.outcomes_frame()``) by pandas groupby."""
+    refuse_derived(frame)
     work = pd.DataFrame({k: frame[k] for k in KEYS if k != "sample"})
     work["sample"] = frame["n_runs"].to_numpy() == 1
     for column in {c for _, c in STATS.values()}:
@@ -86,6 +87,16 @@ def stats_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = work.groupby(list(KEYS), dropna=False, observed=True, sort=False)
     out = grouped.agg(**named).reset_index()
     return _finish(out)
+
+
+def refuse_derived(frame: pd.DataFrame) -> None:
+    """Derived-cap rows (``ponder.curves.derived``) are functions of other rows' lengths, not
+    recorded outcomes: counted here they would pass for recorded cells, so they are refused."""
+    if "derived" in frame.columns and frame["derived"].fillna(False).astype(bool).any():
+        raise InputError(
+            "the frame holds derived-cap rows; the statistics are of recorded outcomes only "
+            "(derive caps from the rows, e.g. compute_curves(derive=True), not from statistics)"
+        )
 
 
 def connect(
@@ -151,24 +162,42 @@ def stats_from_parquet(
     ``StoreError`` naming it) and DuckDB reads exactly the files checked. ``memory_limit`` and
     ``threads`` are applied to ``con`` when given (a new in-memory connection otherwise).
     """
+    table = query_segments(
+        root, stats_sql(), con, datasets=datasets, memory_limit=memory_limit, threads=threads
+    )
+    if table is None:
+        return _finish(pd.DataFrame({c: [] for c in COLUMNS}))
+    return _finish(table.to_pandas())
+
+
+def query_segments(
+    root: str | Path,
+    sql: str,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    datasets: Sequence[str] | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> Any:
+    """``sql`` (reading ``read_parquet($files)``) over the checked segment files, as an Arrow
+    table; None when there is no segment (DuckDB cannot read an empty file list)."""
     files = list_segments(root, datasets)
     for path in files:
         check_segment(path)
     if not files:
-        return _finish(pd.DataFrame({c: [] for c in COLUMNS}))
+        return None
     own = con is None
     db = connect(memory_limit=memory_limit, threads=threads) if con is None else con
     if not own:
         configure(db, memory_limit=memory_limit, threads=threads)
     try:
-        table = _run(db, stats_sql(), {"files": [str(p) for p in files]}, root)
+        return run_query(db, sql, {"files": [str(p) for p in files]}, root)
     finally:
         if own:
             db.close()
-    return _finish(table.to_pandas())
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], root: Any) -> Any:
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], root: Any) -> Any:
     import duckdb
 
     try:

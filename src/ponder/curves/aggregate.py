@@ -8,9 +8,11 @@ so it can be checked against the raw files with a plain pandas groupby.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ponder.curves._frame import (
@@ -41,6 +43,15 @@ CELL_COLUMNS: list[str] = [
     "truncation_rate",
     "answer_rate",
 ]
+
+# The output-token and flag summaries of a cell, after its accuracy columns.
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "mean_tokens",
+    "median_tokens",
+    "p90_tokens",
+    "truncation_rate",
+    "answer_rate",
+)
 
 _REQUIRED = [*CELL_KEYS, "problem_id", "correct"]
 
@@ -103,16 +114,13 @@ def coded_cell_bootstrap(coded: Coded, *, ci: float, resampler: ProblemResampler
     # Exactly the plain pandas mean (same algorithm, same float column).
     accuracy = grouped["correct"].mean().reindex(range(n_cells)).to_numpy(dtype=np.float64)
 
-    table = keys.copy()
-    table["budget_kind"] = _budget_kind(frame, codes, n_cells)
     derived = derived_mask(frame)
-    table["derived"] = np.bincount(codes, weights=derived, minlength=n_cells) > 0
+    source_budget: FloatArray
     if "source_budget" in frame.columns:
         src = pd.Series(as_float(frame["source_budget"])).groupby(codes).max()
-        table["source_budget"] = src.reindex(range(n_cells)).to_numpy(dtype=np.float64)
+        source_budget = np.asarray(src.reindex(range(n_cells)), dtype=np.float64)
     else:
-        table["source_budget"] = np.nan
-    table["n_samples"] = np.bincount(codes, minlength=n_cells).astype(np.int64)
+        source_budget = np.full(n_cells, np.nan, dtype=np.float64)
 
     result, n_problems = bootstrap_rows(
         local_codes(coded, resampler),
@@ -124,11 +132,6 @@ def coded_cell_bootstrap(coded: Coded, *, ci: float, resampler: ProblemResampler
         ci=ci,
         keep_replicates=True,
     )
-    table["n_problems"] = n_problems.astype(np.int64)
-    table["accuracy"] = accuracy
-    table["ci_low"] = result.ci_low
-    table["ci_high"] = result.ci_high
-    table["ci_method"] = result.method.astype(str)
 
     tokens = pd.DataFrame(
         {
@@ -147,8 +150,45 @@ def coded_cell_bootstrap(coded: Coded, *, ci: float, resampler: ProblemResampler
             "answer_rate": tokens["answered"].mean(),
         }
     ).reindex(range(n_cells))
-    for name in stats.columns:
-        table[name] = stats[name].to_numpy(dtype=np.float64)
+    return assemble_cells(
+        keys,
+        budget_kind=cell_budget_kind(frame, codes, n_cells),
+        derived=np.bincount(codes, weights=derived, minlength=n_cells) > 0,
+        source_budget=source_budget,
+        n_samples=np.bincount(codes, minlength=n_cells).astype(np.int64),
+        accuracy=accuracy,
+        result=result,
+        n_problems=n_problems,
+        tokens={name: stats[name].to_numpy(dtype=np.float64) for name in TOKEN_COLUMNS},
+    )
+
+
+def assemble_cells(
+    keys: pd.DataFrame,
+    *,
+    budget_kind: list[str],
+    derived: npt.NDArray[np.bool_],
+    source_budget: FloatArray,
+    n_samples: IntArray,
+    accuracy: FloatArray,
+    result: BootstrapResult,
+    n_problems: FloatArray,
+    tokens: Mapping[str, FloatArray],
+) -> CellBootstrap:
+    """The cell table from its per-cell columns, in one place for every way of computing them
+    (the rows of a frame, or the sufficient statistics of ``ponder.columnar``)."""
+    table = keys.copy()
+    table["budget_kind"] = budget_kind
+    table["derived"] = derived
+    table["source_budget"] = source_budget
+    table["n_samples"] = n_samples
+    table["n_problems"] = n_problems.astype(np.int64)
+    table["accuracy"] = accuracy
+    table["ci_low"] = result.ci_low
+    table["ci_high"] = result.ci_high
+    table["ci_method"] = result.method.astype(str)
+    for name in TOKEN_COLUMNS:
+        table[name] = tokens[name]
     table = table[CELL_COLUMNS]
     assert result.replicates is not None
     return CellBootstrap(table=table, replicates=result.replicates, bootstrap=result)
@@ -178,7 +218,7 @@ def _column(frame: pd.DataFrame, name: str) -> FloatArray:
     return as_float(frame[name])
 
 
-def _budget_kind(frame: pd.DataFrame, codes: IntArray, n_cells: int) -> list[str]:
+def cell_budget_kind(frame: pd.DataFrame, codes: IntArray, n_cells: int) -> list[str]:
     """The cell's budget kind, or "mixed" if its rows disagree (should not happen).
 
     The distinct (cell, kind) rows are found on integer codes; only those few rows go
@@ -198,3 +238,6 @@ def _budget_kind(frame: pd.DataFrame, codes: IntArray, n_cells: int) -> list[str
     counts = kinds.groupby("_cell")["kind"].agg(["first", "size"]).reindex(range(n_cells))
     labels = np.where(counts["size"].to_numpy() > 1, "mixed", counts["first"].to_numpy())
     return [str(x) for x in labels]
+
+
+_budget_kind = cell_budget_kind  # its earlier private name, which tests still import

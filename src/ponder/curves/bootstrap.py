@@ -345,16 +345,50 @@ def bootstrap_rows(
 ) -> tuple[BootstrapResult, FloatArray]:
     """Bootstrap of group means of row values (NaN values ignored); also returns n_problems.
 
-    ``local`` is each row's position in its dataset's universe (:func:`local_codes`). Rows
-    are reduced to per-(group, problem) sums and counts first, so the cost after that does
-    not depend on the number of samples.
+    ``local`` is each row's position in its dataset's universe (:func:`local_codes`). Each
+    row is a sum (its value) over a count (1, or 0 when the value is NaN): see
+    :func:`bootstrap_sums`.
+    """
+    known = ~np.isnan(values)
+    return bootstrap_sums(
+        local,
+        group,
+        np.where(known, values, 0.0),
+        known.astype(np.float64),
+        group_dataset,
+        estimate,
+        resampler,
+        ci=ci,
+        keep_replicates=keep_replicates,
+    )
+
+
+def bootstrap_sums(
+    local: IntArray,
+    group: IntArray,
+    sums: FloatArray,
+    counts: FloatArray,
+    group_dataset: npt.NDArray[np.object_],
+    estimate: FloatArray,
+    resampler: ProblemResampler,
+    *,
+    ci: float = 0.95,
+    keep_replicates: bool = False,
+) -> tuple[BootstrapResult, FloatArray]:
+    """Bootstrap of group ratios ``sum(sums) / sum(counts)``; also returns n_problems.
+
+    A row is one outcome (its value over 1) or already a partial aggregate (a sum over a
+    count, as in the sufficient-statistics table); rows with a zero count are ignored. Rows
+    are reduced to per-(group, problem) sums and counts first, so the replicates depend only
+    on those, not on how the rows were grouped before, and the cost after that does not
+    depend on the number of samples.
     """
     n_groups = len(group_dataset)
-    valid = (group >= 0) & ~np.isnan(values) & (local >= 0)
+    valid = (group >= 0) & (counts > 0) & (local >= 0)
     n_max = max((len(resampler.universe(d)) for d in resampler.datasets), default=1)
     pg, pp, inverse = unique_pairs(group[valid], local[valid], n_max)
-    pair_sum = np.bincount(inverse, weights=values[valid], minlength=len(pg)).astype(np.float64)
-    pair_count = np.bincount(inverse, minlength=len(pg)).astype(np.float64)
+    pair_sum = np.bincount(inverse, weights=sums[valid], minlength=len(pg)).astype(np.float64)
+    pair_count = np.bincount(inverse, weights=counts[valid], minlength=len(pg))
     n_problems = np.bincount(pg, minlength=n_groups).astype(np.float64)
     result = bootstrap_groups(
         resampler,
@@ -362,7 +396,7 @@ def bootstrap_rows(
         pair_group=pg,
         pair_problem=pp,
         pair_sum=pair_sum,
-        pair_count=pair_count,
+        pair_count=pair_count.astype(np.float64),
         estimate=estimate,
         n_problems=n_problems,
         ci=ci,

@@ -1,0 +1,223 @@
+"""The accuracy-vs-budget cell table from the sufficient statistics, equal to the frame's.
+
+``ponder.curves.cell_table`` reads every outcome row; this reads the per problem x
+configuration statistics (``ponder.columnar.stats``) and the token histogram
+(``ponder.columnar.histogram``) instead, so memory follows groups, not rows. Both paths end
+in the same code (``bootstrap_sums``, ``assemble_cells``), and the inputs to it are equal:
+
+- cells and their order come from ``cell_codes`` on the statistics' keys;
+- the resampler's universe is the distinct (dataset, problem_id) of the statistics, which
+  are those of the rows, so the same seed draws the same resampling counts;
+- the bootstrap reduces rows to per (cell, problem) sums and counts first, and the
+  statistics already are partial sums and counts of those, so the replicates are equal
+  whenever the sums are exact (0/1 correct, any integer-valued or dyadic values);
+- n_samples, n_problems, mean tokens and the truncation/answer rates are integer sums over
+  integer counts, divided once as pandas' mean divides;
+- median and p90 tokens are read from the exact histogram with pandas' groupby formulas.
+
+Fractional ``correct`` (aggregated rows) is summed in another order than the frame's rows,
+so accuracy and its interval may differ in the last bits when a cell or a (cell, problem)
+holds several such rows. Derived caps are not computed here: they need every source row's
+length, so the statistics refuse frames with derived rows and this table equals
+``cell_table(frame)``, i.e. ``compute_curves(frame, derive=False).cells``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ponder.columnar.histogram import HISTOGRAM_COLUMNS, histogram_from_parquet
+from ponder.columnar.stats import KEYS, STATS, configure, connect, stats_from_parquet
+from ponder.curves._frame import CELL_KEYS, FloatArray, IntArray, cell_codes, require_columns
+from ponder.curves.aggregate import CellBootstrap, assemble_cells, cell_budget_kind
+from ponder.curves.bootstrap import ProblemResampler, bootstrap_sums
+from ponder.errors import InputError
+
+if TYPE_CHECKING:
+    import duckdb
+
+# The quantile of the cell table's p90_tokens column.
+_P90 = 0.9
+
+
+def cell_bootstrap_from_stats(
+    stats: pd.DataFrame,
+    histogram: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resampler: ProblemResampler | None = None,
+) -> CellBootstrap:
+    """``ponder.curves.cell_bootstrap`` of the rows the statistics and histogram summarise."""
+    require_columns(stats, [*KEYS, *STATS], "the cell table from statistics")
+    require_columns(histogram, HISTOGRAM_COLUMNS, "the cell table's token quantiles")
+    stats = stats.reset_index(drop=True)
+    codes, hist_codes, keys = _cells(stats, histogram)
+    n_cells = len(keys)
+    if resampler is None:
+        resampler = ProblemResampler.from_frame(stats, n_boot=n_boot, seed=seed)
+
+    correct_n = _total(codes, stats["correct_n"], n_cells)
+    # Summed with pandas' compensated sum, as the frame path's groupby mean sums rows.
+    correct_sum = stats["correct_sum"].groupby(codes).sum().reindex(range(n_cells))
+    accuracy = _ratio(correct_sum.to_numpy(dtype=np.float64), correct_n)
+    dataset = np.asarray(keys["dataset"].astype(str).to_numpy(dtype=object))
+    result, n_problems = bootstrap_sums(
+        resampler.local_codes(stats),
+        codes,
+        stats["correct_sum"].to_numpy(dtype=np.float64),
+        stats["correct_n"].to_numpy(dtype=np.float64),
+        dataset,
+        accuracy,
+        resampler,
+        ci=ci,
+        keep_replicates=True,
+    )
+    out_n = _total(codes, stats["out_n"], n_cells)
+    median, p90 = token_quantiles(histogram, hist_codes, out_n)
+    tokens = {
+        "mean_tokens": _ratio(_total(codes, stats["out_sum"], n_cells), out_n),
+        "median_tokens": median,
+        "p90_tokens": p90,
+        "truncation_rate": _rate(stats, codes, n_cells, "truncated"),
+        "answer_rate": _rate(stats, codes, n_cells, "answered"),
+    }
+    return assemble_cells(
+        keys,
+        budget_kind=cell_budget_kind(stats, codes, n_cells),
+        derived=np.zeros(n_cells, dtype=bool),
+        source_budget=np.full(n_cells, np.nan),
+        n_samples=_total(codes, stats["rows"], n_cells),
+        accuracy=accuracy,
+        result=result,
+        n_problems=n_problems,
+        tokens=tokens,
+    )
+
+
+def cell_table_from_stats(
+    stats: pd.DataFrame,
+    histogram: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resampler: ProblemResampler | None = None,
+) -> pd.DataFrame:
+    """``ponder.curves.cell_table`` (same columns, rows, order and values) from the
+    statistics and the token histogram of the same rows."""
+    return cell_bootstrap_from_stats(
+        stats, histogram, n_boot=n_boot, seed=seed, ci=ci, resampler=resampler
+    ).table
+
+
+def cell_bootstrap_from_parquet(
+    root: str | Path,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    datasets: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> CellBootstrap:
+    """The cell bootstrap of the segments under ``root``: two DuckDB GROUP BYs on one
+    connection, then :func:`cell_bootstrap_from_stats`."""
+    db = connect() if con is None else con
+    try:
+        configure(db, memory_limit=memory_limit, threads=threads)
+        stats = stats_from_parquet(root, db, datasets=datasets)
+        histogram = histogram_from_parquet(root, db, datasets=datasets)
+    finally:
+        if con is None:
+            db.close()
+    if stats.empty:
+        raise InputError(f"{root}: no outcome segments to compute curves from")
+    return cell_bootstrap_from_stats(stats, histogram, n_boot=n_boot, seed=seed, ci=ci)
+
+
+def token_quantiles(
+    histogram: pd.DataFrame, cell: IntArray, out_n: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """Median and p90 of each cell's ``output_tokens`` from its histogram.
+
+    The order statistics are located in the cumulative counts; the values are then combined
+    as pandas' ``group_median_float64`` (mean of the two middle values) and
+    ``group_quantile`` (linear: ``v[i] + (v[i+1] - v[i]) * frac`` with ``i`` the truncated
+    ``q * (n - 1)``) combine them, so the result is bit-equal to the frame's groupby.
+    """
+    n_cells = len(out_n)
+    counts = histogram["count"].to_numpy(dtype=np.int64)
+    values = histogram["output_tokens"].to_numpy(dtype=np.int64)
+    order = np.lexsort((values, cell))
+    cell, counts, values = cell[order], counts[order], values[order].astype(np.float64)
+    n = np.bincount(cell, weights=counts, minlength=n_cells).astype(np.int64)
+    if not np.array_equal(n, out_n):
+        bad = int(np.flatnonzero(n != out_n)[0])
+        raise InputError(
+            f"the token histogram counts {n[bad]} known lengths in cell {bad}, "
+            f"the statistics {out_n[bad]}: they are not of the same rows"
+        )
+    median, p90 = np.full(n_cells, np.nan), np.full(n_cells, np.nan)
+    if not len(counts):
+        return median, p90
+    ends = np.cumsum(counts)
+    first = np.searchsorted(cell, np.arange(n_cells), side="left")
+    base = np.where(first > 0, ends[np.maximum(first - 1, 0)], 0)
+    has = n > 0
+    base, n = base[has], n[has]
+
+    def kth(k: IntArray) -> FloatArray:
+        """The k-th smallest (0-based) length of each cell with lengths."""
+        return np.asarray(values[np.searchsorted(ends, base + k, side="right")])
+
+    odd = n % 2 == 1
+    middle = np.where(odd, kth(n // 2), (kth(n // 2) + kth(np.maximum(n // 2 - 1, 0))) / 2)
+    median[has] = middle
+    position = _P90 * (n - 1).astype(np.float64)
+    low = position.astype(np.int64)  # truncation, as the C cast does
+    frac = np.fmod(position, 1.0)
+    value = kth(low)
+    following = kth(np.minimum(low + 1, n - 1))
+    p90[has] = np.where(frac == 0.0, value, value + (following - value) * frac)
+    return median, p90
+
+
+def _cells(stats: pd.DataFrame, histogram: pd.DataFrame) -> tuple[IntArray, IntArray, pd.DataFrame]:
+    """Cell codes of the statistics and of the histogram rows, and the cell keys table
+    (those of the statistics: a histogram cell without statistics is an error)."""
+    both = pd.concat([stats[CELL_KEYS], histogram[CELL_KEYS]], ignore_index=True)
+    codes, keys = cell_codes(both)
+    own, theirs = codes[: len(stats)], codes[len(stats) :]
+    present = np.bincount(own, minlength=len(keys)) > 0
+    if not present.all():
+        missing = keys.iloc[int(np.flatnonzero(~present)[0])].to_dict()
+        raise InputError(f"the token histogram has a cell the statistics lack: {missing}")
+    return own, theirs, keys
+
+
+def _total(codes: IntArray, values: pd.Series[Any], n_cells: int) -> IntArray:
+    """Integer sums per cell, exact (no float accumulation)."""
+    out = np.zeros(n_cells, dtype=np.int64)
+    np.add.at(out, codes, values.to_numpy(dtype=np.int64))
+    return out
+
+
+def _ratio(sums: FloatArray | IntArray, counts: IntArray) -> FloatArray:
+    """``sums / counts`` in float64 as pandas' groupby mean divides; NaN for no values."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.asarray(sums, dtype=np.float64) / counts.astype(np.float64)
+    return np.where(counts > 0, out, np.nan)
+
+
+def _rate(stats: pd.DataFrame, codes: IntArray, n_cells: int, name: str) -> FloatArray:
+    """Mean of a 0/1 flag per cell from its sum and known count."""
+    counts = _total(codes, stats[f"{name}_n"], n_cells)
+    return _ratio(_total(codes, stats[f"{name}_sum"], n_cells), counts)
