@@ -693,7 +693,8 @@ def compare_with_rule(family: Any, rule: Any) -> tuple[str, str]:
             return "behind", key
         return "tied", key
     reasons = [_fig(rule, key)[3] for key, _, _, _ in _MEASURES if math.isnan(_value(rule, key))]
-    return "not compared", "; ".join(
+    # ", and " between reasons: "; " separates the verdicts of the sentence they go into
+    return "not compared", ", and ".join(
         dict.fromkeys(r for r in reasons if r)
     ) or "no figure in common"
 
