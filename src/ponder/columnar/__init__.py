@@ -2,24 +2,38 @@
 
 ``segments`` writes and validates the Parquet files; ``stats`` computes the per problem x
 configuration sufficient statistics from a frame (pandas) or from the segments (DuckDB, the
-``columnar`` extra), with equal results; ``histogram`` the per-cell token histogram beside
-them; ``curves`` the cell table from those two, equal to ``ponder.curves.cell_table``. See
+``columnar`` extra), with equal results; ``histogram`` the per-cell token histogram and
+``answers`` the per (cell, problem, normalized answer) counts beside them; ``curves`` the
+cell table from the statistics and the histogram, ``passk`` pass@k and maj@k from the
+statistics and the answer counts, ``difficulty`` the difficulty bins and table from the
+statistics and the problems' levels, each equal to ``ponder.curves``' table of the rows. See
 docs/design/0009-columnar-analysis.md.
 """
 
 from __future__ import annotations
 
+from ponder.columnar.answers import (
+    ANSWER_COLUMNS,
+    answers_from_frame,
+    answers_from_parquet,
+)
 from ponder.columnar.curves import (
     cell_bootstrap_from_parquet,
     cell_bootstrap_from_stats,
     cell_table_from_stats,
     token_quantiles,
 )
+from ponder.columnar.difficulty import (
+    difficulty_bins_from_stats,
+    difficulty_table_from_stats,
+    problem_levels,
+)
 from ponder.columnar.histogram import (
     HISTOGRAM_COLUMNS,
     histogram_from_frame,
     histogram_from_parquet,
 )
+from ponder.columnar.passk import maj_at_k_from_stats, pass_at_k_from_stats
 from ponder.columnar.segments import (
     SEGMENT_COLUMNS,
     SEGMENT_SCHEMA,
@@ -41,6 +55,7 @@ from ponder.columnar.stats import (
 )
 
 __all__ = [
+    "ANSWER_COLUMNS",
     "FLOAT_STATS",
     "HISTOGRAM_COLUMNS",
     "INT_STATS",
@@ -48,15 +63,22 @@ __all__ = [
     "SEGMENT_COLUMNS",
     "SEGMENT_SCHEMA",
     "STATS",
+    "answers_from_frame",
+    "answers_from_parquet",
     "cell_bootstrap_from_parquet",
     "cell_bootstrap_from_stats",
     "cell_table_from_stats",
     "check_segment",
     "connect",
+    "difficulty_bins_from_stats",
+    "difficulty_table_from_stats",
     "histogram_from_frame",
     "histogram_from_parquet",
     "list_segments",
+    "maj_at_k_from_stats",
     "outcome_frame",
+    "pass_at_k_from_stats",
+    "problem_levels",
     "read_segments",
     "segment_table",
     "stats_from_frame",

@@ -58,15 +58,15 @@ def cell_bootstrap_from_stats(
     require_columns(stats, [*KEYS, *STATS], "the cell table from statistics")
     require_columns(histogram, HISTOGRAM_COLUMNS, "the cell table's token quantiles")
     stats = stats.reset_index(drop=True)
-    codes, hist_codes, keys = _cells(stats, histogram)
+    codes, hist_codes, keys = side_cells(stats, histogram, "token histogram")
     n_cells = len(keys)
     if resampler is None:
         resampler = ProblemResampler.from_frame(stats, n_boot=n_boot, seed=seed)
 
-    correct_n = _total(codes, stats["correct_n"], n_cells)
+    correct_n = int_totals(codes, stats["correct_n"], n_cells)
     # Summed with pandas' compensated sum, as the frame path's groupby mean sums rows.
     correct_sum = stats["correct_sum"].groupby(codes).sum().reindex(range(n_cells))
-    accuracy = _ratio(correct_sum.to_numpy(dtype=np.float64), correct_n)
+    accuracy = ratio(correct_sum.to_numpy(dtype=np.float64), correct_n)
     dataset = np.asarray(keys["dataset"].astype(str).to_numpy(dtype=object))
     result, n_problems = bootstrap_sums(
         resampler.local_codes(stats),
@@ -79,10 +79,10 @@ def cell_bootstrap_from_stats(
         ci=ci,
         keep_replicates=True,
     )
-    out_n = _total(codes, stats["out_n"], n_cells)
+    out_n = int_totals(codes, stats["out_n"], n_cells)
     median, p90 = token_quantiles(histogram, hist_codes, out_n)
     tokens = {
-        "mean_tokens": _ratio(_total(codes, stats["out_sum"], n_cells), out_n),
+        "mean_tokens": ratio(int_totals(codes, stats["out_sum"], n_cells), out_n),
         "median_tokens": median,
         "p90_tokens": p90,
         "truncation_rate": _rate(stats, codes, n_cells, "truncated"),
@@ -93,7 +93,7 @@ def cell_bootstrap_from_stats(
         budget_kind=cell_budget_kind(stats, codes, n_cells),
         derived=np.zeros(n_cells, dtype=bool),
         source_budget=np.full(n_cells, np.nan),
-        n_samples=_total(codes, stats["rows"], n_cells),
+        n_samples=int_totals(codes, stats["rows"], n_cells),
         accuracy=accuracy,
         result=result,
         n_problems=n_problems,
@@ -190,27 +190,30 @@ def token_quantiles(
     return median, p90
 
 
-def _cells(stats: pd.DataFrame, histogram: pd.DataFrame) -> tuple[IntArray, IntArray, pd.DataFrame]:
-    """Cell codes of the statistics and of the histogram rows, and the cell keys table
-    (those of the statistics: a histogram cell without statistics is an error)."""
-    both = pd.concat([stats[CELL_KEYS], histogram[CELL_KEYS]], ignore_index=True)
+def side_cells(
+    stats: pd.DataFrame, side: pd.DataFrame, what: str
+) -> tuple[IntArray, IntArray, pd.DataFrame]:
+    """Cell codes of the statistics and of a side table's rows (the token histogram, the
+    answer counts), and the cell keys table: those of the statistics, as ``cell_codes``
+    gives them, since a side table's cell without statistics is an error."""
+    both = pd.concat([stats[CELL_KEYS], side[CELL_KEYS]], ignore_index=True)
     codes, keys = cell_codes(both)
     own, theirs = codes[: len(stats)], codes[len(stats) :]
     present = np.bincount(own, minlength=len(keys)) > 0
     if not present.all():
         missing = keys.iloc[int(np.flatnonzero(~present)[0])].to_dict()
-        raise InputError(f"the token histogram has a cell the statistics lack: {missing}")
+        raise InputError(f"the {what} has a cell the statistics lack: {missing}")
     return own, theirs, keys
 
 
-def _total(codes: IntArray, values: pd.Series[Any], n_cells: int) -> IntArray:
+def int_totals(codes: IntArray, values: pd.Series[Any], n_cells: int) -> IntArray:
     """Integer sums per cell, exact (no float accumulation)."""
     out = np.zeros(n_cells, dtype=np.int64)
     np.add.at(out, codes, values.to_numpy(dtype=np.int64))
     return out
 
 
-def _ratio(sums: FloatArray | IntArray, counts: IntArray) -> FloatArray:
+def ratio(sums: FloatArray | IntArray, counts: IntArray) -> FloatArray:
     """``sums / counts`` in float64 as pandas' groupby mean divides; NaN for no values."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.asarray(sums, dtype=np.float64) / counts.astype(np.float64)
@@ -219,5 +222,5 @@ def _ratio(sums: FloatArray | IntArray, counts: IntArray) -> FloatArray:
 
 def _rate(stats: pd.DataFrame, codes: IntArray, n_cells: int, name: str) -> FloatArray:
     """Mean of a 0/1 flag per cell from its sum and known count."""
-    counts = _total(codes, stats[f"{name}_n"], n_cells)
-    return _ratio(_total(codes, stats[f"{name}_sum"], n_cells), counts)
+    counts = int_totals(codes, stats[f"{name}_n"], n_cells)
+    return ratio(int_totals(codes, stats[f"{name}_sum"], n_cells), counts)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ponder.columnar.stats import query_segments, refuse_derived
+from ponder.columnar.stats import check_frame, query_segments
 from ponder.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ _TEXT_KEYS = ("dataset", "model", "mode")
 
 def histogram_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The token histogram of an outcome frame (``Store.outcomes_frame()``)."""
-    refuse_derived(frame)
+    check_frame(frame)
     tokens = pd.to_numeric(frame["output_tokens"]).astype("float64")
     known = tokens.notna().to_numpy()
     work = pd.DataFrame({k: frame[k].to_numpy()[known] for k in CELL_KEYS})

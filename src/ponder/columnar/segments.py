@@ -138,6 +138,11 @@ def _check_values(table: pa.Table) -> None:
     bad = int(pc.sum(pc.cast(outside, pa.int64())).as_py() or 0)
     if bad:
         raise InputError(f"{bad} rows are not a number in [0, 1]", field="correct")
+    # The importers' rule (a sample is n_runs = 1, an aggregate more), on which the curves'
+    # samples (n_runs <= 1) and the statistics' (n_runs = 1) agree.
+    below = int(pc.sum(pc.cast(pc.less(table.column("n_runs"), 1), pa.int64())).as_py() or 0)
+    if below:
+        raise InputError(f"{below} rows have n_runs below 1", field="n_runs")
 
 
 def write_segments(root: str | Path, rows: Rows, *, segment_id: str | None = None) -> list[Path]:

@@ -73,7 +73,7 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
 
 def stats_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The statistics of an outcome frame (``Store.outcomes_frame()``) by pandas groupby."""
-    refuse_derived(frame)
+    check_frame(frame)
     work = pd.DataFrame({k: frame[k] for k in KEYS if k != "sample"})
     work["sample"] = frame["n_runs"].to_numpy() == 1
     for column in {c for _, c in STATS.values()}:
@@ -87,6 +87,19 @@ def stats_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = work.groupby(list(KEYS), dropna=False, observed=True, sort=False)
     out = grouped.agg(**named).reset_index()
     return _finish(out)
+
+
+def check_frame(frame: pd.DataFrame) -> None:
+    """Refuse rows no store holds: derived caps, and ``n_runs`` missing or below 1 (the
+    importers' rule; with it, the statistics' samples, ``n_runs = 1``, are the curves'
+    samples, ``n_runs <= 1``)."""
+    refuse_derived(frame)
+    if "n_runs" not in frame.columns:
+        raise InputError("missing column", field="n_runs")
+    runs = pd.to_numeric(frame["n_runs"], errors="coerce").astype("float64").to_numpy()
+    below = int((~(runs >= 1)).sum())
+    if below:
+        raise InputError(f"{below} rows have n_runs missing or below 1", field="n_runs")
 
 
 def refuse_derived(frame: pd.DataFrame) -> None:

@@ -11,19 +11,29 @@ construction and must not be read as a prediction of difficulty.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ponder.curves._frame import (
     CELL_KEYS,
     Coded,
+    FloatArray,
+    IntArray,
     as_float,
     cell_derived,
     derived_mask,
     require_columns,
     sorted_unique,
 )
-from ponder.curves.bootstrap import ProblemResampler, bootstrap_rows, local_codes
+from ponder.curves.bootstrap import (
+    BootstrapResult,
+    ProblemResampler,
+    bootstrap_rows,
+    local_codes,
+)
 
 DIFFICULTY_COLUMNS: list[str] = [
     *CELL_KEYS,
@@ -53,6 +63,12 @@ def difficulty_bins(frame: pd.DataFrame) -> pd.DataFrame:
 
 def coded_difficulty_bins(coded: Coded) -> pd.DataFrame:
     """:func:`difficulty_bins` on integer codes: no pass over the rows' strings."""
+    return bins_of(problem_solve_rates(coded))
+
+
+def problem_solve_rates(coded: Coded) -> pd.DataFrame:
+    """One row per (dataset, problem_id) with recorded rows, sorted: its ``level`` (NaN when
+    unknown) and ``solve_rate`` (mean ``correct``)."""
     frame = coded.frame
     recorded = ~derived_mask(frame)
     if "n_runs" in frame.columns:
@@ -74,7 +90,12 @@ def coded_difficulty_bins(coded: Coded) -> pd.DataFrame:
     per_problem = coded.problem_keys.iloc[pairs].reset_index(drop=True)
     per_problem["level"] = grouped["level"].max().to_numpy(dtype=np.float64)
     per_problem["solve_rate"] = grouped["correct"].mean().to_numpy(dtype=np.float64)
+    return per_problem
 
+
+def bins_of(per_problem: pd.DataFrame) -> pd.DataFrame:
+    """:func:`difficulty_bins` from each problem's level and solve rate: levels where every
+    problem of the dataset has one, solve-rate terciles otherwise."""
     has_level = per_problem.groupby("dataset")["level"].transform(lambda s: bool(s.notna().all()))
     by_level = has_level.to_numpy(dtype=bool)
 
@@ -126,36 +147,83 @@ def with_problem(coded: Coded) -> Coded:
 def coded_difficulty_table(coded: Coded, *, ci: float, resampler: ProblemResampler) -> pd.DataFrame:
     """:func:`difficulty_table` on coded rows that all have a dataset and a problem id."""
     frame, codes, keys = coded.frame, coded.cell, coded.cell_keys
-    derived = cell_derived(frame, codes, len(keys))
     bins = coded_difficulty_bins(coded)
-    prob_code, prob_keys = coded.problem, coded.problem_keys
-    pair_bins = prob_keys.merge(bins, on=["dataset", "problem_id"], how="left", sort=False)
-    pair_code, bin_keys = pd.factorize(
-        pd.MultiIndex.from_arrays(
-            [pair_bins["difficulty_rank"].fillna(-1.0), pair_bins["difficulty"].fillna("unknown")]
-        ),
-        sort=True,
-    )
-    bin_code = np.asarray(pair_code, dtype=np.int64)[prob_code]
-    n_bins = max(len(bin_keys), 1)
-    group_key = codes * n_bins + bin_code
-    uniq, group = sorted_unique(group_key)
-    g_cell = uniq // n_bins
-    g_bin = uniq % n_bins
-
+    groups = BinGroups.of(codes, coded.problem, coded.problem_keys, bins)
     correct = as_float(frame["correct"])
-    means = pd.Series(correct).groupby(group).mean().reindex(range(len(uniq)))
+    means = pd.Series(correct).groupby(groups.group).mean().reindex(range(groups.n_groups))
     accuracy = np.asarray(means.to_numpy(dtype=np.float64), dtype=np.float64)
-    dataset = coded.cell_dataset[g_cell]
+    dataset = coded.cell_dataset[groups.cell]
     local = local_codes(coded, resampler)
-    result, n_problems = bootstrap_rows(local, group, correct, dataset, accuracy, resampler, ci=ci)
+    result, n_problems = bootstrap_rows(
+        local, groups.group, correct, dataset, accuracy, resampler, ci=ci
+    )
+    return difficulty_frame(
+        keys,
+        cell_derived(frame, codes, len(keys)),
+        bins,
+        groups,
+        n_samples=np.bincount(groups.group, minlength=groups.n_groups).astype(np.int64),
+        n_problems=n_problems,
+        accuracy=accuracy,
+        result=result,
+    )
+
+
+@dataclass(frozen=True)
+class BinGroups:
+    """The (cell, difficulty bin) groups: each row's group, and each group's cell and bin
+    (``bin_keys[b]`` = (difficulty_rank, difficulty); problems without a bin are unknown)."""
+
+    group: IntArray
+    cell: IntArray
+    bin: IntArray
+    bin_keys: pd.Index
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.cell)
+
+    @classmethod
+    def of(
+        cls, cell: IntArray, problem: IntArray, problem_keys: pd.DataFrame, bins: pd.DataFrame
+    ) -> BinGroups:
+        """Groups of rows with these cell and (dataset, problem_id) codes (all >= 0)."""
+        pair_bins = problem_keys.merge(bins, on=["dataset", "problem_id"], how="left", sort=False)
+        pair_code, bin_keys = pd.factorize(
+            pd.MultiIndex.from_arrays(
+                [
+                    pair_bins["difficulty_rank"].fillna(-1.0),
+                    pair_bins["difficulty"].fillna("unknown"),
+                ]
+            ),
+            sort=True,
+        )
+        bin_code = np.asarray(pair_code, dtype=np.int64)[problem]
+        n_bins = max(len(bin_keys), 1)
+        uniq, group = sorted_unique(cell * n_bins + bin_code)
+        return cls(group, uniq // n_bins, uniq % n_bins, bin_keys)
+
+
+def difficulty_frame(
+    keys: pd.DataFrame,
+    derived: npt.NDArray[np.bool_],
+    bins: pd.DataFrame,
+    groups: BinGroups,
+    *,
+    n_samples: IntArray,
+    n_problems: FloatArray,
+    accuracy: FloatArray,
+    result: BootstrapResult,
+) -> pd.DataFrame:
+    """The difficulty table's columns, one row per group (rows and statistics share it)."""
+    g_cell, g_bin, bin_keys = groups.cell, groups.bin, groups.bin_keys
     source = bins.drop_duplicates("dataset").set_index("dataset")["difficulty_source"]
     table: pd.DataFrame = keys.iloc[g_cell].reset_index(drop=True)
     table["derived"] = derived[g_cell]
     table["difficulty_source"] = table["dataset"].map(source).to_numpy(dtype=object)
     table["difficulty"] = [str(bin_keys[b][1]) for b in g_bin.tolist()]
     table["difficulty_rank"] = [float(bin_keys[b][0]) for b in g_bin.tolist()]
-    table["n_samples"] = np.bincount(group, minlength=len(uniq)).astype(np.int64)
+    table["n_samples"] = n_samples
     table["n_problems"] = n_problems.astype(np.int64)
     table["accuracy"] = accuracy
     table["ci_low"] = result.ci_low

@@ -93,11 +93,13 @@ def pass_at_k_table(
     return coded_pass_at_k_table(_Prepared.of(frame, n_boot, seed, resampler), ci=ci)
 
 
-def coded_pass_at_k_table(prep: _Prepared, *, ci: float) -> pd.DataFrame:
-    """:func:`pass_at_k_table` on prepared rows (shared with maj@k by compute_curves)."""
-    correct = prep.correct == 1.0
-    n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.float64)
-    c = np.bincount(prep.pair_of_row, weights=correct, minlength=prep.n_pairs)
+def coded_pass_at_k_table(prep: SamplePairs, *, ci: float) -> pd.DataFrame:
+    """:func:`pass_at_k_table` on prepared pairs (shared with maj@k by compute_curves).
+
+    Only each pair's sample count n and correct count c enter, so the pairs may come from
+    rows or from the sufficient statistics (``ponder.columnar``)."""
+    n = prep.pair_n.astype(np.float64)
+    c = prep.pair_c
     k_max = int(n.max()) if len(n) else 0
     values = pass_at_k(n[:, None], c[:, None], np.arange(1, k_max + 1)[None, :])
     return _k_table(prep, n, values, ci=ci)
@@ -135,25 +137,49 @@ def coded_maj_at_k_table(
 ) -> pd.DataFrame:
     """:func:`maj_at_k_table` on prepared rows."""
     answer = _answer_codes(prep.column("extracted_answer"), normalize)
-    n = np.bincount(prep.pair_of_row, minlength=prep.n_pairs).astype(np.int64)
+    vote_pair, votes, vote_right = _row_votes(prep.pair_of_row, answer, prep.correct)
+    return maj_at_k_from_votes(
+        prep, vote_pair, votes, vote_right, ci=ci, max_subsets=max_subsets, seed=seed
+    )
 
-    # Correctness of a normalized answer within its cell and problem: an answer is right if a
-    # sample of that cell gave it and was graded right (never borrowed from other sources,
-    # whose grading or gold may differ), so maj@1 equals pass@1.
+
+def _row_votes(
+    pair_of_row: IntArray, answer: IntArray, correct: FloatArray
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]]:
+    """Per (pair, normalized answer) with votes: the pair, its vote count and whether the
+    answer is right.
+
+    An answer is right if a sample of that cell and problem gave it and was graded right
+    (never borrowed from other sources, whose grading or gold may differ), so maj@1 equals
+    pass@1.
+    """
     n_answers = int(answer.max()) + 1 if len(answer) and answer.max() >= 0 else 1
     voter = answer >= 0
-    ans_key = prep.pair_of_row[voter].astype(np.int64) * n_answers + answer[voter]
-    uniq_key, key_inv = sorted_unique(ans_key)
-    right = (prep.correct[voter] == 1.0).astype(np.float64)
-    key_ok = np.bincount(key_inv, weights=right, minlength=len(uniq_key)) > 0
+    vote_pair, _, inverse = unique_pairs(pair_of_row[voter], answer[voter], n_answers)
+    votes = np.bincount(inverse, minlength=len(vote_pair)).astype(np.int64)
+    right = (correct[voter] == 1.0).astype(np.float64)
+    vote_right = np.bincount(inverse, weights=right, minlength=len(vote_pair)) > 0
+    return vote_pair, votes, vote_right
 
-    # Vote counts per (pair, answer), then each pair's profile sorted by (votes, correct).
-    pair_v = prep.pair_of_row[voter]
-    va_pair, _, va_inv = unique_pairs(pair_v, answer[voter], n_answers)
-    votes = np.bincount(va_inv, minlength=len(va_pair)).astype(np.int64)
-    va_ok = np.bincount(va_inv, weights=key_ok[key_inv], minlength=len(va_pair)) > 0
-    order = np.lexsort((-va_ok.astype(np.int64), -votes, va_pair))
-    va_pair, votes, va_ok = va_pair[order], votes[order], va_ok[order]
+
+def maj_at_k_from_votes(
+    prep: SamplePairs,
+    vote_pair: IntArray,
+    votes: IntArray,
+    vote_right: npt.NDArray[np.bool_],
+    *,
+    ci: float,
+    max_subsets: int,
+    seed: int,
+) -> pd.DataFrame:
+    """maj@k of the pairs from their vote counts: one entry per (pair, answer) with votes,
+    in any order (``vote_pair`` indexes ``prep``'s pairs); each pair's other samples did not
+    vote. Rows (:func:`coded_maj_at_k_table`) and the answer-count side table
+    (``ponder.columnar``) both end here."""
+    n = prep.pair_n
+    # Each pair's profile sorted by (votes, correct): which answer is which does not matter.
+    order = np.lexsort((-vote_right.astype(np.int64), -votes, vote_pair))
+    va_pair, votes, va_ok = vote_pair[order], votes[order], vote_right[order]
     first = np.searchsorted(va_pair, va_pair, side="left")
     rank = np.arange(len(va_pair)) - first
     m_max = int(rank.max()) + 1 if len(rank) else 1
@@ -234,29 +260,78 @@ def expected_majority(
     return out
 
 
-class _Prepared:
+class SamplePairs:
+    """The (cell, problem) pairs that enter pass@k / maj@k: per pair, its sample count n and
+    correct count c (``correct == 1``), with the cells' keys, datasets and derived flags.
+
+    Pairs are sorted by (cell code, problem position in the resampler's universe)."""
+
+    def __init__(
+        self,
+        *,
+        resampler: ProblemResampler,
+        keys: pd.DataFrame,
+        dataset: npt.NDArray[np.object_],
+        derived: npt.NDArray[np.bool_],
+        pair_cell: IntArray,
+        pair_problem: IntArray,
+        pair_n: IntArray,
+        pair_c: FloatArray,
+    ) -> None:
+        self.resampler = resampler
+        self.keys = keys
+        self.dataset = dataset
+        self.derived = derived
+        self.pair_cell, self.pair_problem = pair_cell, pair_problem
+        self.pair_n, self.pair_c = pair_n, pair_c
+        self.n_pairs = len(pair_cell)
+        self._groups: tuple[IntArray, IntArray, IntArray] | None = None
+
+    def groups(self) -> tuple[IntArray, IntArray, IntArray]:
+        """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
+        if self._groups is None:
+            n = self.pair_n
+            k_max = int(n.max()) if len(n) else 0
+            pair_idx = np.repeat(np.arange(self.n_pairs), n)
+            starts = np.repeat(np.cumsum(n) - n, n)
+            k = np.arange(len(pair_idx)) - starts + 1
+            group_key = self.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
+            _, group = sorted_unique(group_key)
+            self._groups = (pair_idx, k, group)
+        return self._groups
+
+
+class _Prepared(SamplePairs):
     """Rows that enter pass@k / maj@k, with their cell and (cell, problem) pair."""
 
     def __init__(self, coded: Coded, resampler: ProblemResampler) -> None:
         frame = coded.frame
         require_columns(frame, [*CELL_KEYS, "problem_id", "correct"], "pass@k / maj@k")
-        self.resampler = resampler
         self.source = frame
         codes, keys = coded.cell, coded.cell_keys
-        self.keys = keys
-        self.dataset = coded.cell_dataset
-        self.derived = cell_derived(frame, codes, len(keys))
         correct = as_float(frame["correct"])
         local = local_codes(coded, resampler)
         keep = sample_mask(frame) & ~np.isnan(correct) & (local >= 0)
         self.rows = np.flatnonzero(keep)
         self.correct = correct[self.rows]
         n_max = max((len(resampler.universe(d)) for d in resampler.datasets), default=1)
-        self.pair_cell, self.pair_problem, self.pair_of_row = unique_pairs(
+        pair_cell, pair_problem, self.pair_of_row = unique_pairs(
             codes[self.rows], local[self.rows], n_max
         )
-        self.n_pairs = len(self.pair_cell)
-        self._groups: tuple[IntArray, IntArray, IntArray] | None = None
+        n_pairs = len(pair_cell)
+        right = self.correct == 1.0
+        super().__init__(
+            resampler=resampler,
+            keys=keys,
+            dataset=coded.cell_dataset,
+            derived=cell_derived(frame, codes, len(keys)),
+            pair_cell=pair_cell,
+            pair_problem=pair_problem,
+            pair_n=np.bincount(self.pair_of_row, minlength=n_pairs).astype(np.int64),
+            pair_c=np.asarray(
+                np.bincount(self.pair_of_row, weights=right, minlength=n_pairs), dtype=np.float64
+            ),
+        )
 
     @classmethod
     def of(
@@ -272,21 +347,8 @@ class _Prepared:
         """A column of the kept rows."""
         return self.source[name].iloc[self.rows].reset_index(drop=True)
 
-    def groups(self) -> tuple[IntArray, IntArray, IntArray]:
-        """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
-        if self._groups is None:
-            n = np.bincount(self.pair_of_row, minlength=self.n_pairs)
-            k_max = int(n.max()) if len(n) else 0
-            pair_idx = np.repeat(np.arange(self.n_pairs), n)
-            starts = np.repeat(np.cumsum(n) - n, n)
-            k = np.arange(len(pair_idx)) - starts + 1
-            group_key = self.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
-            _, group = sorted_unique(group_key)
-            self._groups = (pair_idx, k, group)
-        return self._groups
 
-
-def _k_table(prep: _Prepared, n: FloatArray, values: FloatArray, *, ci: float) -> pd.DataFrame:
+def _k_table(prep: SamplePairs, n: FloatArray, values: FloatArray, *, ci: float) -> pd.DataFrame:
     """Average per-problem values into (cell, k) groups and bootstrap them over problems."""
     pair_idx, k, group = prep.groups()
     if len(group) == 0:
@@ -324,7 +386,7 @@ def _k_table(prep: _Prepared, n: FloatArray, values: FloatArray, *, ci: float) -
 
 
 def _group_all(
-    prep: _Prepared, n: IntArray, flags: npt.NDArray[np.bool_], table: pd.DataFrame
+    prep: SamplePairs, n: IntArray, flags: npt.NDArray[np.bool_], table: pd.DataFrame
 ) -> npt.NDArray[np.bool_]:
     """Per (cell, k) group: whether the flag holds for every pair in it (same order as table)."""
     pair_idx, k, group = prep.groups()
@@ -336,19 +398,28 @@ def _group_all(
 
 def _answer_codes(answers: pd.Series, normalize: Callable[[str], str]) -> IntArray:
     """Code of each row's normalized answer; -1 for no vote (None/NaN/empty)."""
-    # Arrow strings factorize in C; the codes (first-appearance order) and NA are the same
-    # as for the same values as Python objects.
-    raw_codes, uniques = pd.factorize(answers, use_na_sentinel=True)
-    # normalize is called once per distinct raw answer, not per row.
-    normalized = [normalize(str(u)) for u in uniques]
-    norm_codes, _ = pd.factorize(
-        pd.Series([s if s else None for s in normalized], dtype=object), use_na_sentinel=True
-    )
+    raw_codes, normalized = normalize_distinct(answers, normalize)
+    norm_codes, _ = pd.factorize(pd.Series(normalized, dtype=object), use_na_sentinel=True)
     mapping = np.asarray(norm_codes, dtype=np.int64)
     out = np.full(len(answers), -1, dtype=np.int64)
     has = raw_codes >= 0
     out[has] = mapping[raw_codes[has]]
     return out
+
+
+def normalize_distinct(
+    answers: pd.Series, normalize: Callable[[str], str]
+) -> tuple[IntArray, list[str | None]]:
+    """Each answer's code among the distinct raw answers (-1 for None/NaN) and the normalized
+    form of each distinct one (None when empty: no vote).
+
+    ``normalize`` is called once per distinct raw answer, not per row. Arrow strings
+    factorize in C; the codes (first-appearance order) and NA are the same as for the same
+    values as Python objects.
+    """
+    raw_codes, uniques = pd.factorize(answers, use_na_sentinel=True)
+    normalized = [normalize(str(u)) for u in uniques]
+    return np.asarray(raw_codes, dtype=np.int64), [s if s else None for s in normalized]
 
 
 def _subsets(n: int, k: int, max_subsets: int, seed: int) -> tuple[IntArray, bool]:
