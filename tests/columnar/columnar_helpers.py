@@ -1,25 +1,57 @@
-"""Synthetic outcome frames for the columnar tests: the frame's columns and dtypes, with the
-awkward cases the statistics must get right (NULL tokens, NULL budgets, aggregated rows with
-fractional correct, a configuration whose tokens are all unknown, dataset names that need
-encoding as folder names)."""
+"""Shared helpers of the columnar tests: synthetic outcome frames with the frame's columns
+and dtypes and the awkward cases the statistics must get right (NULL tokens, NULL budgets,
+aggregated rows with fractional correct, a configuration whose tokens are all unknown,
+dataset names that need encoding as folder names); random rows for the property tests; the
+recorded datasets the equality tests import; the tolerances they share."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from hypothesis import strategies as st
 
-NUMBER_COLUMNS = (
-    "budget",
-    "prompt_tokens",
-    "reasoning_tokens",
-    "answer_tokens",
-    "output_tokens",
-    "latency_s",
-    "truncated",
-    "answered",
-    "correct",
-    "level",
+from ponder.store.frame import FLOAT_COLUMNS, INT_COLUMNS
+from ponder.types import OUTCOME_COLUMNS
+
+# The frame's text columns: all but its numbers (float64) and counters (int64).
+TEXT_COLUMNS = tuple(c for c in OUTCOME_COLUMNS if c not in (*FLOAT_COLUMNS, *INT_COLUMNS))
+# The values of a row's unknowns: NaN numbers, no answer, no subject.
+_UNKNOWN: dict[str, Any] = {
+    **dict.fromkeys(FLOAT_COLUMNS, np.nan),
+    "extracted_answer": None,
+    "subject": None,
+}
+# Float sums added in another order than the rows (non-dyadic fractional correct, latency)
+# are compared within this relative gap (accuracy and its interval, float statistics).
+FLOAT_RTOL = 1e-12
+# The columns that carry a sum of fractional correct values.
+ACCURACY_COLUMNS = ["accuracy", "ci_low", "ci_high"]
+# The recorded datasets the equality tests import (under ``shared_data``).
+RECORDED_SOURCES = (
+    "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv",
+    "reasoning_budget_sweep/reasoning_budget_sweep_aime.csv",
+    "matharena_aime2025_I/per_problem_accuracy.csv",  # aggregated rows
+    "mmlu_pro_math/mmlu_pro_math_per_model.csv",
+    "routellm_gsm8k/gsm8k_responses.csv",
 )
+
+
+def recorded_sources(shared_data: Path) -> list[Path]:
+    """The recorded datasets' files in the shared data folder."""
+    return [shared_data / name for name in RECORDED_SOURCES]
+
+
+def outcome_row(**values: Any) -> dict[str, Any]:
+    """An outcome row in the frame's column order (list values: several rows): the values
+    given, unknown for the numbers, answer and subject not given. The identifying columns
+    (run, dataset, problem, model, mode, sample index, runs, budget kind) are required."""
+    unexpected = set(values) - set(OUTCOME_COLUMNS)
+    assert not unexpected, f"not outcome columns: {sorted(unexpected)}"
+    return {c: values[c] if c in values else _UNKNOWN[c] for c in OUTCOME_COLUMNS}
 
 
 def _with_nulls(rng: np.random.Generator, values: np.ndarray, share: float) -> np.ndarray:
@@ -86,28 +118,19 @@ def aggregated_rows(rng: np.random.Generator, dataset: str, n_problems: int) -> 
             for p in range(n_problems):
                 n_runs = int(rng.integers(2, 8))
                 rows.append(
-                    {
-                        "run_id": f"{dataset}/agg{run}/m{m}",
-                        "dataset": dataset,
-                        "problem_id": f"q{p}",
-                        "model": f"agg-{m}",
-                        "mode": "default",
-                        "budget": np.nan,
-                        "sample_idx": 0,
-                        "prompt_tokens": np.nan,
-                        "reasoning_tokens": np.nan,
-                        "answer_tokens": np.nan,
-                        "output_tokens": float(rng.integers(100, 900)) if p % 3 == 0 else np.nan,
-                        "latency_s": np.nan,
-                        "truncated": np.nan,
-                        "answered": np.nan,
-                        "extracted_answer": None,
-                        "correct": int(rng.integers(0, n_runs + 1)) / n_runs,
-                        "n_runs": n_runs,
-                        "budget_kind": "unspecified",
-                        "level": np.nan,
-                        "subject": "algebra" if p % 2 else None,
-                    }
+                    outcome_row(
+                        run_id=f"{dataset}/agg{run}/m{m}",
+                        dataset=dataset,
+                        problem_id=f"q{p}",
+                        model=f"agg-{m}",
+                        mode="default",
+                        sample_idx=0,
+                        output_tokens=float(rng.integers(100, 900)) if p % 3 == 0 else np.nan,
+                        correct=int(rng.integers(0, n_runs + 1)) / n_runs,
+                        n_runs=n_runs,
+                        budget_kind="unspecified",
+                        subject="algebra" if p % 2 else None,
+                    )
                 )
     return pd.DataFrame(rows)
 
@@ -130,15 +153,51 @@ def synthetic_frame(seed: int = 0) -> pd.DataFrame:
 def with_frame_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     """The outcome frame's dtypes: numbers float64 (NaN for NULL), counters int64, text str."""
     frame = frame.copy()
-    for column in NUMBER_COLUMNS:
+    for column in FLOAT_COLUMNS:
         frame[column] = frame[column].astype("float64")
-    for column in ("sample_idx", "n_runs"):
+    for column in INT_COLUMNS:
         frame[column] = frame[column].astype("int64")
-    for column in ("run_id", "dataset", "problem_id", "model", "mode", "budget_kind"):
-        frame[column] = frame[column].astype("str")
-    for column in ("extracted_answer", "subject"):
+    for column in TEXT_COLUMNS:
         frame[column] = frame[column].astype("str")
     return frame
+
+
+def drawn_rows(
+    draw: Any, n_runs: Sequence[int], **columns: st.SearchStrategy[Any]
+) -> list[dict[str, Any]]:
+    """1 to 40 random rows: two datasets, few problems, models and budgets (None: no budget),
+    runs per row from ``n_runs`` (1: a sample), ``hits`` of 0 to 7, then ``columns``."""
+    n = draw(st.integers(1, 40))
+    row = st.fixed_dictionaries(
+        {
+            "dataset": st.sampled_from(["d1", "d2"]),
+            "problem": st.integers(0, 4),
+            "model": st.sampled_from(["m0", "m1"]),
+            "budget": st.sampled_from([None, 64, 128]),
+            "n_runs": st.sampled_from(list(n_runs)),
+            "hits": st.integers(0, 7),
+            **columns,
+        }
+    )
+    return list(draw(st.lists(row, min_size=n, max_size=n)))
+
+
+def drawn_record(i: int, r: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """The outcome row of the ``i``-th drawn row ``r``: its configuration, ``hits`` of its
+    runs right (at most all), ``values`` for the other columns."""
+    return outcome_row(
+        run_id=f"{r['dataset']}/{r['model']}/{r['budget']}/{r['n_runs']}",
+        dataset=r["dataset"],
+        problem_id=f"p{r['problem']}",
+        model=r["model"],
+        mode="think",
+        budget=np.nan if r["budget"] is None else r["budget"],
+        sample_idx=i,
+        correct=min(r["hits"], r["n_runs"]) / r["n_runs"],
+        n_runs=r["n_runs"],
+        budget_kind="none" if r["budget"] is None else "hard_cap",
+        **values,
+    )
 
 
 def by_dataset(frame: pd.DataFrame) -> pd.DataFrame:

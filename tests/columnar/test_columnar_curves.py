@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from columnar_helpers import synthetic_frame, with_frame_dtypes
+from columnar_helpers import (
+    ACCURACY_COLUMNS,
+    FLOAT_RTOL,
+    drawn_record,
+    drawn_rows,
+    recorded_sources,
+    synthetic_frame,
+    with_frame_dtypes,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,10 +45,6 @@ from ponder.curves.derived import with_derived_caps
 from ponder.errors import InputError
 from ponder.importers import import_paths
 from ponder.store import Store
-
-FLOAT_RTOL = 1e-12  # only for non-dyadic fractional correct (see the module docstring)
-# The columns that carry a sum of fractional correct values.
-ACCURACY_COLUMNS = ["accuracy", "ci_low", "ci_high"]
 
 
 def assert_same_cells(got: CellBootstrap, want: CellBootstrap, *, rtol: float = 0.0) -> None:
@@ -140,15 +144,8 @@ def test_builtin_sweep_equals_todays_table(tmp_path: Path) -> None:
 
 
 def test_recorded_datasets_equal_todays_table(shared_data: Path, tmp_path: Path) -> None:
-    sources = [
-        shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv",
-        shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_aime.csv",
-        shared_data / "matharena_aime2025_I/per_problem_accuracy.csv",  # aggregated rows
-        shared_data / "mmlu_pro_math/mmlu_pro_math_per_model.csv",
-        shared_data / "routellm_gsm8k/gsm8k_responses.csv",
-    ]
     with Store(tmp_path / "store.sqlite") as store:
-        import_paths(store, sources)
+        import_paths(store, recorded_sources(shared_data))
         frame = store.outcomes_frame()
         write_segments(tmp_path / "segments", store.outcomes_frame(signals=True))
     want = cell_bootstrap(frame, n_boot=1000, seed=0)
@@ -188,78 +185,49 @@ def test_derived_rows_and_mismatched_inputs_are_refused(synthetic: pd.DataFrame)
         cell_table_from_stats(stats.drop(columns="out_sum"), histogram_from_frame(synthetic))
 
 
-def _rows(draw: Any, runs: list[int]) -> pd.DataFrame:
+@st.composite
+def random_frames(draw: Any, runs: list[int]) -> pd.DataFrame:
     """Random outcome rows: two datasets, few problems, models and budgets (NULL among them),
-    samples and aggregated rows with ``runs`` runs, NULL tokens and flags, tied lengths."""
-    n = draw(st.integers(1, 40))
-    row = st.fixed_dictionaries(
-        {
-            "dataset": st.sampled_from(["d1", "d2"]),
-            "problem": st.integers(0, 4),
-            "model": st.sampled_from(["m0", "m1"]),
-            "budget": st.sampled_from([None, 64, 128]),
-            "n_runs": st.sampled_from([1, 1, *runs]),
-            "hits": st.integers(0, 7),
-            "tokens": st.one_of(st.none(), st.integers(0, 12)),
-            "truncated": st.sampled_from([None, 0, 1]),
-            "answered": st.sampled_from([None, 0, 1]),
-        }
+    samples and aggregated rows with ``runs`` runs (2, 4: dyadic fractions, exact sums; 3, 7:
+    not), NULL tokens and flags, tied lengths."""
+    drawn = drawn_rows(
+        draw,
+        [1, 1, *runs],
+        tokens=st.one_of(st.none(), st.integers(0, 12)),
+        truncated=st.sampled_from([None, 0, 1]),
+        answered=st.sampled_from([None, 0, 1]),
     )
-    drawn = draw(st.lists(row, min_size=n, max_size=n))
     records = [
-        {
-            "run_id": f"{r['dataset']}/{r['model']}/{r['budget']}/{r['n_runs']}",
-            "dataset": r["dataset"],
-            "problem_id": f"p{r['problem']}",
-            "model": r["model"],
-            "mode": "think",
-            "budget": np.nan if r["budget"] is None else r["budget"],
-            "sample_idx": i,
-            "prompt_tokens": np.nan,
-            "reasoning_tokens": np.nan,
-            "answer_tokens": np.nan,
-            "output_tokens": np.nan if r["tokens"] is None else r["tokens"],
-            "latency_s": np.nan,
-            "truncated": np.nan if r["truncated"] is None else r["truncated"],
-            "answered": np.nan if r["answered"] is None else r["answered"],
-            "extracted_answer": None,
-            "correct": min(r["hits"], r["n_runs"]) / r["n_runs"],
-            "n_runs": r["n_runs"],
-            "budget_kind": "none" if r["budget"] is None else "hard_cap",
-            "level": np.nan,
-            "subject": None,
-        }
+        drawn_record(
+            i,
+            r,
+            output_tokens=np.nan if r["tokens"] is None else r["tokens"],
+            truncated=np.nan if r["truncated"] is None else r["truncated"],
+            answered=np.nan if r["answered"] is None else r["answered"],
+        )
         for i, r in enumerate(drawn)
     ]
     return with_frame_dtypes(pd.DataFrame(records))
 
 
-@st.composite
-def dyadic_frames(draw: Any) -> pd.DataFrame:
-    return _rows(draw, runs=[2, 4])
-
-
-@st.composite
-def fractional_frames(draw: Any) -> pd.DataFrame:
-    return _rows(draw, runs=[3, 7])
-
-
-@settings(max_examples=60, deadline=None)
-@given(frame=dyadic_frames(), seed=st.integers(0, 2**16))
-def test_random_frames_equal_exactly(frame: pd.DataFrame, seed: int) -> None:
+def check_random_frame(frame: pd.DataFrame, seed: int, *, rtol: float = 0.0) -> CellBootstrap:
+    """Both paths give the rows' cell bootstrap (within ``rtol``); returns the frame path's."""
     want = cell_bootstrap(frame, n_boot=60, seed=seed)
     with tempfile.TemporaryDirectory() as folder:
         via_frame, via_parquet = both_paths(frame, Path(folder), n_boot=60, seed=seed)
-    assert_same_cells(via_frame, want)
-    assert_same_cells(via_parquet, want)
+    assert_same_cells(via_frame, want, rtol=rtol)
+    assert_same_cells(via_parquet, want, rtol=rtol)
+    return via_frame
+
+
+@settings(max_examples=60, deadline=None)
+@given(frame=random_frames(runs=[2, 4]), seed=st.integers(0, 2**16))
+def test_random_frames_equal_exactly(frame: pd.DataFrame, seed: int) -> None:
+    via_frame = check_random_frame(frame, seed)
     assert cell_table(frame, n_boot=60, seed=seed).equals(via_frame.table)
 
 
 @settings(max_examples=40, deadline=None)
-@given(frame=fractional_frames(), seed=st.integers(0, 2**16))
+@given(frame=random_frames(runs=[3, 7]), seed=st.integers(0, 2**16))
 def test_random_fractions_equal_within_summation_order(frame: pd.DataFrame, seed: int) -> None:
-    want = cell_bootstrap(frame, n_boot=60, seed=seed)
-    with tempfile.TemporaryDirectory() as folder:
-        via_frame, via_parquet = both_paths(frame, Path(folder), n_boot=60, seed=seed)
-    assert_same_cells(via_frame, want, rtol=FLOAT_RTOL)
-    assert_same_cells(via_parquet, want, rtol=FLOAT_RTOL)
+    check_random_frame(frame, seed, rtol=FLOAT_RTOL)

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from columnar_helpers import synthetic_frame, with_frame_dtypes
+from columnar_helpers import (
+    ACCURACY_COLUMNS,
+    FLOAT_RTOL,
+    drawn_record,
+    drawn_rows,
+    outcome_row,
+    recorded_sources,
+    synthetic_frame,
+    with_frame_dtypes,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,9 +60,6 @@ from ponder.grading import normalize_answer
 from ponder.importers import import_paths
 from ponder.store import Store
 
-FLOAT_RTOL = 1e-12  # only the difficulty table of non-dyadic fractions (module docstring)
-# The columns that carry a sum of fractional correct values.
-ACCURACY_COLUMNS = ["accuracy", "ci_low", "ci_high"]
 Normalize = Callable[[str], str]
 
 
@@ -133,32 +139,21 @@ def synthetic() -> pd.DataFrame:
 
 def test_answer_counts_by_hand(tmp_path: Path) -> None:
     answers = [" 42 ", "42.0", "$42$", "7", "", None, "7"]
-    frame = with_frame_dtypes(
-        pd.DataFrame(
-            {
-                "run_id": "r",
-                "dataset": "d",
-                "problem_id": "p",
-                "model": "m",
-                "mode": "think",
-                "budget": 64.0,
-                "sample_idx": range(7),
-                "prompt_tokens": np.nan,
-                "reasoning_tokens": np.nan,
-                "answer_tokens": np.nan,
-                "output_tokens": np.nan,
-                "latency_s": np.nan,
-                "truncated": np.nan,
-                "answered": [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, np.nan],
-                "extracted_answer": answers,
-                "correct": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-                "n_runs": 1,
-                "budget_kind": "hard_cap",
-                "level": np.nan,
-                "subject": None,
-            }
-        )
+    rows = outcome_row(
+        run_id="r",
+        dataset="d",
+        problem_id="p",
+        model="m",
+        mode="think",
+        budget=64.0,
+        sample_idx=range(7),
+        answered=[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, np.nan],
+        extracted_answer=answers,
+        correct=[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        n_runs=1,
+        budget_kind="hard_cap",
     )
+    frame = with_frame_dtypes(pd.DataFrame(rows))
     calls: list[str] = []
 
     def counting(raw: str) -> str:
@@ -235,15 +230,8 @@ def test_builtin_sweep_equals_todays_tables(tmp_path: Path) -> None:
 
 
 def test_recorded_datasets_equal_todays_tables(shared_data: Path, tmp_path: Path) -> None:
-    sources = [
-        shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_math500.csv",
-        shared_data / "reasoning_budget_sweep/reasoning_budget_sweep_aime.csv",
-        shared_data / "matharena_aime2025_I/per_problem_accuracy.csv",  # aggregated rows
-        shared_data / "mmlu_pro_math/mmlu_pro_math_per_model.csv",
-        shared_data / "routellm_gsm8k/gsm8k_responses.csv",
-    ]
     with Store(tmp_path / "store.sqlite") as store:
-        import_paths(store, sources)
+        import_paths(store, recorded_sources(shared_data))
         frame = store.outcomes_frame()
         levels = store.problems_frame()
     want = assert_both_paths(frame, tmp_path / "segments", levels=levels, n_boot=200, seed=0)
@@ -276,79 +264,48 @@ def test_mismatched_inputs_are_refused(synthetic: pd.DataFrame, tmp_path: Path) 
         write_segments(tmp_path, zero)
 
 
-def _rows(draw: Any, runs: list[int], *, samples_everywhere: bool = False) -> pd.DataFrame:
+@st.composite
+def random_frames(draw: Any, runs: list[int], *, samples_everywhere: bool = False) -> pd.DataFrame:
     """Random outcome rows with answers: two datasets (levels known for all problems of d1,
     for some of d2), few problems, models and budgets, samples and aggregated rows with
-    ``runs`` runs, NULL and blank answers, answers that normalize alike.
+    ``runs`` runs (2, 4: dyadic fractions, exact sums; 3, 7: not), NULL and blank answers,
+    answers that normalize alike.
 
     ``samples_everywhere`` makes each dataset's first row a sample, so solve rates (from
     samples where a dataset has them) are exact: ranks of inexact sums could tie apart."""
-    n = draw(st.integers(1, 40))
-    row = st.fixed_dictionaries(
-        {
-            "dataset": st.sampled_from(["d1", "d2"]),
-            "problem": st.integers(0, 4),
-            "model": st.sampled_from(["m0", "m1"]),
-            "budget": st.sampled_from([None, 64, 128]),
-            "n_runs": st.sampled_from([1, 1, 1, *runs]),
-            "hits": st.integers(0, 7),
-            "answer": st.sampled_from([None, "", "1", " 1", "1.0", "2", "x"]),
-            "answered": st.sampled_from([None, 0, 1]),
-        }
+    drawn = drawn_rows(
+        draw,
+        [1, 1, 1, *runs],
+        answer=st.sampled_from([None, "", "1", " 1", "1.0", "2", "x"]),
+        answered=st.sampled_from([None, 0, 1]),
     )
-    drawn = draw(st.lists(row, min_size=n, max_size=n))
     if samples_everywhere:
         for dataset in {r["dataset"] for r in drawn}:
             next(r for r in drawn if r["dataset"] == dataset)["n_runs"] = 1
     records = [
-        {
-            "run_id": f"{r['dataset']}/{r['model']}/{r['budget']}/{r['n_runs']}",
-            "dataset": r["dataset"],
-            "problem_id": f"p{r['problem']}",
-            "model": r["model"],
-            "mode": "think",
-            "budget": np.nan if r["budget"] is None else r["budget"],
-            "sample_idx": i,
-            "prompt_tokens": np.nan,
-            "reasoning_tokens": np.nan,
-            "answer_tokens": np.nan,
-            "output_tokens": np.nan,
-            "latency_s": np.nan,
-            "truncated": np.nan,
-            "answered": np.nan if r["answered"] is None else r["answered"],
-            "extracted_answer": r["answer"],
-            "correct": min(r["hits"], r["n_runs"]) / r["n_runs"],
-            "n_runs": r["n_runs"],
-            "budget_kind": "none" if r["budget"] is None else "hard_cap",
-            "level": float(1 + r["problem"] % 3)
+        drawn_record(
+            i,
+            r,
+            answered=np.nan if r["answered"] is None else r["answered"],
+            extracted_answer=r["answer"],
+            level=float(1 + r["problem"] % 3)
             if r["dataset"] == "d1" or r["problem"] < 2
             else np.nan,
-            "subject": None,
-        }
+        )
         for i, r in enumerate(drawn)
     ]
     return with_frame_dtypes(pd.DataFrame(records))
 
 
-@st.composite
-def dyadic_frames(draw: Any) -> pd.DataFrame:
-    return _rows(draw, runs=[2, 4])
-
-
-@st.composite
-def fractional_frames(draw: Any) -> pd.DataFrame:
-    return _rows(draw, runs=[3, 7], samples_everywhere=True)
-
-
 @settings(max_examples=50, deadline=None)
-@given(frame=dyadic_frames(), seed=st.integers(0, 2**16))
+@given(frame=random_frames(runs=[2, 4]), seed=st.integers(0, 2**16))
 def test_random_frames_equal_exactly(frame: pd.DataFrame, seed: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         assert_both_paths(frame, Path(folder), n_boot=40, seed=seed)
 
 
 @settings(max_examples=30, deadline=None)
-@given(frame=fractional_frames(), seed=st.integers(0, 2**16))
+@given(frame=random_frames(runs=[3, 7], samples_everywhere=True), seed=st.integers(0, 2**16))
 def test_random_fractions_equal_within_summation_order(frame: pd.DataFrame, seed: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         assert_both_paths(

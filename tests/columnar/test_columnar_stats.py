@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from columnar_helpers import synthetic_frame
+from columnar_helpers import FLOAT_RTOL, synthetic_frame
 
 from ponder.builtin import builtin_folder
 from ponder.columnar import (
@@ -25,8 +25,6 @@ from ponder.columnar import (
 from ponder.errors import InputError
 from ponder.importers import import_paths
 from ponder.store import Store
-
-FLOAT_RTOL = 1e-12  # the float sums (correct_sum of aggregated rows, latency_sum) only
 
 
 def assert_same_stats(got: pd.DataFrame, want: pd.DataFrame) -> None:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ponder.columnar.stats import check_frame, query_segments
+from ponder.columnar.stats import Cast, check_frame, group_by_sql, query_segments, typed_table
 from ponder.curves._frame import require_columns
 from ponder.curves.passk import normalize_distinct
 from ponder.grading import normalize_answer
@@ -46,7 +46,20 @@ ANSWER_KEYS: tuple[str, ...] = (
 ANSWER_COLUMNS: tuple[str, ...] = (*ANSWER_KEYS, "rows", "correct_n", "right")
 # The raw table's keys: the recorded answer in place of the normalized one.
 _RAW_KEYS = tuple("extracted_answer" if k == "answer" else k for k in ANSWER_KEYS)
-_TEXT_KEYS = ("dataset", "problem_id", "model", "mode", "answer")
+# How each column is cast (``typed_table``), in the table's order.
+_DTYPES: dict[str, Cast] = {
+    "dataset": "text",
+    "problem_id": "text",
+    "model": "text",
+    "mode": "text",
+    "budget": "number",
+    "sample": "flag",
+    "answer": "text",
+    "answered": "number",
+    "rows": "whole",
+    "correct_n": "whole",
+    "right": "flag",
+}
 
 
 def answers_from_frame(
@@ -68,11 +81,10 @@ def answers_from_frame(
 
 def answers_sql() -> str:
     """The GROUP BY over ``read_parquet($files)`` (every segment file listed, none globbed)."""
-    keys = ", ".join("n_runs = 1 AS sample" if k == "sample" else k for k in _RAW_KEYS)
-    return (
-        f"SELECT {keys}, count(*)::BIGINT AS rows, count(correct)::BIGINT AS correct_n, "
-        "coalesce(bool_or(correct = 1), false) AS right FROM read_parquet($files, "
-        "hive_partitioning = false, union_by_name = false) GROUP BY ALL"
+    return group_by_sql(
+        _RAW_KEYS,
+        "count(*)::BIGINT AS rows, count(correct)::BIGINT AS correct_n, "
+        "coalesce(bool_or(correct = 1), false) AS right",
     )
 
 
@@ -88,11 +100,16 @@ def answers_from_parquet(
     """The answer counts of the segments under ``root``: DuckDB groups the raw answers,
     Python normalizes each distinct one. Files, ``con``, ``memory_limit`` and ``threads``
     as for ``stats_from_parquet``."""
-    table = query_segments(
-        root, answers_sql(), con, datasets=datasets, memory_limit=memory_limit, threads=threads
+    raw = query_segments(
+        root,
+        answers_sql(),
+        (*_RAW_KEYS, "rows", "correct_n", "right"),
+        con,
+        datasets=datasets,
+        memory_limit=memory_limit,
+        threads=threads,
     )
-    raw = pd.DataFrame({c: [] for c in (*_RAW_KEYS, "rows", "correct_n", "right")})
-    return normalized_answers(raw if table is None else table.to_pandas(), normalize)
+    return normalized_answers(raw, normalize)
 
 
 def normalized_answers(raw: pd.DataFrame, normalize: Callable[[str], str]) -> pd.DataFrame:
@@ -110,17 +127,4 @@ def normalized_answers(raw: pd.DataFrame, normalize: Callable[[str], str]) -> pd
 
 def _finish(out: pd.DataFrame) -> pd.DataFrame:
     """One set of dtypes and one row order for both paths."""
-    columns: dict[str, Any] = {}
-    for key in ANSWER_KEYS:
-        values = out[key].reset_index(drop=True)
-        if key in _TEXT_KEYS:
-            columns[key] = values.astype("str")
-        elif key in ("budget", "answered"):
-            columns[key] = pd.to_numeric(values).astype("float64")
-        else:
-            columns[key] = values.astype(bool)
-    for name in ("rows", "correct_n"):
-        columns[name] = pd.to_numeric(out[name].reset_index(drop=True)).astype(np.int64)
-    columns["right"] = out["right"].reset_index(drop=True).astype(bool)
-    result = pd.DataFrame(columns, index=pd.RangeIndex(len(out)))
-    return result.sort_values(list(ANSWER_KEYS), na_position="last").reset_index(drop=True)
+    return typed_table(out, _DTYPES, ANSWER_KEYS)

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ponder.columnar.histogram import HISTOGRAM_COLUMNS, histogram_from_parquet
 from ponder.columnar.stats import KEYS, STATS, configure, connect, stats_from_parquet
 from ponder.curves._frame import CELL_KEYS, FloatArray, IntArray, cell_codes, require_columns
 from ponder.curves.aggregate import CellBootstrap, assemble_cells, cell_budget_kind
-from ponder.curves.bootstrap import ProblemResampler, bootstrap_sums
+from ponder.curves.bootstrap import BootstrapResult, ProblemResampler, bootstrap_sums
 from ponder.errors import InputError
 
 if TYPE_CHECKING:
@@ -55,26 +56,16 @@ def cell_bootstrap_from_stats(
     resampler: ProblemResampler | None = None,
 ) -> CellBootstrap:
     """``ponder.curves.cell_bootstrap`` of the rows the statistics and histogram summarise."""
-    require_columns(stats, [*KEYS, *STATS], "the cell table from statistics")
+    stats = checked_stats(stats, [*KEYS, *STATS], "the cell table from statistics")
     require_columns(histogram, HISTOGRAM_COLUMNS, "the cell table's token quantiles")
-    stats = stats.reset_index(drop=True)
     codes, hist_codes, keys = side_cells(stats, histogram, "token histogram")
     n_cells = len(keys)
-    if resampler is None:
-        resampler = ProblemResampler.from_frame(stats, n_boot=n_boot, seed=seed)
-
-    correct_n = int_totals(codes, stats["correct_n"], n_cells)
-    # Summed with pandas' compensated sum, as the frame path's groupby mean sums rows.
-    correct_sum = stats["correct_sum"].groupby(codes).sum().reindex(range(n_cells))
-    accuracy = ratio(correct_sum.to_numpy(dtype=np.float64), correct_n)
-    dataset = np.asarray(keys["dataset"].astype(str).to_numpy(dtype=object))
-    result, n_problems = bootstrap_sums(
+    resampler = own_resampler(stats, resampler, n_boot, seed)
+    accuracy, result, n_problems = bootstrap_accuracy(
+        stats,
         resampler.local_codes(stats),
         codes,
-        stats["correct_sum"].to_numpy(dtype=np.float64),
-        stats["correct_n"].to_numpy(dtype=np.float64),
-        dataset,
-        accuracy,
+        cell_datasets(keys),
         resampler,
         ci=ci,
         keep_replicates=True,
@@ -204,6 +195,60 @@ def side_cells(
         missing = keys.iloc[int(np.flatnonzero(~present)[0])].to_dict()
         raise InputError(f"the {what} has a cell the statistics lack: {missing}")
     return own, theirs, keys
+
+
+def checked_stats(stats: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """The statistics, refused (one line naming the column) without the columns ``what``
+    reads, and indexed 0..n-1 as the codes computed from them are."""
+    require_columns(stats, columns, what)
+    return stats.reset_index(drop=True)
+
+
+def own_resampler(
+    stats: pd.DataFrame, resampler: ProblemResampler | None, n_boot: int, seed: int
+) -> ProblemResampler:
+    """The given resampler, else the rows' own: their distinct (dataset, problem_id), which
+    are the statistics', so the same seed draws as on the rows."""
+    if resampler is not None:
+        return resampler
+    return ProblemResampler.from_frame(stats, n_boot=n_boot, seed=seed)
+
+
+def cell_datasets(keys: pd.DataFrame) -> npt.NDArray[np.object_]:
+    """Each cell's dataset as text: the bootstrap resamples problems within a dataset."""
+    return np.asarray(keys["dataset"].astype(str).to_numpy(dtype=object))
+
+
+def bootstrap_accuracy(
+    stats: pd.DataFrame,
+    local: IntArray,
+    group: IntArray,
+    group_dataset: npt.NDArray[np.object_],
+    resampler: ProblemResampler,
+    *,
+    ci: float,
+    keep_replicates: bool = False,
+) -> tuple[FloatArray, BootstrapResult, FloatArray]:
+    """Accuracy per group (``correct_sum`` over ``correct_n``), its problem bootstrap from
+    the statistics' partial sums, and the problems per group (``bootstrap_sums``)."""
+    n_groups = len(group_dataset)
+    # Summed with pandas' compensated sum, as the frame path's groupby mean sums rows.
+    sums = stats["correct_sum"].groupby(group).sum().reindex(range(n_groups))
+    accuracy = ratio(
+        sums.to_numpy(dtype=np.float64), int_totals(group, stats["correct_n"], n_groups)
+    )
+    result, n_problems = bootstrap_sums(
+        local,
+        group,
+        stats["correct_sum"].to_numpy(dtype=np.float64),
+        stats["correct_n"].to_numpy(dtype=np.float64),
+        group_dataset,
+        accuracy,
+        resampler,
+        ci=ci,
+        keep_replicates=keep_replicates,
+    )
+    return accuracy, result, n_problems
 
 
 def int_totals(codes: IntArray, values: pd.Series[Any], n_cells: int) -> IntArray:

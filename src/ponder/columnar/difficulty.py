@@ -21,7 +21,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ponder.columnar.curves import int_totals, ratio
+from ponder.columnar.curves import (
+    bootstrap_accuracy,
+    cell_datasets,
+    checked_stats,
+    int_totals,
+    own_resampler,
+    ratio,
+)
 from ponder.columnar.stats import KEYS
 from ponder.curves._frame import (
     PROBLEM_KEYS,
@@ -33,7 +40,7 @@ from ponder.curves._frame import (
     require_columns,
     sorted_unique,
 )
-from ponder.curves.bootstrap import ProblemResampler, bootstrap_sums
+from ponder.curves.bootstrap import ProblemResampler
 from ponder.curves.difficulty import BinGroups, bins_of, difficulty_frame
 
 
@@ -68,25 +75,16 @@ def difficulty_table_from_stats(
     """``ponder.curves.difficulty_table`` of the rows the statistics summarise (``levels``
     as for :func:`difficulty_bins_from_stats`)."""
     stats = _checked(stats)
-    if resampler is None:
-        resampler = ProblemResampler.from_frame(stats, n_boot=n_boot, seed=seed)
+    resampler = own_resampler(stats, resampler, n_boot, seed)
     codes, keys = cell_codes(stats)
     problem, problem_keys = problem_codes(stats)
     bins = bins_of(solve_rates(stats, problem, problem_keys, levels))
     groups = BinGroups.of(codes, problem, problem_keys, bins)
-    n_groups = groups.n_groups
-    # Summed with pandas' compensated sum, as the frame path's groupby mean sums rows.
-    sums = stats["correct_sum"].groupby(groups.group).sum().reindex(range(n_groups))
-    correct_n = int_totals(groups.group, stats["correct_n"], n_groups)
-    accuracy = ratio(sums.to_numpy(dtype=np.float64), correct_n)
-    dataset = np.asarray(keys["dataset"].astype(str).to_numpy(dtype=object))[groups.cell]
-    result, n_problems = bootstrap_sums(
+    accuracy, result, n_problems = bootstrap_accuracy(
+        stats,
         resampler.local_codes_of(problem, problem_keys),
         groups.group,
-        stats["correct_sum"].to_numpy(dtype=np.float64),
-        stats["correct_n"].to_numpy(dtype=np.float64),
-        dataset,
-        accuracy,
+        cell_datasets(keys)[groups.cell],
         resampler,
         ci=ci,
     )
@@ -95,7 +93,7 @@ def difficulty_table_from_stats(
         np.zeros(len(keys), dtype=bool),
         bins,
         groups,
-        n_samples=int_totals(groups.group, stats["rows"], n_groups),
+        n_samples=int_totals(groups.group, stats["rows"], groups.n_groups),
         n_problems=n_problems,
         accuracy=accuracy,
         result=result,
@@ -146,7 +144,5 @@ def _levels_of(per_problem: pd.DataFrame, levels: pd.DataFrame | None) -> FloatA
 
 
 def _checked(stats: pd.DataFrame) -> pd.DataFrame:
-    require_columns(
-        stats, [*KEYS, "rows", "correct_n", "correct_sum"], "difficulty from statistics"
-    )
-    return stats.reset_index(drop=True)
+    columns = [*KEYS, "rows", "correct_n", "correct_sum"]
+    return checked_stats(stats, columns, "difficulty from statistics")

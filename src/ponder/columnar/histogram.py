@@ -17,20 +17,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from ponder.columnar.stats import check_frame, query_segments
-from ponder.errors import InputError
+from ponder.columnar.stats import Cast, check_frame, group_by_sql, query_segments, typed_table
 
 if TYPE_CHECKING:
     import duckdb
 
 CELL_KEYS: tuple[str, ...] = ("dataset", "model", "mode", "budget")
 HISTOGRAM_COLUMNS: tuple[str, ...] = (*CELL_KEYS, "output_tokens", "count")
-_TEXT_KEYS = ("dataset", "model", "mode")
+# The histogram's keys: a cell and a length.
+_KEYS: tuple[str, ...] = HISTOGRAM_COLUMNS[:-1]
+# How each column is cast (``typed_table``), in the table's order.
+_DTYPES: dict[str, Cast] = {
+    "dataset": "text",
+    "model": "text",
+    "mode": "text",
+    "budget": "number",
+    "output_tokens": "whole",
+    "count": "whole",
+}
 
 
 def histogram_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -40,18 +48,13 @@ def histogram_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     known = tokens.notna().to_numpy()
     work = pd.DataFrame({k: frame[k].to_numpy()[known] for k in CELL_KEYS})
     work["output_tokens"] = tokens.to_numpy()[known]
-    grouped = work.groupby(list(HISTOGRAM_COLUMNS[:-1]), dropna=False, observed=True, sort=False)
+    grouped = work.groupby(list(_KEYS), dropna=False, observed=True, sort=False)
     return _finish(grouped.size().rename("count").reset_index())
 
 
 def histogram_sql() -> str:
     """The GROUP BY over ``read_parquet($files)`` (every segment file listed, none globbed)."""
-    keys = ", ".join(HISTOGRAM_COLUMNS[:-1])
-    return (
-        f"SELECT {keys}, count(*)::BIGINT AS count FROM read_parquet($files, "
-        "hive_partitioning = false, union_by_name = false) "
-        "WHERE output_tokens IS NOT NULL GROUP BY ALL"
-    )
+    return group_by_sql(_KEYS, "count(*)::BIGINT AS count", "output_tokens IS NOT NULL")
 
 
 def histogram_from_parquet(
@@ -67,30 +70,18 @@ def histogram_from_parquet(
     Files are checked as for ``stats_from_parquet``; ``con``, ``memory_limit`` and
     ``threads`` mean the same there.
     """
-    table = query_segments(
-        root, histogram_sql(), con, datasets=datasets, memory_limit=memory_limit, threads=threads
+    out = query_segments(
+        root,
+        histogram_sql(),
+        HISTOGRAM_COLUMNS,
+        con,
+        datasets=datasets,
+        memory_limit=memory_limit,
+        threads=threads,
     )
-    if table is None:
-        return _finish(pd.DataFrame({c: [] for c in HISTOGRAM_COLUMNS}))
-    return _finish(table.to_pandas())
+    return _finish(out)
 
 
 def _finish(out: pd.DataFrame) -> pd.DataFrame:
     """One set of dtypes and one row order for both paths."""
-    columns: dict[str, Any] = {}
-    for key in _TEXT_KEYS:
-        columns[key] = out[key].reset_index(drop=True).astype("str")
-    columns["budget"] = pd.to_numeric(out["budget"].reset_index(drop=True)).astype("float64")
-    for name in ("output_tokens", "count"):
-        columns[name] = _whole(name, out[name].reset_index(drop=True))
-    result = pd.DataFrame(columns, index=pd.RangeIndex(len(out)))[list(HISTOGRAM_COLUMNS)]
-    order = list(HISTOGRAM_COLUMNS[:-1])
-    return result.sort_values(order, na_position="last").reset_index(drop=True)
-
-
-def _whole(name: str, values: pd.Series[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """Token lengths and counts as int64; a fractional token count is bad input."""
-    floats = pd.to_numeric(values).astype("float64").to_numpy()
-    if not (np.isfinite(floats).all() and np.array_equal(floats, np.round(floats))):
-        raise InputError("not integer-valued", field=name)
-    return floats.astype(np.int64)
+    return typed_table(out, _DTYPES, _KEYS)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from ponder.columnar.answers import ANSWER_COLUMNS
-from ponder.columnar.curves import side_cells
+from ponder.columnar.curves import cell_datasets, checked_stats, own_resampler, side_cells
 from ponder.columnar.stats import KEYS
 from ponder.curves._frame import IntArray, cell_codes, require_columns, unique_pairs
 from ponder.curves.bootstrap import ProblemResampler
@@ -47,7 +47,7 @@ def pass_at_k_from_stats(
     """``ponder.curves.pass_at_k_table`` of the rows the statistics summarise."""
     stats = _checked(stats)
     codes, keys = cell_codes(stats)
-    pairs = sample_pairs(stats, codes, keys, _resampler(stats, resampler, n_boot, seed))
+    pairs = sample_pairs(stats, codes, keys, own_resampler(stats, resampler, n_boot, seed))
     return coded_pass_at_k_table(pairs, ci=ci)
 
 
@@ -69,7 +69,7 @@ def maj_at_k_from_stats(
     require_columns(answers, ANSWER_COLUMNS, "maj@k from answer counts")
     answers = answers.reset_index(drop=True)
     codes, answer_cells, keys = side_cells(stats, answers, "answer table")
-    pairs = sample_pairs(stats, codes, keys, _resampler(stats, resampler, n_boot, seed))
+    pairs = sample_pairs(stats, codes, keys, own_resampler(stats, resampler, n_boot, seed))
     vote_pair, votes, right = answer_votes(pairs, answers, answer_cells)
     return maj_at_k_from_votes(
         pairs, vote_pair, votes, right, ci=ci, max_subsets=max_subsets, seed=seed
@@ -92,7 +92,7 @@ def sample_pairs(
     return SamplePairs(
         resampler=resampler,
         keys=keys,
-        dataset=np.asarray(keys["dataset"].astype(str).to_numpy(dtype=object)),
+        dataset=cell_datasets(keys),
         derived=np.zeros(len(keys), dtype=bool),
         pair_cell=pair_cell,
         pair_problem=pair_problem,
@@ -143,17 +143,8 @@ def answer_votes(
 
 
 def _checked(stats: pd.DataFrame) -> pd.DataFrame:
-    require_columns(stats, [*KEYS, "correct_n", "hits"], "pass@k / maj@k from statistics")
-    return stats.reset_index(drop=True)
-
-
-def _resampler(
-    stats: pd.DataFrame, resampler: ProblemResampler | None, n_boot: int, seed: int
-) -> ProblemResampler:
-    """The given resampler, else the rows' own: their distinct (dataset, problem_id)."""
-    if resampler is not None:
-        return resampler
-    return ProblemResampler.from_frame(stats, n_boot=n_boot, seed=seed)
+    columns = [*KEYS, "correct_n", "hits"]
+    return checked_stats(stats, columns, "pass@k / maj@k from statistics")
 
 
 def _n_max(resampler: ProblemResampler) -> int:

@@ -20,9 +20,9 @@ counts ``correct == 1``. Beyond the design's list, ``prompt_n``, ``reasoning_n``
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,12 @@ STATS: dict[str, tuple[str, str]] = {
 FLOAT_STATS: tuple[str, ...] = tuple(n for n, (how, _) in STATS.items() if how == "fsum")
 INT_STATS: tuple[str, ...] = tuple(n for n in STATS if n not in FLOAT_STATS)
 COLUMNS: tuple[str, ...] = (*KEYS, *STATS)
+# How each finished column is cast (``typed_table``).
+Cast = Literal["text", "number", "float", "flag", "whole"]
+_DTYPES: dict[str, Cast] = {
+    **{k: "text" if k in _TEXT_KEYS else "number" if k == "budget" else "flag" for k in KEYS},
+    **{n: "float" if n in FLOAT_STATS else "whole" for n in STATS},
+}
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
 
 
@@ -154,10 +160,18 @@ def stats_sql() -> str:
             "hits": f"count_if({column} = 1)::BIGINT",
         }[how]
         parts.append(f'{expr} AS "{name}"')
-    keys = ", ".join("n_runs = 1 AS sample" if k == "sample" else k for k in KEYS)
+    return group_by_sql(KEYS, ", ".join(parts))
+
+
+def group_by_sql(keys: Sequence[str], aggregates: str, where: str = "") -> str:
+    """``SELECT keys, aggregates`` grouped by the keys over ``read_parquet($files)``, the one
+    reader of every side table (each segment file listed, none globbed, no hive columns); the
+    key ``sample`` is ``n_runs = 1``."""
+    selected = ", ".join("n_runs = 1 AS sample" if k == "sample" else k for k in keys)
+    filtered = f"WHERE {where} " if where else ""
     return (
-        f"SELECT {keys}, {', '.join(parts)} FROM read_parquet($files, "
-        "hive_partitioning = false, union_by_name = false) GROUP BY ALL"
+        f"SELECT {selected}, {aggregates} FROM read_parquet($files, "
+        f"hive_partitioning = false, union_by_name = false) {filtered}GROUP BY ALL"
     )
 
 
@@ -175,39 +189,47 @@ def stats_from_parquet(
     ``StoreError`` naming it) and DuckDB reads exactly the files checked. ``memory_limit`` and
     ``threads`` are applied to ``con`` when given (a new in-memory connection otherwise).
     """
-    table = query_segments(
-        root, stats_sql(), con, datasets=datasets, memory_limit=memory_limit, threads=threads
+    out = query_segments(
+        root,
+        stats_sql(),
+        COLUMNS,
+        con,
+        datasets=datasets,
+        memory_limit=memory_limit,
+        threads=threads,
     )
-    if table is None:
-        return _finish(pd.DataFrame({c: [] for c in COLUMNS}))
-    return _finish(table.to_pandas())
+    return _finish(out)
 
 
 def query_segments(
     root: str | Path,
     sql: str,
+    columns: Sequence[str],
     con: duckdb.DuckDBPyConnection | None = None,
     *,
     datasets: Sequence[str] | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
-) -> Any:
-    """``sql`` (reading ``read_parquet($files)``) over the checked segment files, as an Arrow
-    table; None when there is no segment (DuckDB cannot read an empty file list)."""
+) -> pd.DataFrame:
+    """``sql`` (reading ``read_parquet($files)``) over the checked segment files, as a pandas
+    frame; with no segment (DuckDB cannot read an empty file list), an empty frame of
+    ``columns``, so every path's finishing step gives its dtypes either way."""
     files = list_segments(root, datasets)
     for path in files:
         check_segment(path)
     if not files:
-        return None
+        return pd.DataFrame({c: [] for c in columns})
     own = con is None
     db = connect(memory_limit=memory_limit, threads=threads) if con is None else con
     if not own:
         configure(db, memory_limit=memory_limit, threads=threads)
     try:
-        return run_query(db, sql, {"files": [str(p) for p in files]}, root)
+        table = run_query(db, sql, {"files": [str(p) for p in files]}, root)
     finally:
         if own:
             db.close()
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], root: Any) -> Any:
@@ -225,24 +247,38 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], 
 
 def _finish(out: pd.DataFrame) -> pd.DataFrame:
     """One set of dtypes and one row order (keys ascending, no budget last) for both paths."""
-    columns: dict[str, Any] = {}
-    for key in KEYS:
-        values = out[key].reset_index(drop=True)
-        if key in _TEXT_KEYS:
-            columns[key] = values.astype("str")
-        elif key == "budget":
-            columns[key] = pd.to_numeric(values).astype("float64")
-        else:
-            columns[key] = values.astype(bool)
-    for name in STATS:
-        values = out[name].reset_index(drop=True)
-        columns[name] = values.astype("float64") if name in FLOAT_STATS else _as_int(name, values)
+    return typed_table(out, _DTYPES, KEYS)
+
+
+def typed_table(
+    out: pd.DataFrame, dtypes: Mapping[str, Cast], order: Sequence[str]
+) -> pd.DataFrame:
+    """The columns of ``dtypes``, each cast as it says, rows sorted by ``order`` (missing
+    values last): the finishing step that makes a table's pandas and DuckDB paths equal."""
+    columns = {
+        name: _cast(name, out[name].reset_index(drop=True), how) for name, how in dtypes.items()
+    }
     result = pd.DataFrame(columns, index=pd.RangeIndex(len(out)))
-    return result.sort_values(list(KEYS), na_position="last").reset_index(drop=True)
+    return result.sort_values(list(order), na_position="last").reset_index(drop=True)
 
 
-def _as_int(name: str, values: pd.Series[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """Integer-valued sums as int64; a fractional token count is bad input, not rounded."""
+def _cast(name: str, values: pd.Series[Any], how: Cast) -> Any:
+    """``text``: str; ``number``: parsed to float64 (NaN kept); ``float``: float64;
+    ``flag``: bool; ``whole``: checked int64."""
+    if how == "text":
+        return values.astype("str")
+    if how == "number":
+        return pd.to_numeric(values).astype("float64")
+    if how == "float":
+        return values.astype("float64")
+    if how == "flag":
+        return values.astype(bool)
+    return _whole(name, values)
+
+
+def _whole(name: str, values: pd.Series[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Integer-valued sums and counts as int64; a fractional token count is bad input, not
+    rounded."""
     floats = pd.to_numeric(values).astype("float64").to_numpy()
     if not (np.isfinite(floats).all() and np.array_equal(floats, np.round(floats))):
         raise InputError("not integer-valued", field=name)
