@@ -137,10 +137,11 @@ def test_recorded_arith_findings_are_well_formed(arith: ClaimData) -> None:
         assert 0 <= f.extras["folds_policy_chosen"] <= f.extras["folds"] == 5
         assert f.table is not None and len(f.table) == 2  # the choice and the one family
     a_priori, online = findings
-    # The router sends problems the 1.5B model answers directly to no-think (about 11%
-    # fewer tokens than thinking to 512, at the same accuracy: docs/policies-results.md).
+    # The router sends problems the 1.5B model answers directly to no-think: fewer tokens
+    # than the uniform baseline at the same accuracy (4.7% [2.7%, 7.1%] on the complete
+    # sweep, whose baseline is a three-chain vote in one fold: docs/claims.md).
     assert a_priori.verdict == "supported"
-    assert a_priori.effect is not None and 0.05 < a_priori.effect.value < 0.2
+    assert a_priori.effect is not None and 0.0 < a_priori.effect.low < a_priori.effect.value < 0.2
     assert abs(a_priori.extras["accuracy_change"]) <= ACCURACY_MARGIN
     # level_exit keeps the whole chain on this sweep: no saving that matters.
     assert online.verdict == "contradicted"
