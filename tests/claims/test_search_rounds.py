@@ -367,14 +367,18 @@ def test_refuses_greedy_ladders_only(tmp_path: Path) -> None:
         SearchExperiment().items(data, MODEL)
 
 
-def test_refuses_on_the_builtin_snapshot(tmp_path: Path) -> None:
+def test_builtin_snapshot_is_ready_for_the_experiment(tmp_path: Path) -> None:
+    """The complete built-in sweep has three sampled think chains per problem and model: the
+    check asks for the verification rows, and the experiment finds an item per problem."""
     data = builtin_claim_data(tmp_path)
-    if (data.outcomes["mode"] == "think").any():
-        pytest.skip("the built-in snapshot now has sampled chains")
-    finding = _only(SearchRounds().check(data))
-    assert finding.verdict == "insufficient" and "no sampled think chains" in finding.reason
-    with pytest.raises(InputError, match="greedy ladders are one chain per problem"):
-        SearchExperiment().items(data, "qwen2.5-coder-0.5b")
+    findings = SearchRounds().check(data)
+    assert [f.scope for f in findings] == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    for finding in findings:
+        assert finding.verdict == "insufficient"
+        assert f"ponder experiment search-rounds --model {finding.scope}" in finding.reason
+    items = SearchExperiment().items(data, "qwen2.5-coder-0.5b")
+    assert len(items) == 160
+    assert all(len(item.chains) == 3 for item in items)
 
 
 # -- the verdicts on many problems (frames, no engine) ----------------------------------------
