@@ -501,5 +501,93 @@ def test_metrics_count_requests_tokens_and_decisions(server: PonderServer) -> No
     assert grew("ponder_tokens_total", model=SMOL, kind="answer") == (
         passed.usage.completion_tokens
     )
+    kinds = ("reasoning", "answer", "probe")
+    billed = sum(grew("ponder_tokens_total", model=POLICY, kind=k) for k in kinds)
+    assert billed == plan.usage.completion_tokens
     for name in ("ponder_requests_total", "ponder_tokens_total", "ponder_decisions_total"):
         assert sum(v for (n, _), v in after.items() if n == name) > 0
+
+
+# -- exploration and recalibration on a real engine ------------------------------------------
+
+EXPLORED = [
+    (f"What is {a} plus {b}?", a + b) for a, b in zip(range(2, 24, 2), range(3, 14), strict=True)
+]
+
+
+@pytest.fixture(scope="module")
+def exploring_server(
+    serve_deps: None,
+    llama_server: str,
+    policy_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    free_port_factory: Callable[[], int],
+    process_stopper: Callable[[subprocess.Popen[bytes]], None],
+) -> Iterator[tuple[PonderServer, Path]]:
+    """A server that logs to a store and explores every ``ponder/`` request."""
+    folder = tmp_path_factory.mktemp("ponder_serve_explore")
+    store = folder / "serve.sqlite"
+    args = [
+        "--upstream", f"{SMOL}={llama_server},engine=llamacpp", "--policy", f"pe={policy_file}",
+        "--store", str(store), "--explore", "1",
+    ]  # fmt: skip
+    for running in _start(
+        args, keys=None, log_dir=folder, free_port=free_port_factory, stop=process_stopper
+    ):
+        yield running, store
+
+
+def _explored_count(store: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as con:
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM explorations").fetchone()[0])
+        except sqlite3.OperationalError:  # the server has not created the table yet
+            return 0
+
+
+def test_explored_traffic_recalibrates_the_policy(
+    exploring_server: tuple[PonderServer, Path], policy_file: Path, tmp_path: Path
+) -> None:
+    """Real traffic through the real engine: every request explored, gold posted, then
+    `ponder recalibrate` replays the policy in service on the explored rows and refits it.
+    llama.cpp decodes greedily, so the replay should score about what the server answered."""
+    server, store = exploring_server
+    client = _client(server.v1)
+    billed = 0
+    for question, gold in EXPLORED:
+        raw = client.chat.completions.with_raw_response.create(
+            model=POLICY, messages=_ask(question)
+        )
+        assert raw.headers["x-ponder-explored"] == "true"
+        completion = raw.parse()
+        assert completion.usage is not None
+        billed += completion.usage.completion_tokens
+        feedback = httpx.post(
+            f"{server.v1}/ponder/feedback",
+            json={"request_id": completion.id, "gold": str(gold)},
+            timeout=30,
+        )
+        assert feedback.status_code == 200, feedback.text
+    deadline = time.monotonic() + 600
+    while _explored_count(store) < len(EXPLORED):
+        assert time.monotonic() < deadline, "explorations did not finish within 10 minutes"
+        time.sleep(1)
+    out = tmp_path / "pe-2.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "ponder", "recalibrate", str(policy_file), "--store", str(store),
+         "--name", "pe", "-o", str(out), "--json", "--folds", "3"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["requests"] == len(EXPLORED) and report["thin"]
+    served, replayed = report["served"], report["current"]
+    # what the server billed, read back from its request log
+    assert served["cost"] == pytest.approx(billed / len(EXPLORED))
+    for figures in (served, replayed, report["refit"]):
+        low, high = figures["accuracy_ci"]
+        assert 0 <= low <= figures["accuracy"] <= high <= 1
+    print(f"served {served}, replayed {replayed}, refit {report['refit']}")
+    assert json.loads(out.read_text())["policy"] == "probe_escalate"

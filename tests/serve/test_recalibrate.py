@@ -28,6 +28,7 @@ from ponder.serve.requestlog import read_requests
 from ponder.serve.upstreams import Upstream, UpstreamSpec
 from ponder.store import Store
 
+BILLED: dict[str, int] = {}
 QUESTIONS = [f"Add {a} and {b}." for a, b in zip(range(3, 63, 3), range(50, 10, -2), strict=True)]
 
 
@@ -54,7 +55,8 @@ def _explorations(store: Path) -> int:
 
 @pytest.fixture(scope="module")
 def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A store with every request explored and its gold posted; request id -> served answer."""
+    """A store with every request explored and its gold posted; request id -> served answer
+    (and in BILLED, request id -> the reply's completion tokens)."""
     store = tmp_path_factory.mktemp("serve") / "serve.sqlite"
     served: dict[str, str] = {}
     with _served(store, explore=1.0) as client:
@@ -64,6 +66,7 @@ def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
             assert response.headers["x-ponder-explored"] == "true"
             request_id = response.headers["x-request-id"]
             served[request_id] = response.json()["ponder"]["answer"]
+            BILLED[request_id] = response.json()["usage"]["completion_tokens"]
             gold = str(true_answer(question))
             ok = client.post("/v1/ponder/feedback", json={"request_id": request_id, "gold": gold})
             assert ok.status_code == 200
@@ -86,10 +89,18 @@ def test_replay_on_explored_rows_gives_the_answers_served(
     store, served = explored
     log = read_requests(store, model="ponder/pe")
     log = log[log["request_id"].isin(list(served))]
+    # the logged kinds add up to what each reply billed (escalated plans included)
+    kinds = log["reasoning_tokens"] + log["answer_tokens"] + log["probe_tokens"]
+    assert log["escalated"].astype(bool).any()
+    assert kinds.tolist() == [BILLED[i] for i in log["request_id"]]
     result = recalibrate(probe_escalate_policy(), "pe", store, folds=4, n_boot=200)
     assert result.requests == len(QUESTIONS)
     # greedy fake: the explored chains are the served ones, so replay scores what was served
     assert result.current.accuracy == pytest.approx(log["correct"].astype(float).mean())
+    # ... and the served figures, read from the request log, say the same
+    assert result.served.accuracy == pytest.approx(result.current.accuracy)
+    assert result.replay_minus_served_ci == (0.0, 0.0)
+    assert result.served.cost == pytest.approx(result.current.cost) and result.served.cost > 0
     assert result.current.accuracy_ci[0] <= result.current.accuracy <= result.current.accuracy_ci[1]
     assert result.refit_policy.steps_  # a plan fitted on the explored rows
     assert result.thin  # 20 requests: said to be thin
@@ -109,6 +120,7 @@ def test_recalibrate_command_writes_the_refit(
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["requests"] == len(QUESTIONS) and report["written"] == str(out)
+    assert report["served"]["accuracy"] == pytest.approx(report["current"]["accuracy"])
     assert json.loads(out.read_text())["policy"] == "probe_escalate"
 
 

@@ -64,7 +64,15 @@ def recalibrate_command(
     console.print(
         f"{result.requests} explored requests of ponder/{result.policy} with gold answers"
     )
+    console.print(line("served (request log)", result.served), highlight=False)
     console.print(line("in service (replayed)", now), highlight=False)
+    rlo, rhi = result.replay_minus_served_ci
+    console.print(
+        f"replay - served: accuracy {now.accuracy - result.served.accuracy:+.3f} "
+        f"[{rlo:+.3f}, {rhi:+.3f}] (far from 0: the explored rows are not what was served, "
+        "e.g. a sampling or non-reproducible engine)",
+        highlight=False,
+    )
     console.print(line("refit (held out)", new), highlight=False)
     alo, ahi = result.accuracy_change_ci
     clo, chi = result.cost_change_ci

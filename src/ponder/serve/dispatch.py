@@ -284,6 +284,19 @@ class Outcome:
     def completion_tokens(self) -> int:
         return self.result.generated_tokens
 
+    @property
+    def answer_tokens(self) -> int:
+        """What the final sample generated outside its chain: a direct reply, or the forced
+        answers of the chain that answered. With `reasoning_tokens` and `probe_tokens` it
+        adds up to `completion_tokens`."""
+        return self.result.final.probe_tokens
+
+    @property
+    def probe_tokens(self) -> int:
+        """Every other sample's forced answers and direct replies (probes, votes, steps
+        escalated from)."""
+        return sum(s.probe_tokens for s in self.result.samples) - self.answer_tokens
+
     def answer_parts(self) -> tuple[str, str]:
         """(reasoning, content) of the final answer. A thinking chain is the reasoning (as
         streamed); the content is the forced answer when the budget or an exit rule stopped

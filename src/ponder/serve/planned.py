@@ -46,10 +46,10 @@ def _account(state: ServerState, served: Served, outcome: Outcome, key: KeyPolic
         metrics.escalation(served.name)
     if outcome.early_exit:
         metrics.early_exit(served.name)
-    samples = outcome.result.samples
     metrics.tokens(served.model_id, "prompt", outcome.result.prompt_tokens)
-    metrics.tokens(served.model_id, "reasoning", sum(s.chain_tokens for s in samples))
-    metrics.tokens(served.model_id, "probe", sum(s.probe_tokens for s in samples))
+    metrics.tokens(served.model_id, "reasoning", outcome.reasoning_tokens)
+    metrics.tokens(served.model_id, "answer", outcome.answer_tokens)
+    metrics.tokens(served.model_id, "probe", outcome.probe_tokens)
     if key is not None:
         state.limiter.charge(key, outcome.result.prompt_tokens + outcome.completion_tokens)
 

@@ -27,6 +27,8 @@ from ponder.policies.base import Policy
 from ponder.serve.explore import EXPLORE_FORMAT, dataset_for
 from ponder.types import Run
 
+Array = np.ndarray[Any, np.dtype[np.float64]]
+
 MIN_REQUESTS = 10
 THIN = 100  # below this many requests, say the figures are thin
 
@@ -116,6 +118,8 @@ class Recalibration:
     policy: str
     requests: int
     current: Figures  # the policy in service, replayed on the explored requests
+    served: Figures  # what the server actually answered on those requests (the log)
+    replay_minus_served_ci: tuple[float, float]  # accuracy, paired over requests
     refit: Figures  # the refit, cross-validated (held-out folds)
     accuracy_change_ci: tuple[float, float]
     cost_change_ci: tuple[float, float]  # relative to the current cost
@@ -129,6 +133,8 @@ class Recalibration:
             "policy": self.policy,
             "requests": self.requests,
             "current": self.current.__dict__,
+            "served": self.served.__dict__,
+            "replay_minus_served_ci": list(self.replay_minus_served_ci),
             "refit": self.refit.__dict__,
             "accuracy_change_ci": list(self.accuracy_change_ci),
             "cost_change_ci": list(self.cost_change_ci),
@@ -136,6 +142,25 @@ class Recalibration:
             "refit_plan": self.refit_plan,
             "thin": self.thin,
         }
+
+
+def served_log(store_path: Path, policy: str, request_ids: list[str]) -> tuple[Array, Array]:
+    """Correctness (graded at feedback) and generated tokens of the served replies, in the
+    order of `request_ids`: what the server did, to set beside the replay of explored rows."""
+    from ponder.store import Store
+
+    with Store(store_path, readonly=True) as store:
+        rows = store.query(
+            "SELECT r.request_id, r.correct, COALESCE(r.reasoning_tokens, 0) + "
+            "COALESCE(r.answer_tokens, 0) + COALESCE(r.probe_tokens, 0) "
+            "FROM explorations e JOIN requests r USING (request_id) "
+            "WHERE e.policy = ? AND r.gold IS NOT NULL",
+            [policy],
+        )
+    by_id = {str(r[0]): (r[1], r[2]) for r in rows}
+    correct = np.array([np.nan if by_id[i][0] is None else float(by_id[i][0]) for i in request_ids])
+    tokens = np.array([float(by_id[i][1]) for i in request_ids])
+    return correct, tokens
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:
@@ -160,6 +185,9 @@ def recalibrate(
             raise InputError(f"{store_path}: cannot read the request log ({exc})") from exc
     problems = matrix.problems
     current = replay(matrix, policy.decide_batch(problems))
+    served_correct, served_cost = served_log(
+        store_path, name, [str(i) for i in problems["problem_id"]]
+    )
     folds = min(folds, n)
     order = np.random.default_rng(seed).permutation(n)
     fold_of = np.empty(n, dtype=int)
@@ -177,6 +205,7 @@ def recalibrate(
     picks = rng.integers(0, n, size=(n_boot, n))
     acc_old, acc_new = current.correct[picks].mean(1), held_correct[picks].mean(1)
     cost_old, cost_new = current.cost[picks].mean(1), held_cost[picks].mean(1)
+    acc_served, cost_served = served_correct[picks].mean(1), served_cost[picks].mean(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         change = (cost_new - cost_old) / cost_old
     finite = change[np.isfinite(change)]
@@ -193,10 +222,18 @@ def recalibrate(
         float(held_cost.mean()),
         _interval(cost_new),
     )
+    live = Figures(
+        float(served_correct.mean()),
+        _interval(acc_served),
+        float(served_cost.mean()),
+        _interval(cost_served),
+    )
     return Recalibration(
         policy=name,
         requests=n,
         current=now,
+        served=live,
+        replay_minus_served_ci=_interval(acc_old - acc_served),
         refit=new,
         accuracy_change_ci=_interval(acc_new - acc_old),
         cost_change_ci=_interval(finite) if len(finite) else nan,

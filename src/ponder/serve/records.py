@@ -50,15 +50,14 @@ def record_for(
     }
     if outcome is None:
         return RequestRecord(**common)
-    samples = outcome.result.samples
     return RequestRecord(
         **common,
         decision_json=json.dumps(outcome.decision.to_dict(), sort_keys=True),
         config=outcome.result.steps[-1].config.label,
         prompt_tokens=outcome.result.prompt_tokens,
-        reasoning_tokens=sum(s.chain_tokens for s in samples),
-        answer_tokens=outcome.result.final.probe_tokens,
-        probe_tokens=sum(s.probe_tokens for s in samples),
+        reasoning_tokens=outcome.reasoning_tokens,
+        answer_tokens=outcome.answer_tokens,
+        probe_tokens=outcome.probe_tokens,
         calls=outcome.calls,
         rungs=outcome.result.rungs,
         escalated=outcome.escalated,
