@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_helpers import probe_escalate_policy, upstream_reply
 
+from ponder.backends.base import Chain, Message, Sampling
 from ponder.backends.fake import FakeBackend, FakeOptions, true_answer
 from ponder.errors import InputError
 from ponder.policies.serialization import save_policy
@@ -32,12 +33,27 @@ BILLED: dict[str, int] = {}
 QUESTIONS = [f"Add {a} and {b}." for a, b in zip(range(3, 63, 3), range(50, 10, -2), strict=True)]
 
 
-def _served(store: Path, explore: float) -> TestClient:
+class RecordingBackend(FakeBackend):
+    """The fake engine, keeping the conversation of every chain it opens."""
+
+    def __init__(self, options: FakeOptions) -> None:
+        super().__init__(options)
+        self.asked: list[tuple[Message, ...]] = []
+
+    async def open_chain(
+        self, messages: tuple[Message, ...], sampling: Sampling, *, entropy: bool = False
+    ) -> Chain:
+        self.asked.append(messages)
+        return await super().open_chain(messages, sampling, entropy=entropy)
+
+
+def _served(store: Path, explore: float, backend: FakeBackend | None = None) -> TestClient:
     import httpx
 
     spec = UpstreamSpec("small", {"base_url": "http://up/v1", "model": "small", "max_retries": 0})
     http = httpx.AsyncClient(base_url=spec.base_url, transport=httpx.MockTransport(upstream_reply))
-    upstream = Upstream(spec, FakeBackend(FakeOptions(model="small")), http)
+    engine = backend or FakeBackend(FakeOptions(model="small"))
+    upstream = Upstream(spec, engine, http)
     config = ServeConfig(
         upstreams=[spec],
         policies=[Served("pe", probe_escalate_policy())],
@@ -70,17 +86,44 @@ def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
             gold = str(true_answer(question))
             ok = client.post("/v1/ponder/feedback", json={"request_id": request_id, "gold": gold})
             assert ok.status_code == 200
-        two_turns = [{"role": "system", "content": "Be brief."},
-                     {"role": "user", "content": "Add 1 and 2."}]  # fmt: skip
-        multi = client.post(
-            "/v1/chat/completions", json={"model": "ponder/pe", "messages": two_turns}
-        )
-        assert "x-ponder-explored" not in multi.headers  # one question only
         deadline = time.monotonic() + 60
         while _explorations(store) < len(QUESTIONS) and time.monotonic() < deadline:
             time.sleep(0.1)
     assert _explorations(store) == len(QUESTIONS)
     return store, served
+
+
+def test_a_conversation_is_explored_as_it_was_asked(tmp_path: Path) -> None:
+    """A system prompt and earlier turns go with the question into every explored chain, as
+    they went into the served plan; the log keeps them beside the question."""
+    store = tmp_path / "serve.sqlite"
+    engine = RecordingBackend(FakeOptions(model="small"))
+    turns = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Add 1 and 2."},
+        {"role": "assistant", "content": "3"},
+        {"role": "user", "content": "Add 40 and 2."},
+    ]
+    with _served(store, explore=1.0, backend=engine) as client:
+        response = client.post(
+            "/v1/chat/completions", json={"model": "ponder/pe", "messages": turns}
+        )
+        assert response.status_code == 200 and response.headers["x-ponder-explored"] == "true"
+        served_chains = sum(step["samples"] for step in response.json()["ponder"]["steps"])
+        deadline = time.monotonic() + 60
+        while _explorations(store) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert _explorations(store) == 1
+    # the served plan's chains, then exploration's: the direct answer and the whole ladder
+    assert served_chains >= 1 and len(engine.asked) == served_chains + 2
+    for asked in engine.asked:
+        assert [m.role for m in asked] == ["system", "user", "assistant", "user"]
+        assert asked[0].content == "Be brief." and asked[2].content == "3"
+        assert asked[3].content.startswith("Add 40 and 2.")
+    with Store(store, readonly=True) as st:
+        payload = json.loads(st.query("SELECT payload FROM explorations")[0][0])
+    assert payload["text"] == "Add 40 and 2."
+    assert payload["context"] == turns[:3]
 
 
 def test_replay_on_explored_rows_gives_the_answers_served(

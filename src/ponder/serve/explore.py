@@ -2,12 +2,13 @@
 
 A served plan shows only what it ran: a request whose direct answer was accepted never shows
 what thinking would have given, so the log of served answers cannot tell whether a threshold
-should move. With ``--explore P``, a share P of single-turn ``ponder/`` requests also runs, in
-the background after the reply, every configuration its plan names the way ``ponder sweep``
-records it (each ladder to its cap with every probe, each sample), and the outcome rows go to
-the request log. Once the caller posts the gold answer (``POST /v1/ponder/feedback``), those
-rows are an unbiased sample of live traffic with every counterfactual known:
-``ponder recalibrate`` replays and refits the policy on them as on a sweep.
+should move. With ``--explore P``, a share P of ``ponder/`` requests also runs, in the
+background after the reply, every configuration its plan names the way ``ponder sweep``
+records it (each ladder to its cap with every probe, each sample), on the same conversation
+(system prompt and earlier turns included), and the outcome rows go to the request log. Once
+the caller posts the gold answer (``POST /v1/ponder/feedback``), those rows are an unbiased
+sample of live traffic with every counterfactual known: ``ponder recalibrate`` replays and
+refits the policy on them as on a sweep.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ponder.backends.base import Backend
+from ponder.backends.base import Backend, Message
 from ponder.decision import Decision
-from ponder.serve.schemas import ChatCompletionRequest
 from ponder.sweep.execute import RunSettings, decoding_for
 from ponder.sweep.plan import ProblemRef, WorkItem, canonical_digest
 from ponder.sweep.rows import ItemResult, chain_row, outcome_rows
@@ -33,25 +33,31 @@ def dataset_for(policy: str) -> str:
     return f"serve:{policy}"
 
 
-def explorable_text(body: ChatCompletionRequest) -> str | None:
-    """The question of a single-turn request (one user message, nothing else), else None:
-    the sweep's prompts put one question to the model, and so does exploration."""
-    if len(body.messages) != 1 or body.messages[0].role != "user":
+def explorable(turns: Sequence[Message]) -> tuple[tuple[Message, ...], str] | None:
+    """(the turns before the question, the question) of a served conversation, or None when
+    the last user message is empty. Earlier turns (a system prompt, a past exchange) are
+    re-sent with the question, as the plan sent them."""
+    if not turns or turns[-1].role != "user":
         return None
-    if body.messages[0].has_non_text():
-        return None
-    text = body.messages[0].text().strip()
-    return text or None
+    text = turns[-1].content.strip()
+    return (tuple(turns[:-1]), text) if text else None
 
 
 def explore_items(
-    policy: str, request_id: str, text: str, decision: Decision, settings: RunSettings
+    policy: str,
+    request_id: str,
+    text: str,
+    decision: Decision,
+    settings: RunSettings,
+    context: tuple[Message, ...] = (),
 ) -> list[WorkItem]:
     """Work items that record every configuration of the plan in full: an exit step's whole
     ladder, a thinking step at its budget, a direct answer; one item per sample, numbered
     per (model, mode) in plan order, so replay draws them as it draws a sweep's."""
     dataset = dataset_for(policy)
-    problem = ProblemRef(dataset=dataset, problem_id=request_id, text=text, gold="")
+    problem = ProblemRef(
+        dataset=dataset, problem_id=request_id, text=text, gold="", context=context
+    )
     used: dict[tuple[str, str], int] = {}
     items: list[WorkItem] = []
     for step in decision.steps:
@@ -109,9 +115,13 @@ async def explore(backends: Mapping[str, Backend], items: Sequence[WorkItem]) ->
                 "chain": chain_row(item, result),
             }
         )
-    # The question goes with the rows: policies that read the text refit on it.
+    # The question goes with the rows (policies that read the text refit on it), and the
+    # turns before it, so the explored conversation can be told from a lone question.
     text = items[0].problem.text if items else ""
-    payload = {"format": EXPLORE_FORMAT, "text": text, "items": records}
+    context = [
+        {"role": m.role, "content": m.content} for m in (items[0].problem.context if items else ())
+    ]
+    payload = {"format": EXPLORE_FORMAT, "text": text, "context": context, "items": records}
     return json.dumps(payload, separators=(",", ":"), default=_plain), tokens
 
 

@@ -120,7 +120,7 @@ async def serve_policy(
     _log_policy(state, request_id, body, served, outcome, key, 200, time.perf_counter() - started)
     payload = completion(outcome, request_id, body.model, created, field_name)
     extra = {"x-ponder-fallback": ", ".join(fell_back)} if fell_back else {}
-    if _maybe_explore(state, served, body, request_id, own, decision, settings):
+    if _maybe_explore(state, served, turns, request_id, own, decision, settings):
         extra["x-ponder-explored"] = "true"
     return JSONResponse(payload, headers={**headers(outcome), "x-request-id": request_id, **extra})
 
@@ -128,24 +128,25 @@ async def serve_policy(
 def _maybe_explore(
     state: ServerState,
     served: Served,
-    body: ChatCompletionRequest,
+    turns: tuple[Message, ...],
     request_id: str,
     own: Decision,
     decision: Decision,
     settings: RunSettings,
 ) -> bool:
-    """With probability `explore`, run every configuration of the plan in full in the
-    background and log the rows (single-turn requests only); True when it started."""
-    from ponder.serve.explore import explorable_text, explore, explore_items
+    """With probability `explore`, run every configuration of the plan in full on the same
+    conversation in the background and log the rows; True when it started."""
+    from ponder.serve.explore import explorable, explore, explore_items
 
     if state.log is None or state.config.explore <= 0:
         return False
     if state.rng.random() >= state.config.explore:
         return False
-    text = explorable_text(body)
-    if text is None or decision != own:
-        return False  # multi-turn, or a plan the caller changed: not the policy's own
-    items = explore_items(served.name, request_id, text, decision, settings)
+    asked = explorable(turns)
+    if asked is None or decision != own:
+        return False  # an empty question, or a plan the caller changed: not the policy's own
+    context, text = asked
+    items = explore_items(served.name, request_id, text, decision, settings, context)
     backends = {name: u.backend for name, u in state.upstreams.items()}
 
     async def run() -> None:
@@ -283,7 +284,7 @@ def _stream_policy(
                 yield sse_bytes(final)
             yield sse_bytes("[DONE]")
             _account(state, served, outcome, key)
-            _maybe_explore(state, served, body, request_id, own, decision, settings)
+            _maybe_explore(state, served, turns, request_id, own, decision, settings)
         except asyncio.CancelledError:
             status, error = 499, "client closed the stream"
             raise

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
+from ponder.backends.base import Message
 from ponder.budgets.ladder import ANSWER_CUE, DIRECT_CUE
 from ponder.budgets.prompts import NO_THINK_INSTRUCTION, THINK_INSTRUCTION, prompt_version
 from ponder.errors import InputError
@@ -38,6 +39,9 @@ class ProblemRef:
     text: str
     gold: str
     level: int | None = None
+    # Turns before the question (system prompt, earlier exchanges): a served conversation that
+    # `ponder serve --explore` re-runs as it was asked. Sweeps ask the question alone.
+    context: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ponder.backends import Backend, BackendError, Sampling, open_backend
-from ponder.backends.base import NO_THINK, THINK
-from ponder.budgets import direct_answer, messages_for, run_ladder, sampled_direct_answer
+from ponder.backends.base import NO_THINK, THINK, Message
+from ponder.budgets import direct_answer, run_ladder, sampled_direct_answer
+from ponder.budgets.prompts import conversation_for
 from ponder.errors import InputError, PonderError, StoreError
 from ponder.store import Store
 from ponder.sweep.plan import SweepPlan, WorkItem, build_plan
@@ -246,9 +247,9 @@ async def open_backends(spec: SweepSpec, models: Sequence[str] | None = None) ->
 async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True) -> ItemResult:
     """Run one item: a ladder, a forced or native budget, or a direct answer."""
     sampling = Sampling(item.sampling.temperature, item.sampling.top_p, item.seed)
-    text = item.problem.text
+    asked = (*item.problem.context, Message("user", item.problem.text))
     if item.mode == NO_THINK:
-        chain = await backend.open_chain(messages_for(text, NO_THINK), sampling)
+        chain = await backend.open_chain(conversation_for(asked, NO_THINK), sampling)
         try:
             if sampling.greedy:
                 rung = await direct_answer(chain, reserve=item.reserve)
@@ -260,7 +261,7 @@ async def execute_item(backend: Backend, item: WorkItem, *, entropy: bool = True
         finally:
             await chain.aclose()
     assert item.mode == THINK
-    messages = messages_for(text, THINK)
+    messages = conversation_for(asked, THINK)
     if item.strategy.kind == "native":
         from ponder.budgets.native import native_budget  # written alongside; imported lazily
 
