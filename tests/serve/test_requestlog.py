@@ -184,7 +184,7 @@ def _other_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     names = [
         r[0]
         for r in _rows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
-        if r[0] not in ("requests", "explorations", "meta")
+        if r[0] not in ("requests", "explorations", "segments", "meta")
     ]
     return {name: _rows(path, f"SELECT * FROM {name} ORDER BY 1") for name in names}
 

@@ -110,6 +110,18 @@ def _corrupt_middle(path: Path) -> bytes:
     return bytes(data)
 
 
+def _corrupt_an_outcomes_page(path: Path) -> None:
+    """Overwrite the middle one of the pages that hold outcome rows (found by their response
+    text), so that reading outcomes must meet the damage whatever the schema's other tables."""
+    page = 4096
+    data = bytearray(path.read_bytes())
+    pages = [i for i in range(0, len(data), page) if b"x" * 200 in data[i : i + page]]
+    assert len(pages) >= 8
+    middle = pages[len(pages) // 2]
+    data[middle : middle + page] = b"\xa5" * page
+    path.write_bytes(bytes(data))
+
+
 def _big_store(path: Path) -> None:
     with Store(path) as store:
         store.write(_batch("r", n_problems=400, text="x" * 200))
@@ -238,6 +250,6 @@ def test_query_on_a_damaged_store_is_a_store_error(tmp_path: Path) -> None:
     _big_store(path)
     with Store(path, readonly=True) as store:
         assert store.query("SELECT COUNT(*) FROM runs") == [(1,)]
-    _corrupt_middle(path)
+    _corrupt_an_outcomes_page(path)
     with Store(path, readonly=True) as store, pytest.raises(StoreError, match="damaged"):
         store.query("SELECT SUM(LENGTH(response_text)) FROM outcomes")

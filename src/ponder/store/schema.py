@@ -162,6 +162,28 @@ MIGRATIONS: tuple[str, ...] = (
         payload    TEXT NOT NULL
     );
     """,
+    # 5 -> 6: the Parquet segments that hold bulk outcome rows (`ponder.columnar.catalog`,
+    # docs/design/0009-columnar-analysis.md). `path` is relative to the store's Parquet root
+    # (`<store>.parquet/`): a file there exists for readers only once its row here is
+    # committed. `run_ids` is a JSON list. A compaction copies the outcome rows whose rowid is
+    # in [rowid_first, rowid_last]; an import's rows are not in `outcomes` (both NULL).
+    """
+    CREATE TABLE segments (
+        path        TEXT NOT NULL PRIMARY KEY,
+        segment_id  TEXT NOT NULL,
+        dataset     TEXT NOT NULL,
+        rows        INTEGER NOT NULL CHECK (rows > 0),
+        bytes       INTEGER NOT NULL CHECK (bytes > 0),
+        sha256      TEXT NOT NULL,
+        run_ids     TEXT NOT NULL DEFAULT '[]',
+        origin      TEXT NOT NULL CHECK (origin IN ('import', 'compaction')),
+        rowid_first INTEGER,
+        rowid_last  INTEGER,
+        created_at  TEXT NOT NULL,
+        CHECK ((origin = 'compaction') = (rowid_first IS NOT NULL AND rowid_last IS NOT NULL)),
+        CHECK (rowid_first IS NULL OR rowid_first <= rowid_last)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
