@@ -11,13 +11,19 @@ the repository's ``.cache/`` (deleted after each N):
    after the imports:
 
    - ``baseline``: a bare DuckDB GROUP BY over the same files (a glob, no checks, result
-     left as Arrow) with the statistics' keys and sums: the engine's least work;
-   - ``stats``: ponder's ``stats_from_parquet`` + ``histogram_from_parquet`` +
-     ``answers_from_parquet`` on one connection (footers checked, results as pandas);
-   - ``curves``: the same, then from them the cell table with bootstrap CIs
-     (``cell_bootstrap_from_stats``, ``--n-boot`` default 1000), sweet spots, pass@k, maj@k
+     left as Arrow, DuckDB's own memory limit) with the statistics' keys and sums: the
+     engine's least work;
+   - ``stats``: ponder's side tables alone, as ``ponder.columnar.curves_from_parquet``
+     builds them: footers checked, the survey (problems, groups per model, distinct
+     answers), then per batch of whole models (``--max-groups`` problem x configuration
+     groups, default 250,000) the statistics, token histogram and answer counts as pandas;
+   - ``curves``: ``curves_from_parquet`` end to end: the same side tables, and per batch the
+     cell table with bootstrap CIs (``--n-boot`` default 1000), sweet spots, pass@k, maj@k
      and difficulty (levels from a problems table), all on one problem resampler, as
-     ``compute_curves(derive=False)`` does on rows: every curve, end to end.
+     ``compute_curves(derive=False)`` does on rows: every curve, its phases as laps.
+
+   ``stats`` and ``curves`` run DuckDB under ``--memory-limit`` (default 1GB), spilling into
+   the work folder.
 
 Shape (``--shape``): ``wide`` (default) renames the models per chunk (``c003-model-7``), so
 each chunk is a whole recorded-like sweep (4 datasets, 5 hard caps + no-think, up to 16
@@ -32,7 +38,7 @@ measures none. Targets (issue 12): peak memory under 2 GiB at 1e8 rows, time lin
 ``--max-rss-gib`` (default 6).
 
 Run: ``nice -n 19 .venv/bin/python benchmarks/bench_scale.py [--rows 1e6 1e7] [--shape wide]
-[--chunk 1e6] [--n-boot 1000] [--memory-limit 1GB] [--json]``
+[--chunk 1e6] [--n-boot 1000] [--memory-limit 1GB] [--max-groups 250000] [--json]``
 """
 
 from __future__ import annotations
@@ -141,9 +147,8 @@ def tree_mib(folder: Path) -> float:
 def step_baseline(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
     import duckdb
 
-    con = duckdb.connect()
-    if args.memory_limit:
-        con.execute(f"SET memory_limit = '{args.memory_limit}'")
+    con = duckdb.connect()  # DuckDB's own memory limit: the engine's least work
+    con.execute(f"SET temp_directory = '{folder / 'spill'}'")
     glob = str(folder / "outcomes" / "*" / "*.parquet")
     table = clock.lap(
         "groupby", lambda: con.sql(BASELINE_SQL, params={"glob": glob}).to_arrow_table()
@@ -151,63 +156,76 @@ def step_baseline(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
     clock.info["groups"] = table.num_rows
 
 
-def side_tables(folder: Path, args: argparse.Namespace, clock: Clock) -> tuple[Any, Any, Any]:
-    """The statistics, token histogram and answer counts, one connection, timed each."""
-    from ponder.columnar import (
-        answers_from_parquet,
-        connect,
-        histogram_from_parquet,
-        stats_from_parquet,
-    )
+def connection(folder: Path, args: argparse.Namespace) -> Any:
+    """A DuckDB connection with the run's memory limit, spilling inside the work folder."""
+    from ponder.columnar import connect
 
     con = connect(memory_limit=args.memory_limit)
-    try:
-        stats = clock.lap("stats", lambda: stats_from_parquet(folder, con))
-        histogram = clock.lap("histogram", lambda: histogram_from_parquet(folder, con))
-        answers = clock.lap("answers", lambda: answers_from_parquet(folder, con))
-    finally:
-        con.close()
-    clock.info["groups"] = len(stats)
-    clock.info["histogram_rows"] = len(histogram)
-    clock.info["answer_rows"] = len(answers)
-    return stats, histogram, answers
+    spill = folder / "spill"
+    spill.mkdir(exist_ok=True)
+    con.execute(f"SET temp_directory = '{spill}'")
+    return con
 
 
 def step_stats(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
-    side_tables(folder, args, clock)
+    """The side tables alone, batch by batch as ``curves_from_parquet`` builds them (the
+    survey, then per batch the statistics, token histogram and answer counts), no curves."""
+    from ponder.columnar.answers import answer_forms
+    from ponder.columnar.batched import plan_batches, side_tables, survey_segments
+    from ponder.columnar.segments import dataset_of
+    from ponder.columnar.stats import checked_segments
+    from ponder.grading import normalize_answer
+
+    con = connection(folder, args)
+    groups = histogram_rows = answer_rows = 0
+    try:
+        files = clock.lap("check", checked_segments, folder)
+        survey = clock.lap("survey", survey_segments, con, files, folder)
+        forms = clock.lap("survey", answer_forms, survey.answers, normalize_answer)
+        batches = plan_batches(survey.models, args.max_groups)
+        for batch in batches:
+            params = {
+                "files": [str(p) for p in files if dataset_of(p) == batch.dataset],
+                "first": batch.first,
+                "last": batch.last,
+            }
+            stats, histogram, answers = clock.lap(
+                "queries", side_tables, con, forms, params, folder
+            )
+            groups += len(stats)
+            histogram_rows += len(histogram)
+            answer_rows += len(answers)
+            del stats, histogram, answers
+    finally:
+        con.close()
+    clock.info.update(
+        groups=groups, histogram_rows=histogram_rows, answer_rows=answer_rows, batches=len(batches)
+    )
 
 
 def step_curves(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
+    """Every curve out of core (``curves_from_parquet``), its phases as laps."""
     import pandas as pd
 
-    from ponder.columnar import (
-        cell_bootstrap_from_stats,
-        difficulty_table_from_stats,
-        maj_at_k_from_stats,
-        pass_at_k_from_stats,
-    )
-    from ponder.curves import ProblemResampler, sweet_spot_table
+    from ponder.columnar import curves_from_parquet
 
-    stats, histogram, answers = side_tables(folder, args, clock)
     levels = pd.read_parquet(folder / "problems.parquet")
-    resampler = clock.lap(
-        "resampler", lambda: ProblemResampler.from_frame(stats, n_boot=args.n_boot, seed=0)
-    )
-    shared = {"resampler": resampler}
-    cells = clock.lap("cells", lambda: cell_bootstrap_from_stats(stats, histogram, **shared))
-    spots = clock.lap("sweet_spots", lambda: sweet_spot_table(cells=cells))
-    passk = clock.lap("pass_at_k", lambda: pass_at_k_from_stats(stats, **shared))
-    majk = clock.lap("maj_at_k", lambda: maj_at_k_from_stats(stats, answers, **shared))
-    difficulty = clock.lap(
-        "difficulty", lambda: difficulty_table_from_stats(stats, levels, **shared)
-    )
-    clock.info["cells"] = len(cells.table)
-    clock.info["problems"] = int(sum(len(resampler.universe(d)) for d in resampler.datasets))
+    con = connection(folder, args)
+    laps: dict[str, float] = {}
+    try:
+        curves = curves_from_parquet(
+            folder, levels, n_boot=args.n_boot, max_groups=args.max_groups, con=con, laps=laps
+        )
+    finally:
+        con.close()
+    clock.seconds.update(laps)
+    clock.info["batches"] = curves.batches
+    clock.info["cells"] = len(curves.cells)
     clock.info["table_rows"] = {
-        "sweet_spots": len(spots),
-        "pass_at_k": len(passk),
-        "maj_at_k": len(majk),
-        "difficulty": len(difficulty),
+        "sweet_spots": len(curves.sweet_spots),
+        "pass_at_k": len(curves.pass_at_k),
+        "maj_at_k": len(curves.maj_at_k),
+        "difficulty": len(curves.difficulty),
     }
 
 
@@ -244,6 +262,7 @@ def run_step(step: str, folder: Path, n: int, args: argparse.Namespace) -> dict[
     """One step in a fresh interpreter, killed if its RSS passes ``--max-rss-gib``."""
     command = [sys.executable, __file__, "--child", step, "--dir", str(folder), "--n", str(n)]
     command += ["--chunk", str(args.chunk), "--shape", args.shape, "--n-boot", str(args.n_boot)]
+    command += ["--max-groups", str(args.max_groups)]
     if args.memory_limit:
         command += ["--memory-limit", args.memory_limit]
     limit = args.max_rss_gib * 2**30
@@ -281,6 +300,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     """Every step at ``n`` rows in a fresh folder under .cache/, deleted afterwards."""
     CACHE.mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=CACHE))
+    load = [round(os.getloadavg()[0], 2)]
     try:
         steps = {}
         for step in STEPS:
@@ -289,12 +309,14 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {n:>11,} {step:<8} {describe(step, steps[step])}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    load.append(round(os.getloadavg()[0], 2))
     times = {step: main_seconds(step, r) for step, r in steps.items()}
     return {
         "rows": n,
         "seconds": times,
         "seconds_per_1e6_rows": {s: t / (n / 1e6) for s, t in times.items()},
         "peak_mib": {s: r["info"]["peak_mib"] for s, r in steps.items()},
+        "load1": load,
         "curves_over_baseline": times["curves"] / times["baseline"],
         "stats_over_baseline": times["stats"] / times["baseline"],
         "steps": steps,
@@ -309,19 +331,24 @@ def describe(step: str, result: dict[str, Any]) -> str:
 def print_table(results: list[dict[str, Any]]) -> None:
     """Times, peaks, the ratio to the bare GROUP BY and seconds per 1e6 rows, by N."""
     head = (
-        f"{'rows':>11} {'groups':>9} {'cells':>6} | {'write s':>8} {'base s':>7} "
+        f"{'rows':>11} {'groups':>10} {'cells':>6} {'batches':>7} | {'write s':>8} {'base s':>7} "
         f"{'stats s':>8} {'curves s':>9} | {'curves/base':>11} | peak MiB {'write':>6} "
         f"{'base':>6} {'stats':>6} {'curves':>6}"
     )
     print("\n" + head + "\n" + "-" * len(head))
     for r in results:
         s, p, info = r["seconds"], r["peak_mib"], r["steps"]["curves"]["info"]
+        groups = r["steps"]["stats"]["info"]["groups"]
         print(
-            f"{r['rows']:>11,} {info['groups']:>9,} {info['cells']:>6,} | {s['write']:>8.2f} "
+            f"{r['rows']:>11,} {groups:>10,} {info['cells']:>6,} {info['batches']:>7,} | "
+            f"{s['write']:>8.2f} "
             f"{s['baseline']:>7.2f} {s['stats']:>8.2f} {s['curves']:>9.2f} | "
             f"{r['curves_over_baseline']:>10.1f}x | {'':>8} {p['write']:>6.0f} "
             f"{p['baseline']:>6.0f} {p['stats']:>6.0f} {p['curves']:>6.0f}"
         )
+    print("\nload average (1 min) at the start and end of each N")
+    for r in results:
+        print(f"{r['rows']:>11,} {r['load1'][0]} -> {r['load1'][1]}")
     print("\nseconds per 1e6 rows (flat = linear in rows)")
     for r in results:
         per = r["seconds_per_1e6_rows"]
@@ -336,7 +363,7 @@ def print_targets(results: list[dict[str, Any]]) -> None:
     """The issue's targets, as far as the sizes run can tell."""
     print(f"\nnote: {NOT_BUILT}")
     for r in results:
-        peak = max(r["peak_mib"][s] for s in ("baseline", "stats", "curves"))
+        peak = max(r["peak_mib"][s] for s in ("stats", "curves"))  # ponder's, not DuckDB's
         print(
             f"{r['rows']:>11,} rows: analysis peak {peak:,.0f} MiB (target < 2048 at 1e8); "
             f"all curves / bare GROUP BY {r['curves_over_baseline']:.1f}x "
@@ -397,7 +424,10 @@ def main() -> None:
     parser.add_argument("--chunk", type=whole, default=1_000_000, help="rows per chunk")
     parser.add_argument("--shape", choices=("wide", "deep"), default="wide")
     parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 1GB (default: its own)")
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit (default 1GB)")
+    parser.add_argument(
+        "--max-groups", type=int, default=250_000, help="problem x config groups per batch"
+    )
     parser.add_argument("--max-rss-gib", type=float, default=6.0, help="kill a child above this")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)

@@ -6,7 +6,9 @@ configuration sufficient statistics from a frame (pandas) or from the segments (
 ``answers`` the per (cell, problem, normalized answer) counts beside them; ``curves`` the
 cell table from the statistics and the histogram, ``passk`` pass@k and maj@k from the
 statistics and the answer counts, ``difficulty`` the difficulty bins and table from the
-statistics and the problems' levels, each equal to ``ponder.curves``' table of the rows. See
+statistics and the problems' levels, each equal to ``ponder.curves``' table of the rows;
+``batched`` all of them out of core, the side tables built a batch of models at a time;
+``matrix`` one dataset's outcome matrix (for the policies) straight from the segments. See
 docs/design/0009-columnar-analysis.md.
 """
 
@@ -17,6 +19,7 @@ from ponder.columnar.answers import (
     answers_from_frame,
     answers_from_parquet,
 )
+from ponder.columnar.batched import ColumnarCurves, curves_from_parquet
 from ponder.columnar.curves import (
     cell_bootstrap_from_parquet,
     cell_bootstrap_from_stats,
@@ -33,6 +36,7 @@ from ponder.columnar.histogram import (
     histogram_from_frame,
     histogram_from_parquet,
 )
+from ponder.columnar.matrix import matrix_from_parquet
 from ponder.columnar.passk import maj_at_k_from_stats, pass_at_k_from_stats
 from ponder.columnar.segments import (
     SEGMENT_COLUMNS,
@@ -63,6 +67,7 @@ __all__ = [
     "SEGMENT_COLUMNS",
     "SEGMENT_SCHEMA",
     "STATS",
+    "ColumnarCurves",
     "answers_from_frame",
     "answers_from_parquet",
     "cell_bootstrap_from_parquet",
@@ -70,12 +75,14 @@ __all__ = [
     "cell_table_from_stats",
     "check_segment",
     "connect",
+    "curves_from_parquet",
     "difficulty_bins_from_stats",
     "difficulty_table_from_stats",
     "histogram_from_frame",
     "histogram_from_parquet",
     "list_segments",
     "maj_at_k_from_stats",
+    "matrix_from_parquet",
     "outcome_frame",
     "pass_at_k_from_stats",
     "problem_levels",

@@ -34,7 +34,13 @@ import pandas as pd
 
 from ponder.columnar.histogram import HISTOGRAM_COLUMNS, histogram_from_parquet
 from ponder.columnar.stats import KEYS, STATS, configure, connect, stats_from_parquet
-from ponder.curves._frame import CELL_KEYS, FloatArray, IntArray, cell_codes, require_columns
+from ponder.curves._frame import (
+    FloatArray,
+    IntArray,
+    cell_codes,
+    problem_codes,
+    require_columns,
+)
 from ponder.curves.aggregate import CellBootstrap, assemble_cells, cell_budget_kind
 from ponder.curves.bootstrap import BootstrapResult, ProblemResampler, bootstrap_sums
 from ponder.errors import InputError
@@ -54,37 +60,40 @@ def cell_bootstrap_from_stats(
     seed: int = 0,
     ci: float = 0.95,
     resampler: ProblemResampler | None = None,
+    codes: StatsCodes | None = None,
 ) -> CellBootstrap:
-    """``ponder.curves.cell_bootstrap`` of the rows the statistics and histogram summarise."""
+    """``ponder.curves.cell_bootstrap`` of the rows the statistics and histogram summarise
+    (``codes``: the statistics' ``StatsCodes``, when already found)."""
     stats = checked_stats(stats, [*KEYS, *STATS], "the cell table from statistics")
     require_columns(histogram, HISTOGRAM_COLUMNS, "the cell table's token quantiles")
-    codes, hist_codes, keys = side_cells(stats, histogram, "token histogram")
+    found = StatsCodes(stats) if codes is None else codes
+    cell, hist_codes, keys = side_cells(stats, histogram, "token histogram", found)
     n_cells = len(keys)
     resampler = own_resampler(stats, resampler, n_boot, seed)
     accuracy, result, n_problems = bootstrap_accuracy(
         stats,
-        resampler.local_codes(stats),
-        codes,
+        found.local(resampler),
+        cell,
         cell_datasets(keys),
         resampler,
         ci=ci,
         keep_replicates=True,
     )
-    out_n = int_totals(codes, stats["out_n"], n_cells)
+    out_n = int_totals(cell, stats["out_n"], n_cells)
     median, p90 = token_quantiles(histogram, hist_codes, out_n)
     tokens = {
-        "mean_tokens": ratio(int_totals(codes, stats["out_sum"], n_cells), out_n),
+        "mean_tokens": ratio(int_totals(cell, stats["out_sum"], n_cells), out_n),
         "median_tokens": median,
         "p90_tokens": p90,
-        "truncation_rate": _rate(stats, codes, n_cells, "truncated"),
-        "answer_rate": _rate(stats, codes, n_cells, "answered"),
+        "truncation_rate": _rate(stats, cell, n_cells, "truncated"),
+        "answer_rate": _rate(stats, cell, n_cells, "answered"),
     }
     return assemble_cells(
         keys,
-        budget_kind=cell_budget_kind(stats, codes, n_cells),
+        budget_kind=cell_budget_kind(stats, cell, n_cells),
         derived=np.zeros(n_cells, dtype=bool),
         source_budget=np.full(n_cells, np.nan),
-        n_samples=int_totals(codes, stats["rows"], n_cells),
+        n_samples=int_totals(cell, stats["rows"], n_cells),
         accuracy=accuracy,
         result=result,
         n_problems=n_problems,
@@ -181,20 +190,57 @@ def token_quantiles(
     return median, p90
 
 
+class StatsCodes:
+    """The statistics' cell and problem codes, found once and shared by every table built
+    from the same statistics (the batched path builds all of them per batch); positions in
+    a resampler's universes are cached per resampler."""
+
+    def __init__(self, stats: pd.DataFrame) -> None:
+        self.cell, self.keys = cell_codes(stats)
+        self.problem, self.problem_keys = problem_codes(stats)
+        self._local: dict[int, tuple[ProblemResampler, IntArray]] = {}
+
+    def local(self, resampler: ProblemResampler) -> IntArray:
+        """Each statistics row's problem position in its dataset's universe (-1: none)."""
+        cached = self._local.get(id(resampler))
+        if cached is None or cached[0] is not resampler:
+            cached = (resampler, resampler.local_codes_of(self.problem, self.problem_keys))
+            self._local[id(resampler)] = cached
+        return cached[1]
+
+    def side(self, side: pd.DataFrame, what: str) -> IntArray:
+        """The codes of a side table's cells (the token histogram, the answer counts) among
+        the statistics' cells; a side table's cell without statistics is an error."""
+        own, side_keys = cell_codes(side)
+        found = _key_index(self.keys).get_indexer(_key_index(side_keys))
+        if (found < 0).any():
+            missing = side_keys.iloc[int(np.flatnonzero(found < 0)[0])].to_dict()
+            raise InputError(f"the {what} has a cell the statistics lack: {missing}")
+        return np.asarray(found[own], dtype=np.int64)
+
+
+def _key_index(keys: pd.DataFrame) -> pd.MultiIndex:
+    """Cell keys as an index that matches a missing budget with a missing budget."""
+    budget = keys["budget"].to_numpy(dtype=np.float64)
+    return pd.MultiIndex.from_arrays(
+        [
+            keys["model"].astype(str).to_numpy(dtype=object),
+            keys["dataset"].astype(str).to_numpy(dtype=object),
+            keys["mode"].astype(str).to_numpy(dtype=object),
+            np.where(np.isnan(budget), 0.0, budget),
+            np.isnan(budget),
+        ]
+    )
+
+
 def side_cells(
-    stats: pd.DataFrame, side: pd.DataFrame, what: str
+    stats: pd.DataFrame, side: pd.DataFrame, what: str, codes: StatsCodes | None = None
 ) -> tuple[IntArray, IntArray, pd.DataFrame]:
     """Cell codes of the statistics and of a side table's rows (the token histogram, the
     answer counts), and the cell keys table: those of the statistics, as ``cell_codes``
     gives them, since a side table's cell without statistics is an error."""
-    both = pd.concat([stats[CELL_KEYS], side[CELL_KEYS]], ignore_index=True)
-    codes, keys = cell_codes(both)
-    own, theirs = codes[: len(stats)], codes[len(stats) :]
-    present = np.bincount(own, minlength=len(keys)) > 0
-    if not present.all():
-        missing = keys.iloc[int(np.flatnonzero(~present)[0])].to_dict()
-        raise InputError(f"the {what} has a cell the statistics lack: {missing}")
-    return own, theirs, keys
+    codes = StatsCodes(stats) if codes is None else codes
+    return codes.cell, codes.side(side, what), codes.keys
 
 
 def checked_stats(stats: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:
@@ -232,11 +278,8 @@ def bootstrap_accuracy(
     """Accuracy per group (``correct_sum`` over ``correct_n``), its problem bootstrap from
     the statistics' partial sums, and the problems per group (``bootstrap_sums``)."""
     n_groups = len(group_dataset)
-    # Summed with pandas' compensated sum, as the frame path's groupby mean sums rows.
-    sums = stats["correct_sum"].groupby(group).sum().reindex(range(n_groups))
-    accuracy = ratio(
-        sums.to_numpy(dtype=np.float64), int_totals(group, stats["correct_n"], n_groups)
-    )
+    sums = compensated_sums(stats["correct_sum"].to_numpy(dtype=np.float64), group, n_groups)
+    accuracy = ratio(sums, int_totals(group, stats["correct_n"], n_groups))
     result, n_problems = bootstrap_sums(
         local,
         group,
@@ -249,6 +292,21 @@ def bootstrap_accuracy(
         keep_replicates=keep_replicates,
     )
     return accuracy, result, n_problems
+
+
+def compensated_sums(values: FloatArray, group: IntArray, n_groups: int) -> FloatArray:
+    """Each group's values summed in row order with pandas' compensated (Kahan) groupby sum,
+    as the frame path's groupby mean sums rows; NaN for a group without rows.
+
+    pandas sums groups that come sorted with ``np.add.reduceat`` instead (other last bits),
+    and a batch of one cell comes sorted where the whole table does not: a first row of an
+    extra, largest group keeps every call on the compensated kernel, so a group's sum
+    depends on its own values only, never on the batching.
+    """
+    labels = np.concatenate([np.asarray([n_groups], dtype=np.int64), group])
+    padded = np.concatenate([np.zeros(1), values])
+    sums = pd.Series(padded).groupby(labels).sum().reindex(range(n_groups))
+    return np.asarray(sums.to_numpy(dtype=np.float64), dtype=np.float64)
 
 
 def int_totals(codes: IntArray, values: pd.Series[Any], n_cells: int) -> IntArray:

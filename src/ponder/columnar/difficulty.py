@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ponder.columnar.curves import (
+    StatsCodes,
     bootstrap_accuracy,
     cell_datasets,
     checked_stats,
@@ -35,7 +36,6 @@ from ponder.curves._frame import (
     FloatArray,
     IntArray,
     as_float,
-    cell_codes,
     problem_codes,
     require_columns,
     sorted_unique,
@@ -76,13 +76,40 @@ def difficulty_table_from_stats(
     as for :func:`difficulty_bins_from_stats`)."""
     stats = _checked(stats)
     resampler = own_resampler(stats, resampler, n_boot, seed)
-    codes, keys = cell_codes(stats)
     problem, problem_keys = problem_codes(stats)
     bins = bins_of(solve_rates(stats, problem, problem_keys, levels))
-    groups = BinGroups.of(codes, problem, problem_keys, bins)
+    return difficulty_table_from_bins(stats, bins, resampler=resampler, ci=ci)
+
+
+def levels_bins(problems: pd.DataFrame, levels: pd.DataFrame | None) -> pd.DataFrame:
+    """The difficulty bins of every problem from its solve-rate sums (``dataset,
+    problem_id, sample, correct_sum, correct_n``, e.g. one row per problem and sample flag)
+    and the levels: what :func:`difficulty_bins_from_stats` gives on the statistics."""
+    problems = checked_stats(
+        problems, ["dataset", "problem_id", "sample", "correct_sum", "correct_n"], "bins"
+    )
+    problem, problem_keys = problem_codes(problems)
+    return bins_of(solve_rates(problems, problem, problem_keys, levels))
+
+
+def difficulty_table_from_bins(
+    stats: pd.DataFrame,
+    bins: pd.DataFrame,
+    *,
+    resampler: ProblemResampler,
+    ci: float = 0.95,
+    codes: StatsCodes | None = None,
+) -> pd.DataFrame:
+    """The difficulty table of the statistics' cells with the problems' bins given (those
+    of every cell of the dataset, so a batch of cells is binned as the whole table is);
+    ``codes``: the statistics' ``StatsCodes``, when already found."""
+    stats = _checked(stats)
+    found = StatsCodes(stats) if codes is None else codes
+    keys = found.keys
+    groups = BinGroups.of(found.cell, found.problem, found.problem_keys, bins)
     accuracy, result, n_problems = bootstrap_accuracy(
         stats,
-        resampler.local_codes_of(problem, problem_keys),
+        found.local(resampler),
         groups.group,
         cell_datasets(keys)[groups.cell],
         resampler,

@@ -49,12 +49,14 @@ def histogram_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     work = pd.DataFrame({k: frame[k].to_numpy()[known] for k in CELL_KEYS})
     work["output_tokens"] = tokens.to_numpy()[known]
     grouped = work.groupby(list(_KEYS), dropna=False, observed=True, sort=False)
-    return _finish(grouped.size().rename("count").reset_index())
+    return finish_histogram(grouped.size().rename("count").reset_index())
 
 
-def histogram_sql() -> str:
-    """The GROUP BY over ``read_parquet($files)`` (every segment file listed, none globbed)."""
-    return group_by_sql(_KEYS, "count(*)::BIGINT AS count", "output_tokens IS NOT NULL")
+def histogram_sql(where: str = "") -> str:
+    """The GROUP BY over ``read_parquet($files)`` (every segment file listed, none globbed);
+    ``where`` filters the rows further."""
+    known = "output_tokens IS NOT NULL" + (f" AND {where}" if where else "")
+    return group_by_sql(_KEYS, "count(*)::BIGINT AS count", known)
 
 
 def histogram_from_parquet(
@@ -79,9 +81,9 @@ def histogram_from_parquet(
         memory_limit=memory_limit,
         threads=threads,
     )
-    return _finish(out)
+    return finish_histogram(out)
 
 
-def _finish(out: pd.DataFrame) -> pd.DataFrame:
-    """One set of dtypes and one row order for both paths."""
-    return typed_table(out, _DTYPES, _KEYS)
+def finish_histogram(out: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
+    """One set of dtypes and one row order for both paths (``sort=False``: dtypes only)."""
+    return typed_table(out, _DTYPES, _KEYS, sort=sort)

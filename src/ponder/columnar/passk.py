@@ -28,9 +28,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from ponder.columnar.answers import ANSWER_COLUMNS
-from ponder.columnar.curves import cell_datasets, checked_stats, own_resampler, side_cells
+from ponder.columnar.curves import StatsCodes, cell_datasets, checked_stats, own_resampler
 from ponder.columnar.stats import KEYS
-from ponder.curves._frame import IntArray, cell_codes, require_columns, unique_pairs
+from ponder.curves._frame import IntArray, require_columns, unique_pairs
 from ponder.curves.bootstrap import ProblemResampler
 from ponder.curves.passk import SamplePairs, coded_pass_at_k_table, maj_at_k_from_votes
 from ponder.errors import InputError
@@ -43,11 +43,13 @@ def pass_at_k_from_stats(
     seed: int = 0,
     ci: float = 0.95,
     resampler: ProblemResampler | None = None,
+    codes: StatsCodes | None = None,
 ) -> pd.DataFrame:
-    """``ponder.curves.pass_at_k_table`` of the rows the statistics summarise."""
+    """``ponder.curves.pass_at_k_table`` of the rows the statistics summarise (``codes``:
+    the statistics' ``StatsCodes``, when already found)."""
     stats = _checked(stats)
-    codes, keys = cell_codes(stats)
-    pairs = sample_pairs(stats, codes, keys, own_resampler(stats, resampler, n_boot, seed))
+    found = StatsCodes(stats) if codes is None else codes
+    pairs = sample_pairs(stats, found, own_resampler(stats, resampler, n_boot, seed))
     return coded_pass_at_k_table(pairs, ci=ci)
 
 
@@ -60,6 +62,7 @@ def maj_at_k_from_stats(
     ci: float = 0.95,
     max_subsets: int = 2000,
     resampler: ProblemResampler | None = None,
+    codes: StatsCodes | None = None,
 ) -> pd.DataFrame:
     """``ponder.curves.maj_at_k_table`` of the rows the statistics and the answer counts
     summarise (answers normalized as the answer table was built: pass the same function to
@@ -68,8 +71,9 @@ def maj_at_k_from_stats(
     stats = _checked(stats)
     require_columns(answers, ANSWER_COLUMNS, "maj@k from answer counts")
     answers = answers.reset_index(drop=True)
-    codes, answer_cells, keys = side_cells(stats, answers, "answer table")
-    pairs = sample_pairs(stats, codes, keys, own_resampler(stats, resampler, n_boot, seed))
+    found = StatsCodes(stats) if codes is None else codes
+    answer_cells = found.side(answers, "answer table")
+    pairs = sample_pairs(stats, found, own_resampler(stats, resampler, n_boot, seed))
     vote_pair, votes, right = answer_votes(pairs, answers, answer_cells)
     return maj_at_k_from_votes(
         pairs, vote_pair, votes, right, ci=ci, max_subsets=max_subsets, seed=seed
@@ -77,10 +81,11 @@ def maj_at_k_from_stats(
 
 
 def sample_pairs(
-    stats: pd.DataFrame, codes: IntArray, keys: pd.DataFrame, resampler: ProblemResampler
+    stats: pd.DataFrame, found: StatsCodes, resampler: ProblemResampler
 ) -> SamplePairs:
     """The (cell, problem) pairs with graded samples, n and c summed over their groups."""
-    local = resampler.local_codes(stats)
+    codes, keys = found.cell, found.keys
+    local = found.local(resampler)
     correct_n = stats["correct_n"].to_numpy(dtype=np.int64)
     keep = stats["sample"].to_numpy(dtype=bool) & (correct_n > 0) & (local >= 0)
     pair_cell, pair_problem, inverse = unique_pairs(codes[keep], local[keep], _n_max(resampler))

@@ -92,7 +92,7 @@ def stats_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     }
     grouped = work.groupby(list(KEYS), dropna=False, observed=True, sort=False)
     out = grouped.agg(**named).reset_index()
-    return _finish(out)
+    return finish_stats(out)
 
 
 def check_frame(frame: pd.DataFrame) -> None:
@@ -148,8 +148,9 @@ def configure(
         con.execute(f"SET threads = {threads}")
 
 
-def stats_sql() -> str:
-    """The GROUP BY over ``read_parquet($files)``: every segment file listed, none globbed."""
+def stats_sql(where: str = "") -> str:
+    """The GROUP BY over ``read_parquet($files)``: every segment file listed, none globbed;
+    ``where`` filters the rows (one batch of ``ponder.columnar.batched``)."""
     parts = []
     for name, (how, column) in STATS.items():
         expr = {
@@ -160,7 +161,7 @@ def stats_sql() -> str:
             "hits": f"count_if({column} = 1)::BIGINT",
         }[how]
         parts.append(f'{expr} AS "{name}"')
-    return group_by_sql(KEYS, ", ".join(parts))
+    return group_by_sql(KEYS, ", ".join(parts), where)
 
 
 def group_by_sql(keys: Sequence[str], aggregates: str, where: str = "") -> str:
@@ -198,7 +199,7 @@ def stats_from_parquet(
         memory_limit=memory_limit,
         threads=threads,
     )
-    return _finish(out)
+    return finish_stats(out)
 
 
 def query_segments(
@@ -214,9 +215,7 @@ def query_segments(
     """``sql`` (reading ``read_parquet($files)``) over the checked segment files, as a pandas
     frame; with no segment (DuckDB cannot read an empty file list), an empty frame of
     ``columns``, so every path's finishing step gives its dtypes either way."""
-    files = list_segments(root, datasets)
-    for path in files:
-        check_segment(path)
+    files = checked_segments(root, datasets)
     if not files:
         return pd.DataFrame({c: [] for c in columns})
     own = con is None
@@ -232,6 +231,15 @@ def query_segments(
     return frame
 
 
+def checked_segments(root: str | Path, datasets: Sequence[str] | None = None) -> list[Path]:
+    """The segment files under ``root`` (of ``datasets`` when given), each footer checked: a
+    damaged or foreign one is a one-line ``StoreError`` naming it."""
+    files = list_segments(root, datasets)
+    for path in files:
+        check_segment(path)
+    return files
+
+
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], root: Any) -> Any:
     import duckdb
 
@@ -245,20 +253,25 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], 
         raise StoreError(f"{root}: cannot aggregate the segments ({first})") from exc
 
 
-def _finish(out: pd.DataFrame) -> pd.DataFrame:
-    """One set of dtypes and one row order (keys ascending, no budget last) for both paths."""
-    return typed_table(out, _DTYPES, KEYS)
+def finish_stats(out: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
+    """One set of dtypes and one row order (keys ascending, no budget last) for both paths
+    (``sort=False``: the dtypes only, rows as they come)."""
+    return typed_table(out, _DTYPES, KEYS, sort=sort)
 
 
 def typed_table(
-    out: pd.DataFrame, dtypes: Mapping[str, Cast], order: Sequence[str]
+    out: pd.DataFrame, dtypes: Mapping[str, Cast], order: Sequence[str], *, sort: bool = True
 ) -> pd.DataFrame:
     """The columns of ``dtypes``, each cast as it says, rows sorted by ``order`` (missing
-    values last): the finishing step that makes a table's pandas and DuckDB paths equal."""
+    values last): the finishing step that makes a table's pandas and DuckDB paths equal.
+    ``sort=False`` leaves the rows as they come, for consumers whose results do not depend
+    on the order (sorting strings is most of this step's time)."""
     columns = {
         name: _cast(name, out[name].reset_index(drop=True), how) for name, how in dtypes.items()
     }
     result = pd.DataFrame(columns, index=pd.RangeIndex(len(out)))
+    if not sort:
+        return result
     return result.sort_values(list(order), na_position="last").reset_index(drop=True)
 
 
@@ -279,6 +292,8 @@ def _cast(name: str, values: pd.Series[Any], how: Cast) -> Any:
 def _whole(name: str, values: pd.Series[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Integer-valued sums and counts as int64; a fractional token count is bad input, not
     rounded."""
+    if values.dtype == np.int64:  # DuckDB's BIGINT counts and sums: nothing to check
+        return np.asarray(values.to_numpy(), dtype=np.int64)
     floats = pd.to_numeric(values).astype("float64").to_numpy()
     if not (np.isfinite(floats).all() and np.array_equal(floats, np.round(floats))):
         raise InputError("not integer-valued", field=name)

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,11 @@ _CHUNK_ELEMENTS = 1 << 22
 # memory near 50 MB instead of 200 MB at a million rows, for the same matrix products.
 _GROUP_CHUNK_ELEMENTS = 1 << 20
 
+
+# Float64 products are computed in whole panels of this many columns (``weighted_sums``).
+_PANEL = 16
+# Integers up to this are exact in float32.
+_FLOAT32_EXACT = float(1 << 24)
 
 # Fewer problems than this with any correct (or any wrong) sample: the interval is widened.
 _FEW = 5
@@ -266,7 +272,8 @@ def bootstrap_groups(
     for d_start, d_stop in zip(starts.tolist(), stops.tolist(), strict=True):
         if d_stop <= d_start or str(sorted_ds[d_start]) not in resampler._universe:
             continue  # (groups without a dataset have no problems to resample: no interval)
-        weights = resampler.counts(str(sorted_ds[d_start])).astype(np.float64)
+        counts32 = resampler.counts(str(sorted_ds[d_start]))
+        weights = counts32.astype(np.float64)
         n_prob = weights.shape[1]
         chunk = max(1, _GROUP_CHUNK_ELEMENTS // max(n_prob, 1))
         for c_start in range(d_start, d_stop, chunk):
@@ -278,8 +285,8 @@ def bootstrap_groups(
             flat = pair_problem[sel] * width + col
             sums = np.bincount(flat, weights=pair_sum[sel], minlength=n_prob * width)
             counts = np.bincount(flat, weights=pair_count[sel], minlength=n_prob * width)
-            num = weights @ sums.reshape(n_prob, width)
-            den = weights @ counts.reshape(n_prob, width)
+            num = weighted_sums(weights, counts32, sums.reshape(n_prob, width))
+            den = weighted_sums(weights, counts32, counts.reshape(n_prob, width))
             with np.errstate(divide="ignore", invalid="ignore"):
                 reps = np.where(den > 0, num / den, np.nan)
             groups = order[c_start:c_stop]
@@ -320,6 +327,33 @@ def bootstrap_groups(
         n_resamples=n_resamples,
         replicates=replicates,
     )
+
+
+def weighted_sums(
+    weights: FloatArray, weights32: npt.NDArray[np.float32], block: npt.NDArray[Any]
+) -> FloatArray:
+    """``weights @ block`` (resamples x groups), each column's value independent of which
+    other columns share the product, so a table computed in batches of groups equals the
+    one computed at once.
+
+    Integer-valued blocks (counts, 0/1 correct) are summed exactly, in float32 (a resample
+    draws n_problems problems, so every partial sum is at most n_problems times the largest
+    value; below 2**24 float32 holds them exactly) at twice float64's speed. Other blocks go
+    through float64 BLAS padded to whole panels of ``_PANEL`` columns: BLAS sums a column in
+    the same order in every full panel, but differently in a ragged last panel or a single
+    column (a matrix-vector product), which would move the last bits with the batching.
+    """
+    n_prob, width = block.shape
+    largest = float(np.abs(block).max()) if block.size else 0.0
+    if largest * n_prob < _FLOAT32_EXACT and np.array_equal(block, np.round(block)):
+        exact: FloatArray = (weights32 @ block.astype(np.float32)).astype(np.float64)
+        return exact
+    padded_width = max(_PANEL, -(-width // _PANEL) * _PANEL)
+    if padded_width == width:
+        return np.asarray(weights @ block, dtype=np.float64)
+    padded = np.zeros((n_prob, padded_width))
+    padded[:, :width] = block
+    return np.asarray((weights @ padded)[:, :width], dtype=np.float64)
 
 
 def local_codes(coded: Coded, resampler: ProblemResampler) -> IntArray:
