@@ -60,26 +60,12 @@ from bench_scale import (  # noqa: E402  (benchmarks/ is not a package)
     whole,
 )
 
+from ponder.store.schema import OUTCOME_STORE_COLUMNS  # noqa: E402
+
 STEPS = ("write", "matrix", "policies", "store", "frame", "narrow")
 # The columns of the CSV today's path imports (what `ponder import` reads from a sweep file).
 CSV_COLUMNS = [
-    "run_id",
-    "dataset",
-    "problem_id",
-    "model",
-    "mode",
-    "budget",
-    "sample_idx",
-    "prompt_tokens",
-    "reasoning_tokens",
-    "answer_tokens",
-    "output_tokens",
-    "latency_s",
-    "truncated",
-    "answered",
-    "extracted_answer",
-    "correct",
-    "n_runs",
+    *(c for c in OUTCOME_STORE_COLUMNS if c not in ("response_text", "extra_json")),
     "budget_kind",
     "level",
 ]
