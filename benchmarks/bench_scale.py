@@ -32,9 +32,9 @@ while the problem sets stay the benchmarks' fixed sizes; ``deep`` keeps the mode
 ``sample_idx`` per chunk (more samples of the same groups). Each chunk draws its own problem
 difficulties (its seed); the levels are chunk 0's, as the ``problems`` table would give them.
 
-Policy families from the statistics are NOT built yet (design 0009): the benchmark says so and
-measures none. Targets (issue 12): peak memory under 2 GiB at 1e8 rows, time linear in rows,
-1e6 rows end to end within 2x of the bare GROUP BY. Every child is killed above
+Policy families are measured by ``benchmarks/bench_scale_policies.py`` (matrices read from the
+same segments), not here. Targets (issue 12): peak memory under 2 GiB at 1e8 rows, time linear
+in rows, 1e6 rows end to end within 2x of the bare GROUP BY. Every child is killed above
 ``--max-rss-gib`` (default 6).
 
 Run: ``nice -n 19 .venv/bin/python benchmarks/bench_scale.py [--rows 1e6 1e7] [--shape wide]
@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ sys.path.insert(0, str(HERE))
 
 CACHE = HERE.parent / ".cache"
 STEPS = ("write", "baseline", "stats", "curves")
-NOT_BUILT = "policy families from statistics: not built yet (design 0009), not measured"
+NOT_BUILT = "policy families: not measured here (benchmarks/bench_scale_policies.py measures them)"
 # The bare GROUP BY: the statistics' keys and sums over a glob of the segments, no checks.
 BASELINE_SQL = """
 SELECT dataset, problem_id, model, mode, budget, budget_kind, n_runs = 1 AS sample,
@@ -229,7 +229,8 @@ def step_curves(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
     }
 
 
-CHILD_STEPS: dict[str, Callable[[Path, argparse.Namespace, Clock], None]] = {
+Step = Callable[[Path, argparse.Namespace, Clock], None]
+CHILD_STEPS: dict[str, Step] = {
     "write": step_write,
     "baseline": step_baseline,
     "stats": step_stats,
@@ -237,11 +238,11 @@ CHILD_STEPS: dict[str, Callable[[Path, argparse.Namespace, Clock], None]] = {
 }
 
 
-def child(args: argparse.Namespace) -> None:
-    """Run one step; print its laps, facts and peak RSS as one JSON line."""
+def child(args: argparse.Namespace, steps: Mapping[str, Step] = CHILD_STEPS) -> None:
+    """Run one of `steps`; print its laps, facts and peak RSS as one JSON line."""
     clock = Clock()
     clock.info["rss0_mib"] = round(rss_mib(), 1)
-    CHILD_STEPS[args.child](Path(args.dir), args, clock)
+    steps[args.child](Path(args.dir), args, clock)
     clock.info["peak_mib"] = round(peak_mib(), 1)
     print("RESULT " + json.dumps({"seconds": clock.seconds, "info": clock.info}), flush=True)
 
@@ -265,13 +266,22 @@ def run_step(step: str, folder: Path, n: int, args: argparse.Namespace) -> dict[
     command += ["--max-groups", str(args.max_groups)]
     if args.memory_limit:
         command += ["--memory-limit", args.memory_limit]
-    limit = args.max_rss_gib * 2**30
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err, killed = watch(proc, limit)
+    return run_child(command, f"step {step} at {n:,} rows", args.max_rss_gib)
+
+
+def run_child(
+    command: list[str], what: str, max_rss_gib: float, *, stderr_to_terminal: bool = False
+) -> dict[str, Any]:
+    """Run a child step, killed if its RSS passes `max_rss_gib`; its RESULT line, parsed.
+    With `stderr_to_terminal` the child's progress and traceback go straight to the user."""
+    stderr = None if stderr_to_terminal else subprocess.PIPE
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    out, err, killed = watch(proc, max_rss_gib * 2**30)
     if killed:
-        raise SystemExit(f"step {step} at {n:,} rows passed {args.max_rss_gib} GiB RSS")
+        raise SystemExit(f"{what} passed {max_rss_gib} GiB RSS")
     if proc.returncode != 0:
-        raise SystemExit(f"step {step} at {n:,} rows failed:\n{err[-3000:]}")
+        detail = " (its error is above)" if stderr_to_terminal else f":\n{(err or '')[-3000:]}"
+        raise SystemExit(f"{what} failed{detail}")
     line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
     return result

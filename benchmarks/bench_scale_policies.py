@@ -36,11 +36,9 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +48,14 @@ sys.path.insert(0, str(HERE))
 from bench_scale import (  # noqa: E402  (benchmarks/ is not a package)
     CACHE,
     Clock,
+    Step,
+    child,
     chunks,
     environment,
-    peak_mib,
     rss_mib,
+    run_child,
     step_write,
     tree_mib,
-    watch,
     whole,
 )
 
@@ -245,7 +244,7 @@ def step_narrow(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
         clock.info[f"{name} identical"] = same
 
 
-CHILD_STEPS: dict[str, Callable[[Path, argparse.Namespace, Clock], None]] = {
+CHILD_STEPS: dict[str, Step] = {
     "write": step_write,
     "matrix": step_matrix,
     "policies": step_policies,
@@ -253,14 +252,6 @@ CHILD_STEPS: dict[str, Callable[[Path, argparse.Namespace, Clock], None]] = {
     "frame": step_frame,
     "narrow": step_narrow,
 }
-
-
-def child(args: argparse.Namespace) -> None:
-    clock = Clock()
-    clock.info["rss0_mib"] = round(rss_mib(), 1)
-    CHILD_STEPS[args.child](Path(args.dir), args, clock)
-    clock.info["peak_mib"] = round(peak_mib(), 1)
-    print("RESULT " + json.dumps({"seconds": clock.seconds, "info": clock.info}), flush=True)
 
 
 # -- parent ----------------------------------------------------------------------------------
@@ -275,15 +266,8 @@ def run_step(step: str, folder: Path, n: int, args: argparse.Namespace) -> dict[
     if args.memory_limit:
         command += ["--memory-limit", args.memory_limit]
     # stderr goes to the terminal: progress notes, and the traceback if the step fails.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    out, _, killed = watch(proc, args.max_rss_gib * 2**30)
-    if killed:
-        raise SystemExit(f"step {step} at {n:,} rows passed {args.max_rss_gib} GiB RSS")
-    if proc.returncode != 0:
-        raise SystemExit(f"step {step} at {n:,} rows failed (its error is above)")
-    line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
-    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    return result
+    what = f"step {step} at {n:,} rows"
+    return run_child(command, what, args.max_rss_gib, stderr_to_terminal=True)
 
 
 def steps_for(n: int, args: argparse.Namespace) -> list[str]:
@@ -384,7 +368,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args)
+        child(args, CHILD_STEPS)
     else:
         parent(args)
 
