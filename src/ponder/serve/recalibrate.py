@@ -27,31 +27,47 @@ from ponder.policies.base import Policy
 from ponder.serve.explore import EXPLORE_FORMAT, dataset_for
 from ponder.types import Run
 
-Array = np.ndarray[Any, np.dtype[np.float64]]
-
 MIN_REQUESTS = 10
 THIN = 100  # below this many requests, say the figures are thin
 
 
-def _explored(store_path: Path, policy: str) -> list[tuple[str, str, str]]:
-    """(request_id, gold, payload) of explored requests of `policy` that have a gold answer."""
+@dataclass(frozen=True)
+class Explored:
+    """An explored request with its gold answer, and what the server did with it (the
+    correctness graded at feedback, the generated tokens billed)."""
+
+    request_id: str
+    gold: str
+    payload: str
+    served_correct: float
+    served_tokens: float
+
+
+def _explored(store_path: Path, policy: str) -> list[Explored]:
+    """The explored requests of `policy` that have a gold answer, in exploration order."""
     if not store_path.is_file():
         raise InputError(f"no store at {store_path}")
     from ponder.store import Store
 
     with Store(store_path, readonly=True) as store:
         rows = store.query(
-            "SELECT e.request_id, r.gold, e.payload FROM explorations e "
-            "JOIN requests r USING (request_id) "
+            "SELECT e.request_id, r.gold, e.payload, r.correct, COALESCE(r.reasoning_tokens, 0) "
+            "+ COALESCE(r.answer_tokens, 0) + COALESCE(r.probe_tokens, 0) "
+            "FROM explorations e JOIN requests r USING (request_id) "
             "WHERE e.policy = ? AND r.gold IS NOT NULL ORDER BY e.created_at, e.request_id",
             [policy],
         )
-    return [(str(a), str(b), str(c)) for a, b, c in rows]
+    return [
+        Explored(str(i), str(g), str(p), np.nan if c is None else float(c), float(t))
+        for i, g, p, c, t in rows
+    ]
 
 
-def explored_matrix(store_path: Path, policy: str, work_dir: Path) -> tuple[Any, int]:
+def explored_matrix(
+    store_path: Path, policy: str, work_dir: Path
+) -> tuple[Any, dict[str, Explored]]:
     """The outcome matrix of a policy's explored requests with gold answers, built in a
-    scratch store under `work_dir` (the serving store is only read); and how many there are."""
+    scratch store under `work_dir` (the serving store is only read); and those requests by id."""
     from ponder.analysis import load_matrix
     from ponder.grading import grade
     from ponder.store import Store
@@ -67,8 +83,9 @@ def explored_matrix(store_path: Path, policy: str, work_dir: Path) -> tuple[Any,
     runs: dict[str, Run] = {}
     problems: list[dict[str, Any]] = []
     items: list[tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = []
-    for request_id, gold, payload in explored:
-        data = json.loads(payload)
+    for request in explored:
+        request_id, gold = request.request_id, request.gold
+        data = json.loads(request.payload)
         if data.get("format") != EXPLORE_FORMAT:
             raise InputError(
                 f"request {request_id}: unknown exploration format {data.get('format')}"
@@ -100,7 +117,7 @@ def explored_matrix(store_path: Path, policy: str, work_dir: Path) -> tuple[Any,
         for key, rows, chain in items:
             store.write_sweep_item(dataset, key, rows, chain, attempts=1)
         matrix = load_matrix(store, datasets=[dataset])
-    return matrix, len(explored)
+    return matrix, {request.request_id: request for request in explored}
 
 
 @dataclass(frozen=True)
@@ -144,25 +161,6 @@ class Recalibration:
         }
 
 
-def served_log(store_path: Path, policy: str, request_ids: list[str]) -> tuple[Array, Array]:
-    """Correctness (graded at feedback) and generated tokens of the served replies, in the
-    order of `request_ids`: what the server did, to set beside the replay of explored rows."""
-    from ponder.store import Store
-
-    with Store(store_path, readonly=True) as store:
-        rows = store.query(
-            "SELECT r.request_id, r.correct, COALESCE(r.reasoning_tokens, 0) + "
-            "COALESCE(r.answer_tokens, 0) + COALESCE(r.probe_tokens, 0) "
-            "FROM explorations e JOIN requests r USING (request_id) "
-            "WHERE e.policy = ? AND r.gold IS NOT NULL",
-            [policy],
-        )
-    by_id = {str(r[0]): (r[1], r[2]) for r in rows}
-    correct = np.array([np.nan if by_id[i][0] is None else float(by_id[i][0]) for i in request_ids])
-    tokens = np.array([float(by_id[i][1]) for i in request_ids])
-    return correct, tokens
-
-
 def _interval(values: np.ndarray) -> tuple[float, float]:
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
@@ -180,14 +178,16 @@ def recalibrate(
     """Replay `policy` on its explored requests and refit it there (see the module doc)."""
     with tempfile.TemporaryDirectory(prefix="ponder-recalibrate-") as work:
         try:
-            matrix, n = explored_matrix(store_path, name, Path(work))
+            matrix, explored = explored_matrix(store_path, name, Path(work))
         except sqlite3.Error as exc:
             raise InputError(f"{store_path}: cannot read the request log ({exc})") from exc
     problems = matrix.problems
     current = replay(matrix, policy.decide_batch(problems))
-    served_correct, served_cost = served_log(
-        store_path, name, [str(i) for i in problems["problem_id"]]
-    )
+    # what the server did with the same requests, in the matrix's problem order
+    served = [explored[str(i)] for i in problems["problem_id"]]
+    served_correct = np.array([r.served_correct for r in served])
+    served_cost = np.array([r.served_tokens for r in served])
+    n = len(served)
     folds = min(folds, n)
     order = np.random.default_rng(seed).permutation(n)
     fold_of = np.empty(n, dtype=int)
