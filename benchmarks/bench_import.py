@@ -65,13 +65,13 @@ def _timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, fl
     return out, time.perf_counter() - start
 
 
-def sweep_csv(n_rows: int, path: Path) -> pd.DataFrame:
-    """Write a synthetic sweep of ``n_rows`` rows to ``path`` as a harness would; return it."""
-    outcomes = synthetic_outcomes(n_rows, seed=0)
-    frame = pd.DataFrame(
+def harness_frame(outcomes: pd.DataFrame, model: pd.Series | None = None) -> pd.DataFrame:
+    """Synthetic outcomes as a harness's per-sample CSV would hold them (``CSV_COLUMNS``);
+    `model` replaces the model names (e.g. prefixed per chunk)."""
+    return pd.DataFrame(
         {
             "problem_id": outcomes["problem_id"],
-            "model": outcomes["model"],
+            "model": outcomes["model"] if model is None else model,
             "dataset": outcomes["dataset"],
             "mode": outcomes["mode"],
             "budget": outcomes["budget"].astype("Int64"),  # "" for the no-budget run
@@ -83,6 +83,11 @@ def sweep_csv(n_rows: int, path: Path) -> pd.DataFrame:
             "extracted_answer": outcomes["extracted_answer"],
         }
     )[CSV_COLUMNS]
+
+
+def sweep_csv(n_rows: int, path: Path) -> pd.DataFrame:
+    """Write a synthetic sweep of ``n_rows`` rows to ``path`` as a harness would; return it."""
+    frame = harness_frame(synthetic_outcomes(n_rows, seed=0))
     frame.to_csv(path, index=False)
     return frame
 

@@ -34,31 +34,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CHUNK_ROWS = 1_000_000
-# The columns ``bench_import.py`` writes: a harness's per-sample CSV in ponder's names.
-CSV_COLUMNS = [
-    "problem_id",
-    "model",
-    "dataset",
-    "mode",
-    "budget",
-    "sample_idx",
-    "correct",
-    "output_tokens",
-    "truncated",
-    "answered",
-    "extracted_answer",
-]
 STEPS = ("bare", "arrow", "today")
 
 
 def write_csv(n_rows: int, path: Path) -> None:
     """``n_rows`` synthetic rows as a harness would write them, chunk by chunk."""
+    from bench_import import harness_frame
     from synthetic import synthetic_outcomes
 
     written = 0
@@ -67,21 +51,7 @@ def write_csv(n_rows: int, path: Path) -> None:
         size = min(CHUNK_ROWS, n_rows - written)
         outcomes = synthetic_outcomes(size, seed=chunk)
         model = outcomes["model"] if n_rows <= CHUNK_ROWS else f"c{chunk}-" + outcomes["model"]
-        frame = pd.DataFrame(
-            {
-                "problem_id": outcomes["problem_id"],
-                "model": model,
-                "dataset": outcomes["dataset"],
-                "mode": outcomes["mode"],
-                "budget": outcomes["budget"].astype("Int64"),  # "" for the no-budget run
-                "sample_idx": outcomes["sample_idx"],
-                "correct": outcomes["correct"].astype(np.int64),
-                "output_tokens": outcomes["output_tokens"].astype(np.int64),
-                "truncated": outcomes["truncated"].astype(bool),
-                "answered": outcomes["answered"].astype(bool),
-                "extracted_answer": outcomes["extracted_answer"],
-            }
-        )[CSV_COLUMNS]
+        frame = harness_frame(outcomes, model)
         frame.to_csv(path, index=False, mode="w" if chunk == 0 else "a", header=chunk == 0)
         written += size
         chunk += 1
