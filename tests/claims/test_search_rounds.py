@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from claims_helpers import (
     toy_run,
 )
 
-from ponder.backends import Sampling, Segment
+from ponder.backends import Message, Sampling, Segment
 from ponder.backends.fake import true_answer
 from ponder.claims import ClaimData, Finding
 from ponder.claims.experiments import ExperimentSummary
@@ -92,20 +93,32 @@ class SearchChain(WordChain):
         return self.answer if self.tokens >= self.threshold else self.answer + 1
 
     async def fork(self, cue: str, max_tokens: int, stop: tuple[str, ...] = ()) -> Segment:
-        if "yes or no" in cue:
-            return self.verify(cue)
         digits = str(self.current())
         return Segment(digits, len(digits), True, logprobs=(0.0,) * len(digits), prompt_tokens=3)
 
-    def verify(self, cue: str) -> Segment:
-        if self.world.blank_first and not cue.endswith("\n"):
-            return Segment("\n", 1, False, logprobs=(math.log(0.99),), prompt_tokens=4)
-        boxed = _BOXED.findall(self.text)
-        right = bool(boxed) and int(boxed[-1]) == self.answer
-        says_yes = right if self.world.informative else _unit("coin", self.text) < 0.5
-        word = " yes" if says_yes else " no"
-        confidence = math.log(self.world.confidence)
-        return Segment(word, 1, True, logprobs=(confidence,), prompt_tokens=4)
+
+class VerdictChain(WordChain):
+    """The reply to the verification question: yes / no on its first word (after a newline
+    with ``blank_first``), by whether the re-fed candidate's boxed answer is right."""
+
+    def __init__(self, world: World, problem: str, candidate: str) -> None:
+        super().__init__(2)
+        self.world, self.problem, self.candidate = world, problem, candidate
+
+    @property
+    def prompt_tokens(self) -> int:
+        return 10 + len(self.candidate.split()) + 4
+
+    async def extend(self, max_tokens: int, on_text: object = None) -> Segment:
+        if self.world.blank_first and not self.words:
+            self.words.append("\n")
+            return Segment("\n", 1, False, logprobs=(math.log(0.99),))
+        boxed = _BOXED.findall(self.candidate)
+        right = bool(boxed) and int(boxed[-1]) == true_answer(self.problem)
+        says_yes = right if self.world.informative else _unit("coin", self.candidate) < 0.5
+        word = "yes" if says_yes else "no"
+        self.words.append(word)
+        return Segment(word, 1, True, logprobs=(math.log(self.world.confidence),))
 
 
 class SearchFake(FakeBackend):
@@ -125,8 +138,20 @@ class SearchFake(FakeBackend):
         super().__init__(model=model, fail_on=fail_on, unreachable=unreachable)
         self.world = world
 
+    def problem_text(self, messages: tuple[Message, ...]) -> str:
+        return next(m.content for m in messages if m.role == "user")
+
     def make_chain(self, text: str, sampling: Sampling) -> SearchChain:
         return SearchChain(self.world, text, sampling)
+
+    async def open_chain(
+        self, messages: tuple[Message, ...], sampling: Sampling, *, entropy: bool = False
+    ) -> Any:
+        if messages[-1].role == "user" and "yes or no" in messages[-1].content:
+            assert messages[-2].role == "assistant" and sampling.greedy
+            self.opened += 1
+            return VerdictChain(self.world, self.problem_text(messages), messages[-2].content)
+        return await super().open_chain(messages, sampling, entropy=entropy)
 
 
 def record_chains(
@@ -221,8 +246,8 @@ def test_informative_verifier_gains_like_thinking(recorded: tuple[Store, ClaimDa
     assert len(rows) == N_PROBLEMS * SAMPLES * len(RUNGS)  # every candidate has an answer
     # The verifier said yes to right answers only, with its confidence.
     assert np.allclose(rows["answer_prob"], np.where(rows["correct"] == 1, 0.9, 0.1))
-    assert set(rows["output_tokens"]) == {1.0}  # the reply; the cue is prompt-side
-    assert {json.loads(e)["cue_tokens"] for e in rows["extra_json"]} == {4}
+    assert set(rows["output_tokens"]) == {1.0}  # the reply; the question is prompt-side
+    assert {json.loads(e)["reply"] for e in rows["extra_json"]} == {"yes", "no"}
     finding = _only(SearchRounds().check(load_toy(store)))
     assert finding.scope == MODEL and finding.n_problems == N_PROBLEMS
     extras = finding.extras
@@ -273,7 +298,8 @@ def test_candidates_are_cut_at_their_rung(recorded: tuple[Store, ClaimData]) -> 
     rows = _verify_rows(store)
     assert len(rows) == SAMPLES * len(RUNGS)
     # prompt 10 words + the chain's first B words + "Final answer: \boxed{X}" (3 words)
-    assert list(rows.groupby("budget")["prompt_tokens"].first()) == [b + 13 for b in RUNGS]
+    # + the question (4)
+    assert list(rows.groupby("budget")["prompt_tokens"].first()) == [b + 17 for b in RUNGS]
     assert set(rows["sample_idx"]) == set(range(SAMPLES))
     extra = json.loads(rows["extra_json"].iloc[0])
     assert extra["verdict"] in ("yes", "no") and extra["reused"] is False

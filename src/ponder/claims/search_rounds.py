@@ -58,8 +58,10 @@ VERIFY_MODE = "search-verify"
 # The recorded chains searched over: the sweep's sampled think chains (temperature 0.7).
 SOURCE_MODE = THINK
 
-# Asked after the candidate's answer, in the same assistant turn (self-verification).
-VERIFY_CUE = "\n\nIs this final answer correct? Answer yes or no:"
+# Asked in a new user turn after the candidate, which is re-fed as the assistant's turn
+# (self-verification). Asked inside the assistant's own turn instead, the 0.5B model ended
+# its turn 85% of the time and its P(yes) did not separate right from wrong answers.
+VERIFY_QUESTION = "Is the final answer in your reply above correct? Answer yes or no."
 # Whitespace tokens the reply may start with before its yes / no (each costs a token).
 VERIFY_TOKENS = 3
 # Search and thinking "behave alike" when their gains per doubling of tokens differ by less
@@ -97,9 +99,10 @@ PROTOCOL = (
     "with R complete ladders and every answered candidate verified; R = the most common "
     f"count, at most {MAX_CHAINS}). Candidate = one chain stopped at rung B with its answer "
     "(forced there, or its own if it ended before B); cost = its output tokens at B "
-    "(thinking + forced answer). Verification (the experiment): greedy, the problem, the "
-    "chain's text up to B tokens (cut where its re-tokenization reaches B) and "
-    f"'Final answer: \\boxed{{answer}}' re-fed, then {VERIFY_CUE.strip()!r}; score = "
+    "(thinking + forced answer). Verification (the experiment): greedy, the problem, then "
+    "as the assistant's turn the chain's text up to B tokens (cut where its "
+    "re-tokenization reaches B) and 'Final answer: \\boxed{answer}', then a new user turn "
+    f"{VERIFY_QUESTION!r}; score = "
     "P(yes) = the reply token's probability if it says yes, 1 minus it if no, "
     f"{NO_VERDICT_SCORE:g} if neither; a candidate with no answer is not verified and is "
     "chosen last. Search, r rounds at rung B = best score among r of the chains (ties: "
@@ -758,13 +761,12 @@ class Verification:
     reply: str
     verdict: str | None  # "yes", "no", or None for anything else
     p_yes: float | None
-    cue_tokens: int
     reply_tokens: int
     fed_tokens: int
 
     @property
     def cost(self) -> int:
-        """Generated tokens (the cue is prompt-side, like the sweep's answer cue)."""
+        """Generated tokens (the question is prompt-side, like the sweep's answer cue)."""
         return self.reply_tokens
 
 
@@ -798,7 +800,7 @@ class SearchExperiment:
 
         return {
             "seed": self.seed,
-            "verify_cue": VERIFY_CUE,
+            "verify_question": VERIFY_QUESTION,
             "verify_tokens": self.verify_tokens,
             "prompts": prompt_version(),
         }
@@ -888,18 +890,18 @@ class SearchExperiment:
     async def _verify(
         self, backend: Backend, messages: tuple[Message, ...], candidate: str
     ) -> Verification:
-        """Re-feed the candidate, ask the cue, read the first non-blank reply token."""
-        from ponder.backends import Sampling
+        """Re-feed the candidate as the assistant's turn, ask in a new user turn, read the
+        first non-blank reply token."""
+        from ponder.backends import Message, Sampling
 
-        chain = await backend.open_chain(messages, Sampling(0.0))
+        asked = (*messages, Message("assistant", candidate), Message("user", VERIFY_QUESTION))
+        chain = await backend.open_chain(asked, Sampling(0.0))
         try:
-            fed = await chain.append(candidate)
-            cue = VERIFY_CUE
-            reply = await chain.fork(cue, 1)
-            cue_tokens, blank = reply.prompt_tokens, 0
+            blank, skipped = 0, ""
+            reply = await chain.extend(1)
             while not reply.text.strip() and reply.tokens > 0 and blank + 1 < self.verify_tokens:
-                cue, blank = cue + reply.text, blank + 1
-                reply = await chain.fork(cue, 1)
+                skipped, blank = skipped + reply.text, blank + 1
+                reply = await chain.extend(1)
             prompt_tokens = chain.prompt_tokens
         finally:
             await chain.aclose()
@@ -909,12 +911,11 @@ class SearchExperiment:
             prob = math.exp(reply.logprobs[0]) if reply.logprobs else 1.0
             p_yes = prob if verdict == "yes" else 1.0 - prob
         return Verification(
-            reply=cue[len(VERIFY_CUE) :] + reply.text,
+            reply=skipped + reply.text,
             verdict=verdict,
             p_yes=p_yes,
-            cue_tokens=cue_tokens,
             reply_tokens=reply.tokens + blank,
-            fed_tokens=prompt_tokens + fed,
+            fed_tokens=prompt_tokens,
         )
 
     def _row(
@@ -931,7 +932,6 @@ class SearchExperiment:
             "p_yes": verification.p_yes,
             "candidate_thinking_tokens": rung.thinking_tokens,
             "candidate_answer": rung.extracted,
-            "cue_tokens": verification.cue_tokens,
             "reused": reused,
         }
         return outcome_row(
