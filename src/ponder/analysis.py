@@ -15,7 +15,7 @@ from ponder.grading import normalize_answer
 from ponder.store import Store
 
 if TYPE_CHECKING:
-    from ponder.evaluate import OutcomeMatrix
+    from ponder.evaluate import CostModel, OutcomeMatrix
     from ponder.evaluate.metrics import Summary
     from ponder.evaluate.protocol import Evaluation
 
@@ -33,17 +33,82 @@ def load_curves(
     """Curves of the store's outcomes (optionally filtered), answers grouped by normalize_answer.
 
     Pass `frame` when the caller already read `store.outcomes_frame(...)` for the same filter.
+    A store with Parquet segments (bulk imports) is computed out of core by DuckDB, a batch
+    of models at a time, with the same tables (docs/design/0009-columnar-analysis.md); but
+    with a model filter or hard-cap runs to derive from, which need the rows in memory.
     """
+    if frame is None and models is None:
+        columnar = _columnar_curves(store, datasets, derive=derive, n_boot=n_boot, seed=seed)
+        if columnar is not None:
+            return columnar
     if frame is None:
         frame = store.outcomes_frame(datasets=datasets, models=models)
     if frame.empty:
-        what = "the store is empty: run `ponder import` first"
-        if datasets or models:
-            what = f"no outcomes for datasets={list(datasets or [])} models={list(models or [])}"
-        raise InputError(what)
+        raise InputError(_no_outcomes(datasets, models))
     return compute_curves(
         frame, n_boot=n_boot, seed=seed, derive=derive, normalize=normalize_answer
     )
+
+
+def _no_outcomes(datasets: Sequence[str] | None, models: Sequence[str] | None) -> str:
+    if datasets or models:
+        return f"no outcomes for datasets={list(datasets or [])} models={list(models or [])}"
+    return "the store is empty: run `ponder import` first"
+
+
+def _columnar_curves(
+    store: Store, datasets: Sequence[str] | None, *, derive: bool, n_boot: int, seed: int
+) -> Curves | None:
+    """The curves of a store with segments, out of core; None for the frame path (no
+    segments, or hard-cap rows whose smaller caps are derived from every row's length)."""
+    from ponder.columnar.batched import curves_from_parquet
+    from ponder.columnar.segments import list_segments
+    from ponder.columnar.snapshot import has_segments, store_snapshot
+    from ponder.columnar.stats import connect, run_query
+    from ponder.curves.derived import PLAN_COLUMNS
+
+    if not has_segments(store.path):
+        return None
+    with store_snapshot(store.path, datasets) as root:
+        files = [str(p) for p in list_segments(root)]
+        if not files:
+            raise InputError(_no_outcomes(datasets, None))
+        if derive:
+            con = connect()
+            try:
+                capped = (
+                    run_query(
+                        con,
+                        "SELECT count(*) AS n FROM read_parquet($files) "
+                        "WHERE budget_kind = 'hard_cap' AND budget IS NOT NULL",
+                        {"files": files},
+                        store.path,
+                    )
+                    .column("n")[0]
+                    .as_py()
+                )
+            finally:
+                con.close()
+            if capped:
+                return None
+        levels = _problem_levels(store)
+        got = curves_from_parquet(root, levels, n_boot=n_boot, seed=seed)
+    return Curves(
+        cells=got.cells,
+        pass_at_k=got.pass_at_k,
+        maj_at_k=got.maj_at_k,
+        difficulty=got.difficulty,
+        sweet_spots=got.sweet_spots,
+        derivations=pd.DataFrame(columns=PLAN_COLUMNS),
+    )
+
+
+def _problem_levels(store: Store) -> pd.DataFrame:
+    """Each stored problem's level as a number (NaN when unknown), as the frame carries it."""
+    from ponder.store.frame import to_float
+
+    problems = store.problems_frame()[["dataset", "problem_id", "level"]]
+    return problems.assign(level=to_float(problems["level"].to_numpy(dtype=object)))
 
 
 def load_matrix(
@@ -65,8 +130,13 @@ def load_matrix(
     """
     from ponder.evaluate import CostModel, OutcomeMatrix, load_prices
 
-    frame = store.outcomes_frame(datasets=datasets, models=models, signals=True)
+    cost_model = CostModel(cost, load_prices(prices) if prices else {})  # type: ignore[arg-type]
     problems = store.problems_frame()
+    if len(set(datasets)) == 1 and not levels and not exclude_contaminated:
+        columnar = _columnar_matrix(store, datasets[0], models, exclude_models, cost_model)
+        if columnar is not None:
+            return columnar
+    frame = store.outcomes_frame(datasets=datasets, models=models, signals=True)
     if exclude_models:
         frame = frame[~frame["model"].isin(list(exclude_models))]
     if levels:
@@ -81,10 +151,39 @@ def load_matrix(
             f"no outcomes for datasets={list(datasets)} models={list(models or [])}"
             + (f" levels={list(levels)}" if levels else "")
         )
-    cost_model = CostModel(cost, load_prices(prices) if prices else {})  # type: ignore[arg-type]
     return OutcomeMatrix.from_frame(
         frame, problems=problems, cost_model=cost_model, normalize=normalize_answer
     )
+
+
+def _columnar_matrix(
+    store: Store,
+    dataset: str,
+    models: Sequence[str] | None,
+    exclude_models: Sequence[str],
+    cost_model: CostModel,
+) -> OutcomeMatrix | None:
+    """One dataset's matrix straight from the segments by an ordered DuckDB scan (None: the
+    store has no segments, the frame path). Level and contamination filters and several
+    datasets at once stay on the frame path."""
+    from ponder.columnar.matrix import matrix_from_parquet
+    from ponder.columnar.segments import list_segments
+    from ponder.columnar.snapshot import has_segments, store_snapshot
+
+    if not has_segments(store.path):
+        return None
+    with store_snapshot(store.path, [dataset]) as root:
+        if not list_segments(root):
+            raise InputError(f"no outcomes for datasets={[dataset]} models={list(models or [])}")
+        return matrix_from_parquet(
+            root,
+            dataset,
+            problems=store.problems_frame(),
+            models=models,
+            exclude_models=exclude_models,
+            cost_model=cost_model,
+            normalize=normalize_answer,
+        )
 
 
 def evaluate_policies(

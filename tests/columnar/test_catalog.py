@@ -119,6 +119,37 @@ def test_a_failed_commit_lists_nothing_and_leaves_no_file(
         assert catalog.read().num_rows == 100
 
 
+class _InterruptAfterCommit:
+    """A connection whose COMMIT succeeds, then a Ctrl-C lands before Python returns."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        out = self.conn.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_an_interrupt_after_the_commit_keeps_the_committed_files(
+    tmp_path: Path, rows: pa.Table
+) -> None:
+    with Catalog(tmp_path / "s.sqlite") as catalog:
+        real = catalog._conn
+        catalog._conn = _InterruptAfterCommit(real)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            catalog.publish(rows)
+        catalog._conn = real
+    with Catalog(tmp_path / "s.sqlite") as catalog:
+        assert catalog.damaged == {}
+        assert len(catalog.segments()) == len(pc.unique(rows.column("dataset")))
+        assert _sorted(catalog.read()).equals(_sorted(rows))
+
+
 CRASH = textwrap.dedent(
     """
     import os, sys

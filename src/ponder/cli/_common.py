@@ -156,7 +156,7 @@ def check_names(
     "no outcomes" from deep inside an analysis."""
     if not datasets and not models:
         return
-    pairs = store.query("SELECT DISTINCT dataset, model FROM outcomes")
+    pairs = [(d, m) for d, m, _ in store.outcome_counts(["dataset", "model"])]
     known_datasets = sorted({d for d, _ in pairs})
     known_models = sorted({m for _, m in pairs})
     for message in (

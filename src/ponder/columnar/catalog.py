@@ -261,17 +261,10 @@ class Catalog:
 
     def segments(self, datasets: Sequence[str] | None = None) -> list[Segment]:
         """Committed segments (of ``datasets`` when given), by dataset then commit order."""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM segments"
-        params: list[str] = []
-        if datasets is not None:
-            names = sorted(set(datasets))
-            sql += f" WHERE dataset IN ({', '.join('?' for _ in names)})"
-            params = names
         try:
-            rows = self._conn.execute(sql + " ORDER BY dataset, rowid", params).fetchall()
+            return committed(self._conn, datasets)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.store}: cannot read the segments ({exc})") from exc
-        return [_segment(row) for row in rows]
 
     def datasets(self) -> list[str]:
         """The datasets that have committed segments."""
@@ -294,23 +287,7 @@ class Catalog:
         return damaged
 
     def _check_one(self, segment: Segment, *, deep: bool) -> None:
-        path = self.root / segment.path
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError as exc:
-            raise StoreError(f"{path}: listed segment is missing") from exc
-        if size != segment.bytes:
-            raise StoreError(
-                f"{path}: {size} bytes, the catalog recorded {segment.bytes} "
-                "(truncated or overwritten)"
-            )
-        rows = check_segment(path)
-        if rows != segment.rows:
-            raise StoreError(
-                f"{path}: {rows} rows in its footer, the catalog recorded {segment.rows}"
-            )
-        if deep and _size_and_sha256(path)[1] != segment.sha256:
-            raise StoreError(f"{path}: content differs from its recorded sha256")
+        check_listed(self.root / segment.path, segment, deep=deep)
 
     def paths(self, datasets: Sequence[str] | None = None) -> list[Path]:
         """The committed files of ``datasets`` (all when None), each checked on open; the
@@ -411,12 +388,24 @@ class Catalog:
                     fsync_dir(folder)
                 _insert_rows(conn, segments)
         except BaseException:
+            # An interrupt can land after the COMMIT: files whose rows are listed stay.
+            listed = self._listed_paths({s.path for s in segments})
             for path in moved:
-                path.unlink(missing_ok=True)
+                if path.relative_to(self.root).as_posix() not in listed:
+                    path.unlink(missing_ok=True)
             for item in pending:
                 item.discard()
             raise
         return segments
+
+    def _listed_paths(self, paths: set[str]) -> set[str]:
+        """Which of these relative paths the committed ``segments`` rows list (all of them
+        when the store cannot say: keeping a file is safe, deleting a listed one is not)."""
+        try:
+            rows = self._conn.execute("SELECT path FROM segments").fetchall()
+        except sqlite3.Error:
+            return paths
+        return paths & {str(r[0]) for r in rows}
 
     def remove_leftovers(self) -> list[Path]:
         """Delete files of crashed writes: segment files no row lists, and temporary files of
@@ -435,6 +424,37 @@ class Catalog:
                         path.unlink(missing_ok=True)
                         removed.append(path)
         return removed
+
+
+def committed(conn: sqlite3.Connection, datasets: Sequence[str] | None = None) -> list[Segment]:
+    """The segments a connection's snapshot lists (of ``datasets`` when given), by dataset
+    then commit order."""
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM segments"
+    params: list[str] = []
+    if datasets is not None:
+        names = sorted(set(datasets))
+        sql += f" WHERE dataset IN ({', '.join('?' for _ in names)})"
+        params = names
+    rows = conn.execute(sql + " ORDER BY dataset, rowid", params).fetchall()
+    return [_segment(row) for row in rows]
+
+
+def check_listed(path: Path, segment: Segment, *, deep: bool = False) -> None:
+    """The file at ``path`` is the one ``segment`` lists: its size, footer and rows (and with
+    ``deep`` its sha256); else a one-line ``StoreError`` naming it."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise StoreError(f"{path}: listed segment is missing") from exc
+    if size != segment.bytes:
+        raise StoreError(
+            f"{path}: {size} bytes, the catalog recorded {segment.bytes} (truncated or overwritten)"
+        )
+    rows = check_segment(path)
+    if rows != segment.rows:
+        raise StoreError(f"{path}: {rows} rows in its footer, the catalog recorded {segment.rows}")
+    if deep and _size_and_sha256(path)[1] != segment.sha256:
+        raise StoreError(f"{path}: content differs from its recorded sha256")
 
 
 def _by_dataset(table: pa.Table) -> tuple[list[str], list[pa.Table]]:

@@ -153,6 +153,7 @@ def read_outcomes_frame(
     signals: bool = False,
     experiments: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    after_rowid: int = 0,
 ) -> pd.DataFrame:
     """The outcome frame (see ``ponder.types.OUTCOME_COLUMNS``), optionally filtered.
 
@@ -161,7 +162,8 @@ def read_outcomes_frame(
     ``signals`` adds the live-sweep columns (``SIGNAL_COLUMNS``) after ``subject``: opt-in,
     so the default frame every analysis reads keeps its columns. The rows of the claims'
     experiments (run ids ``claims/...``: forks of recorded chains, not configurations a policy
-    could choose) are left out unless ``experiments``.
+    could choose) are left out unless ``experiments``. Rows at or below ``after_rowid`` are
+    left out (they are read from the store's compaction segments).
     """
     names = (
         list(_OUTCOME_COLUMNS)
@@ -178,6 +180,8 @@ def read_outcomes_frame(
             params.extend(values)
     if not experiments:
         where.append(f"o.run_id NOT LIKE '{EXPERIMENT_RUN_PREFIX}%'")
+    if after_rowid:
+        where.append(f"o.rowid > {int(after_rowid)}")
     if where:
         body += " WHERE " + " AND ".join(where)
     sql = f"SELECT {', '.join('o.' + n for n in names)}{body} ORDER BY o.rowid"

@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from ponder.store.schema import (
     SIGNAL_COLUMNS,
 )
 from ponder.types import Run
+
+if TYPE_CHECKING:
+    from ponder.columnar.catalog import Segment
 
 
 @dataclass(frozen=True)
@@ -740,17 +743,115 @@ class Store:
         """The outcome frame (see `ponder.types.OUTCOME_COLUMNS`), optionally filtered;
         `signals` adds the live-sweep columns (chain, rung, answer confidence, stop cost);
         `experiments` adds the claims' experiment rows (run ids `claims/...`)."""
+        own_snapshot = not self._conn.in_transaction
         try:
-            return read_outcomes_frame(
-                self._conn,
-                datasets=datasets,
-                models=models,
-                include_text=include_text,
-                signals=signals,
-                experiments=experiments,
-            )
+            if own_snapshot:
+                self._conn.execute("BEGIN")  # the segments and the rows of one snapshot
+            try:
+                segments = self._segments(datasets)
+                frame = read_outcomes_frame(
+                    self._conn,
+                    datasets=datasets,
+                    models=models,
+                    include_text=include_text,
+                    signals=signals,
+                    experiments=experiments,
+                    after_rowid=self._compacted_up_to(),
+                )
+                if segments:
+                    frame = self._with_segment_rows(frame, segments, models, experiments)
+            finally:
+                if own_snapshot:
+                    self._conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from exc
+        return frame
+
+    def outcome_counts(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Outcome rows per distinct value of ``keys`` (columns of ``outcomes``), the rows in
+        SQLite and in segments together: ``(*key, count)`` tuples, in no set order."""
+        unknown = [k for k in keys if k not in OUTCOME_STORE_COLUMNS]
+        if not keys or unknown:
+            raise ValueError(f"outcome_counts: not outcome columns: {unknown or keys}")
+        names = ", ".join(keys)
+        own_snapshot = not self._conn.in_transaction
+        try:
+            if own_snapshot:
+                self._conn.execute("BEGIN")
+            try:
+                after = self._compacted_up_to()
+                where = f" WHERE rowid > {after}" if after else ""
+                rows = self._conn.execute(
+                    f"SELECT {names}, COUNT(*) FROM outcomes{where} GROUP BY {names}"
+                ).fetchall()
+                segments = self._segments(None)
+            finally:
+                if own_snapshot:
+                    self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from exc
+        if not segments:
+            return [tuple(r) for r in rows]
+        from ponder.columnar.catalog import parquet_root
+        from ponder.columnar.union import segment_counts
+
+        counts = segment_counts(parquet_root(self.path), segments, keys)
+        for *key, n in rows:
+            counts[tuple(key)] += int(n)
+        return [(*key, n) for key, n in counts.items()]
+
+    def _segments(self, datasets: Sequence[str] | None) -> list[Segment]:
+        """The committed Parquet segments (bulk imports, compactions) of ``datasets``."""
+        if not self._has_table("segments"):
+            return []
+        from ponder.columnar.catalog import committed
+
+        return committed(self._conn, datasets)
+
+    def _compacted_up_to(self) -> int:
+        """Every SQLite outcome row at or below this rowid is in a compaction segment."""
+        if not self._has_table("segments"):
+            return 0
+        from ponder.columnar.compaction import compacted_up_to
+
+        return compacted_up_to(self._conn)
+
+    def _with_segment_rows(
+        self,
+        frame: pd.DataFrame,
+        segments: list[Segment],
+        models: Sequence[str] | None,
+        experiments: bool,
+    ) -> pd.DataFrame:
+        """The frame's SQLite rows after the segments' rows, in the same columns."""
+        from ponder.columnar.catalog import parquet_root
+        from ponder.columnar.union import segment_frame
+
+        runs = dict(self._conn.execute("SELECT run_id, budget_kind FROM runs").fetchall())
+        problems = {
+            (d, p): (level, subject)
+            for d, p, level, subject in self._conn.execute(
+                "SELECT dataset, problem_id, level, subject FROM problems"
+            )
+        }
+        stored = segment_frame(
+            parquet_root(self.path),
+            segments,
+            list(frame.columns),
+            runs=runs,
+            problems=problems,
+            models=models,
+            experiments=experiments,
+        )
+        if frame.empty:
+            return stored
+        if stored.empty:
+            return frame
+        both = pd.concat([stored, frame], ignore_index=True)
+        for name in both.columns:  # text: str once either part holds a value, as from_records
+            if both[name].dtype == object and "str" in (stored[name].dtype, frame[name].dtype):
+                both[name] = both[name].astype("str")
+        return both
 
     def problems_frame(self) -> pd.DataFrame:
         """All known problems with their text, gold answer and metadata."""
