@@ -208,11 +208,12 @@ def evaluate_policies(
     from ponder.evaluate.protocol import complete, cross_validate
     from ponder.policies.base import PolicyError
 
-    frame = store.outcomes_frame(datasets=datasets)
-    samples = frame[frame["n_runs"] == 1]
-    with_tokens = samples.groupby("dataset")["output_tokens"].apply(lambda s: s.notna().all())
+    counts = store.outcome_counts(["dataset", "n_runs", "output_tokens"], experiments=False)
+    wanted = None if datasets is None else set(datasets)
+    with_samples = {d for d, n_runs, _, _ in counts if n_runs == 1}
+    without_tokens = {d for d, n_runs, tokens, _ in counts if n_runs == 1 and tokens is None}
     out = []
-    for name in sorted(with_tokens[with_tokens].index):
+    for name in sorted(d for d in with_samples - without_tokens if wanted is None or d in wanted):
         try:
             matrix = complete(load_matrix(store, datasets=[name]))
             if matrix.n_problems < 2 * folds or len(matrix.configs) < 2:

@@ -182,3 +182,17 @@ def test_listing_and_name_checks_count_segment_rows(stores: tuple[Path, Path]) -
         assert counts == dict(a.outcome_counts(["dataset"]))
         with pytest.raises(ValueError, match="not outcome columns"):
             b.outcome_counts(["dataset; DROP TABLE outcomes"])
+
+
+def test_policy_evaluation_finds_the_same_datasets(stores: tuple[Path, Path]) -> None:
+    from ponder.analysis import evaluate_policies
+
+    plain, mixed = stores
+    options = {"families": ["sweet_spot", "router"], "folds": 2, "n_boot": 50}
+    with Store(plain) as a, Store(mixed) as b:
+        want = evaluate_policies(a, datasets=["arith", "gsm8k", "aime25"], **options)  # type: ignore[arg-type]
+        got = evaluate_policies(b, datasets=["arith", "gsm8k", "aime25"], **options)  # type: ignore[arg-type]
+    # gsm8k's recorded responses carry no token counts: skipped by both paths.
+    assert [name for name, _ in got] == [name for name, _ in want] == ["aime25", "arith"]
+    for (_, g), (_, w) in zip(got, want, strict=True):
+        pd.testing.assert_frame_equal(g.points, w.points, check_exact=True)

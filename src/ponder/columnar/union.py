@@ -63,18 +63,22 @@ def segment_frame(
 
 
 def segment_counts(
-    root: Path, segments: Sequence[Segment], keys: Sequence[str]
+    root: Path, segments: Sequence[Segment], keys: Sequence[str], experiments: bool = True
 ) -> Counter[tuple[Any, ...]]:
     """Rows per distinct value of ``keys`` in ``segments`` (NULL is a value), one file at a
-    time (only the key columns are read)."""
+    time (only the key columns are read); without ``experiments``, but the claims' rows."""
     counts: Counter[tuple[Any, ...]] = Counter()
     for segment in segments:
         path = root / segment.path
         check_listed(path, segment)
+        read = list(dict.fromkeys([*keys, "run_id"])) if not experiments else list(keys)
         try:
-            table = pq.read_table(path, columns=list(keys))
+            table = pq.read_table(path, columns=read)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{path}: cannot read the segment ({_first_line(exc)})") from exc
+        if not experiments:
+            claims = pc.starts_with(table.column("run_id"), EXPERIMENT_RUN_PREFIX)
+            table = table.filter(pc.invert(claims)).select(list(keys))
         grouped = table.group_by(list(keys)).aggregate([([], "count_all")])
         values = [grouped.column(k).to_pylist() for k in keys]
         sizes = grouped.column("count_all").to_pylist()

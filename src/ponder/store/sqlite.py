@@ -24,7 +24,7 @@ import pandas as pd
 
 from ponder.errors import StoreError
 from ponder.store.batch import ImportBatch
-from ponder.store.frame import read_outcomes_frame
+from ponder.store.frame import EXPERIMENT_RUN_PREFIX, read_outcomes_frame
 from ponder.store.schema import (
     MIGRATIONS,
     OUTCOME_STORE_COLUMNS,
@@ -767,9 +767,12 @@ class Store:
             raise StoreError(self._unreadable(exc)) from exc
         return frame
 
-    def outcome_counts(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    def outcome_counts(
+        self, keys: Sequence[str], *, experiments: bool = True
+    ) -> list[tuple[Any, ...]]:
         """Outcome rows per distinct value of ``keys`` (columns of ``outcomes``), the rows in
-        SQLite and in segments together: ``(*key, count)`` tuples, in no set order."""
+        SQLite and in segments together: ``(*key, count)`` tuples, in no set order. Without
+        ``experiments``, the claims' experiment rows are left out (as the outcome frame)."""
         unknown = [k for k in keys if k not in OUTCOME_STORE_COLUMNS]
         if not keys or unknown:
             raise ValueError(f"outcome_counts: not outcome columns: {unknown or keys}")
@@ -780,7 +783,10 @@ class Store:
                 self._conn.execute("BEGIN")
             try:
                 after = self._compacted_up_to()
-                where = f" WHERE rowid > {after}" if after else ""
+                conditions = [f"rowid > {after}"] if after else []
+                if not experiments:
+                    conditions.append(f"run_id NOT LIKE '{EXPERIMENT_RUN_PREFIX}%'")
+                where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
                 rows = self._conn.execute(
                     f"SELECT {names}, COUNT(*) FROM outcomes{where} GROUP BY {names}"
                 ).fetchall()
@@ -795,7 +801,7 @@ class Store:
         from ponder.columnar.catalog import parquet_root
         from ponder.columnar.union import segment_counts
 
-        counts = segment_counts(parquet_root(self.path), segments, keys)
+        counts = segment_counts(parquet_root(self.path), segments, keys, experiments)
         for *key, n in rows:
             counts[tuple(key)] += int(n)
         return [(*key, n) for key, n in counts.items()]
