@@ -22,7 +22,7 @@ from columnar_helpers import synthetic_frame
 from ponder.columnar import catalog as catalog_module
 from ponder.columnar.catalog import Catalog, parquet_root, temp_path
 from ponder.columnar.segments import SEGMENT_SCHEMA, segment_table
-from ponder.errors import StoreError
+from ponder.errors import InputError, StoreError
 from ponder.store import SCHEMA_VERSION, Store
 from ponder.store.schema import MIGRATIONS
 
@@ -83,8 +83,9 @@ def test_publish_lists_and_reads_back(tmp_path: Path, rows: pa.Table) -> None:
 def test_an_older_store_is_upgraded_with_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
-    conn.executescript(";".join(MIGRATIONS[: SCHEMA_VERSION - 1]))
-    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION - 1),))
+    before = 5  # the last schema without the `segments` table
+    conn.executescript(";".join(MIGRATIONS[:before]))
+    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(before),))
     conn.execute("INSERT INTO runs VALUES ('r', 'm', 'recorded', 's', 'none', '{}', 'now')")
     conn.execute("INSERT INTO problems (dataset, problem_id) VALUES ('d', 'p')")
     conn.execute(
@@ -303,6 +304,38 @@ def test_a_name_taken_fails_without_listing(tmp_path: Path, rows: pa.Table) -> N
         assert catalog.segments() == first
         assert _files(catalog.root) == [s.path for s in first]
         assert all(os.path.getsize(catalog.root / s.path) == s.bytes for s in first)
+
+
+def test_a_segment_id_must_be_a_plain_name(tmp_path: Path, rows: pa.Table) -> None:
+    with Catalog(tmp_path / "s.sqlite") as catalog:
+        for bad in ("../escape", "a/b", ".hidden", ""):
+            with pytest.raises(InputError, match="not a plain name"):
+                catalog.publish(rows, segment_id=bad)
+        assert catalog.segments() == []
+    assert not (tmp_path / "escape.parquet").exists() and _files(catalog.root) == []
+
+
+def test_a_failing_check_on_open_closes_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+
+    def recording(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    def failing(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("check failed")
+
+    monkeypatch.setattr(sqlite3, "connect", recording)
+    monkeypatch.setattr(Catalog, "check", failing)
+    with pytest.raises(RuntimeError, match="check failed"):
+        Catalog(tmp_path / "s.sqlite")
+    assert opened
+    for conn in opened:  # the store's and the catalog's: both closed
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            conn.execute("SELECT 1")
 
 
 def test_compaction_segments_need_their_rowids(tmp_path: Path, rows: pa.Table) -> None:

@@ -21,11 +21,18 @@ from columnar_helpers import synthetic_frame
 from ponder.columnar import catalog as catalog_module
 from ponder.columnar import compaction
 from ponder.columnar.catalog import Catalog, parquet_root
-from ponder.columnar.compaction import LEASE_KEY, compact, uncompacted_rows
+from ponder.columnar.compaction import (
+    LEASE_KEY,
+    compact,
+    compacted_up_to,
+    compaction_current,
+    readable_segments,
+    uncompacted_rows,
+)
 from ponder.columnar.segments import SEGMENT_COLUMNS, outcome_frame
 from ponder.errors import StoreError
 from ponder.store import ImportBatch, Store
-from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
+from ponder.store.schema import MIGRATIONS, OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
 from ponder.types import Run
 
 KEY = ["run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx"]
@@ -282,19 +289,19 @@ def test_two_compactions_never_run_at_once(tmp_path: Path) -> None:
 
 def test_leases_of_gone_or_expired_holders_are_taken_over(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
-    _store(path)
+    frame = _store(path)
     conn = sqlite3.connect(path)
     stale = [
         {"owner": "x", "pid": 999_999_999, "host": catalog_module.HOST, "expires": 1e12},
         {"owner": "y", "pid": 1, "host": "elsewhere", "expires": time.time() - 1},
     ]
-    for value in stale:
+    for value, rows in zip(stale, [len(frame), 0], strict=True):
         conn.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (LEASE_KEY, json.dumps(value)),
         )
         conn.commit()
-        assert compact(path).rows >= 0
+        assert compact(path).rows == rows  # taken over: the first copies all, the second none
         assert _lease(path) is None
     live = {"owner": "z", "pid": 1, "host": "elsewhere", "expires": time.time() + 600}
     conn.execute("INSERT INTO meta VALUES (?, ?)", (LEASE_KEY, json.dumps(live)))
@@ -325,28 +332,178 @@ def test_a_lost_lease_publishes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert _lease(path)["owner"] == "other"  # not released: it is not ours
 
 
-def test_rows_deleted_below_the_watermark_are_refused(tmp_path: Path) -> None:
+def _reader_view(path: Path) -> tuple[int, bool, list[str]]:
+    """What a reader sees: the watermark, whether compaction segments count, and the
+    segments it reads (their origins)."""
+    conn = sqlite3.connect(path)
+    try:
+        return (
+            compacted_up_to(conn),
+            compaction_current(conn),
+            sorted(s.origin for s in readable_segments(conn)),
+        )
+    finally:
+        conn.close()
+
+
+def _replace_last_run(path: Path, frame: pd.DataFrame) -> str:
+    """A --replace of the run holding the highest rowid, with other values: its new rows take
+    the freed rowids again."""
+    conn = sqlite3.connect(path)
+    (run,) = conn.execute(
+        "SELECT run_id FROM outcomes WHERE rowid = (SELECT MAX(rowid) FROM outcomes)"
+    ).fetchone()
+    conn.close()
+    new = frame[frame["run_id"] == run].copy()
+    new["correct"] = 1.0 - new["correct"].round()
+    with Store(path) as store:
+        store.write_many([(_batch(new), None)], replace_runs=[run])
+    return str(run)
+
+
+def test_a_replace_of_compacted_rows_is_rebuilt_by_the_next_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    frame = _store(path)
+    first = compact(path)
+    assert _reader_view(path) == (len(frame), True, ["compaction"] * 3)
+    _replace_last_run(path, frame)
+    # Until the rebuild, readers take every row from SQLite and no compaction segment.
+    assert _reader_view(path) == (0, False, [])
+    assert uncompacted_rows(path).num_rows == len(frame)
+    result = compact(path)
+    assert (result.rowid_first, result.rows) == (1, len(frame))
+    assert sorted(result.replaced) == sorted(parquet_root(path) / s.path for s in first.segments)
+    assert not any(p.exists() for p in result.replaced)
+    _assert_all_compacted(path)  # the replaced values, once each
+    assert _reader_view(path)[:2] == (result.rowid_last, True)
+    assert uncompacted_rows(path).num_rows == 0
+    assert _files(parquet_root(path)) == _listed(path)
+    assert compact(path).rows == 0  # the count was reset with the rebuild
+
+
+def test_deleting_every_row_unlists_the_compaction_segments(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     _store(path)
     compact(path)
-    with Store(path) as store:  # what a --replace of the last run does to the top rows
-        assert store.counts()["outcomes"] > 5
     conn = sqlite3.connect(path)
-    conn.execute("DELETE FROM outcomes WHERE rowid > (SELECT MAX(rowid) - 5 FROM outcomes)")
+    conn.execute("DELETE FROM outcomes")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="rows were deleted since"):
+    result = compact(path)
+    assert result.rows == 0 and len(result.replaced) == 3
+    assert _listed(path) == [] and _files(parquet_root(path)) == []
+    assert _reader_view(path) == (0, True, [])
+
+
+def test_deleting_rows_not_yet_compacted_needs_no_rebuild(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    frame = _store(path)
+    compact(path)
+    _sweep_rows(path, 30)
+    kept = _listed(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM outcomes WHERE run_id = 'sweep/m' AND problem_id IN ('q0', 'q29')")
+    conn.commit()
+    conn.close()
+    assert _reader_view(path) == (len(frame), True, ["compaction"] * 3)
+    result = compact(path)
+    assert (result.rows, result.replaced) == (28, [])
+    assert set(kept) < set(_listed(path))
+    _assert_all_compacted(path)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_delete_while_compacting_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: bool
+) -> None:
+    path = tmp_path / "s.sqlite"
+    _store(path)
+    if not first:  # deleted: a row above the watermark, not yet listed anywhere
         compact(path)
-    assert len(_listed(path)) == 3
+        _sweep_rows(path, 30)
+    kept = _listed(path)
+    scan = compaction._scan
+
+    def deleting(*args: Any) -> Any:
+        # A --replace commits between the compaction's snapshot and its commit.
+        conn = sqlite3.connect(path)
+        conn.execute("DELETE FROM outcomes WHERE rowid = (SELECT MAX(rowid) FROM outcomes)")
+        conn.commit()
+        conn.close()
+        yield from scan(*args)
+
+    monkeypatch.setattr(compaction, "_scan", deleting)
+    with pytest.raises(StoreError, match="deleted while the compaction copied them"):
+        compact(path)
+    assert _listed(path) == kept and _files(parquet_root(path)) == kept
+    assert _lease(path) is None
+    monkeypatch.undo()
+    compact(path)
+    _assert_all_compacted(path)
+    assert _reader_view(path)[1]
+
+
+def test_a_store_compacted_before_the_delete_count_is_rebuilt_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    frame = _store(path)
+    compact(path)
+    conn = sqlite3.connect(path)  # back to schema 6, then a delete nothing counted
+    conn.executescript(
+        "DROP TRIGGER outcomes_deleted; DROP INDEX segments_compacted; "
+        "DELETE FROM meta WHERE key = 'outcome_deletes'; "
+        f"UPDATE meta SET value = '{len(MIGRATIONS) - 1}' WHERE key = 'schema_version'; "
+        "DELETE FROM outcomes WHERE rowid = 7"
+    )
+    conn.close()
+    with Store(path) as store:  # migrated
+        assert store.schema_version == len(MIGRATIONS)
+    assert _reader_view(path) == (0, False, [])
+    assert compact(path).rows == len(frame) - 1
+    _assert_all_compacted(path)
+    assert _reader_view(path)[1]
+
+
+def _key(path: Path, rowid: int) -> str:
+    conn = sqlite3.connect(path)
+    run, problem, sample = conn.execute(
+        "SELECT run_id, problem_id, sample_idx FROM outcomes WHERE rowid = ?", (rowid,)
+    ).fetchone()
+    conn.close()
+    return f"outcome row {rowid} (run_id {run!r}, problem_id {problem!r}, sample_idx {sample})"
 
 
 def test_stored_rows_a_segment_cannot_hold_are_named(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     _store(path)
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE outcomes SET output_tokens = 3000000000 WHERE rowid = 5")
+    conn.execute("UPDATE outcomes SET output_tokens = 3000000000 WHERE rowid IN (250, 260)")
+    conn.execute("UPDATE outcomes SET budget = 2147483648 WHERE rowid = 290")  # a column before
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match="output_tokens does not fit int32"):
-        compact(path)
+    with pytest.raises(StoreError) as caught:
+        compact(path, chunk_rows=100)  # the first bad row, in the third chunk
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.endswith(
+        f"{_key(path, 250)} cannot go into a segment: output_tokens: 3000000000 does not fit int32"
+    )
     assert _listed(path) == [] and _files(parquet_root(path)) == []
+
+
+def test_a_stored_row_without_its_run_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    _store(path)
+    conn = sqlite3.connect(path)  # foreign keys are off on a bare connection
+    conn.execute("UPDATE outcomes SET run_id = 'gone' WHERE rowid = 9")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="its run is not in the runs table") as caught:
+        compact(path)
+    assert _key(path, 9) in str(caught.value)
+    assert _listed(path) == []
+
+
+def test_a_mistyped_store_path_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such store"):
+        compact(tmp_path / "typo.sqlite")
+    assert list(tmp_path.iterdir()) == []

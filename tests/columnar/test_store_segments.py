@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -196,3 +197,57 @@ def test_policy_evaluation_finds_the_same_datasets(stores: tuple[Path, Path]) ->
     assert [name for name, _ in got] == [name for name, _ in want] == ["aime25", "arith"]
     for (_, g), (_, w) in zip(got, want, strict=True):
         pd.testing.assert_frame_equal(g.points, w.points, check_exact=True)
+
+
+def test_compacted_rows_are_read_once_before_and_after_a_delete(tmp_path: Path) -> None:
+    from ponder.columnar.compaction import compact
+
+    plain, compacted = tmp_path / "plain.sqlite", tmp_path / "compacted.sqlite"
+    with Store(plain) as store:
+        import_paths(store, [builtin_folder()])
+    with closing(sqlite3.connect(plain)) as conn, conn:  # a claims experiment's rows
+        run = conn.execute("SELECT run_id FROM runs ORDER BY run_id LIMIT 1").fetchone()[0]
+        runs_columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        out_columns = [r[1] for r in conn.execute("PRAGMA table_info(outcomes)")]
+        fresh = ["'claims/test/' || run_id" if c == "run_id" else c for c in runs_columns]
+        conn.execute(
+            f"INSERT INTO runs ({', '.join(runs_columns)}) SELECT {', '.join(fresh)} "
+            "FROM runs WHERE run_id = ?",
+            (run,),
+        )
+        fresh = ["'claims/test/' || run_id" if c == "run_id" else c for c in out_columns]
+        conn.execute(
+            f"INSERT INTO outcomes ({', '.join(out_columns)}) SELECT {', '.join(fresh)} "
+            "FROM outcomes WHERE run_id = ?",
+            (run,),
+        )
+    shutil.copy(plain, compacted)
+    assert compact(compacted).rows > 0
+
+    def same(claims: bool) -> None:
+        with Store(plain) as a, Store(compacted) as b:
+            want, got = a.outcomes_frame(signals=True), b.outcomes_frame(signals=True)
+            pd.testing.assert_frame_equal(_sorted(got), _sorted(want), check_exact=True)
+            assert_same_matrix(
+                load_matrix(b, datasets=["arith"]), load_matrix(a, datasets=["arith"])
+            )
+            assert sorted(b.outcome_counts(["run_id"])) == sorted(a.outcome_counts(["run_id"]))
+            held = any(r.startswith("claims/") for r, _ in b.outcome_counts(["run_id"]))
+            assert held == claims
+            want_curves = load_curves(a, n_boot=100)
+            got_curves = load_curves(b, n_boot=100)  # out of core
+            for name in TABLES:
+                pd.testing.assert_frame_equal(
+                    getattr(got_curves, name), getattr(want_curves, name), obj=name
+                )
+
+    same(claims=True)
+    with Store(plain) as store:
+        last = store.query("SELECT run_id FROM outcomes ORDER BY rowid DESC LIMIT 1")[0][0]
+    for path in (plain, compacted):  # the run holding the top rowids: SQLite reuses them
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("DELETE FROM outcomes WHERE run_id = ?", (last,))
+    assert last.startswith("claims/")
+    same(claims=False)  # the compaction segments are stale: ignored until the next compaction
+    assert compact(compacted).rows > 0
+    same(claims=False)

@@ -144,6 +144,10 @@ def test_corrupt_store_is_refused_for_writing_and_reads_fail_cleanly(tmp_path: P
         Store(path)
     assert "\n" not in str(info.value)
     assert path.read_bytes() == damaged
+    # Reading meets the damage where it reads: a page of outcome rows (the middle page may
+    # belong to an index the read does not use).
+    _corrupt_an_outcomes_page(path)
+    damaged = path.read_bytes()
     with Store(path, readonly=True) as store, pytest.raises(StoreError, match="damaged"):
         store.outcomes_frame()
     assert path.read_bytes() == damaged

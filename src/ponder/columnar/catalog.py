@@ -21,8 +21,6 @@ import json
 import os
 import socket
 import sqlite3
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -42,9 +40,12 @@ from ponder.columnar.segments import (
     SUFFIX,
     Rows,
     check_segment,
+    checked_segment_id,
     dataset_dir,
+    first_line,
     fsync_dir,
     fsync_file,
+    new_segment_id,
     segment_table,
 )
 from ponder.errors import StoreError
@@ -119,7 +120,8 @@ class Pending:
 @dataclass
 class SegmentWriter:
     """Streams one dataset's rows into a temporary segment file (bounded memory: batches are
-    buffered up to ``buffer_rows`` rows, then written in row groups of ``ROW_GROUP``)."""
+    buffered until they reach ``buffer_rows`` rows, and each such flush is written as its own
+    row group, split only past ``ROW_GROUP`` rows)."""
 
     root: Path
     dataset: str
@@ -194,13 +196,6 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}~{os.getpid()}~{HOST}{_TEMP_SUFFIX}")
 
 
-def new_segment_id() -> str:
-    """Time then random: names sort in write order and never collide."""
-    now = time.time_ns()
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
-    return f"{stamp}{now % 10**9:09d}Z-{uuid.uuid4().hex[:12]}"
-
-
 class Catalog:
     """The committed segments of the store at ``store`` (created and migrated if needed)."""
 
@@ -217,7 +212,11 @@ class Catalog:
                 self._conn = sqlite3.connect(self.store, isolation_level=None, timeout=30.0)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.store}: cannot open the store ({exc})") from exc
-        self.damaged: dict[str, StoreError] = self.check() if check else {}
+        try:
+            self.damaged: dict[str, StoreError] = self.check() if check else {}
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -314,7 +313,7 @@ class Catalog:
             try:
                 table = pq.read_table(path, columns=wanted)
             except (OSError, pa.ArrowException) as exc:
-                raise StoreError(f"{path}: cannot read the segment ({_first_line(exc)})") from exc
+                raise StoreError(f"{path}: cannot read the segment ({first_line(exc)})") from exc
             if table.num_rows != segment.rows:
                 raise StoreError(f"{path}: {table.num_rows} rows read, recorded {segment.rows}")
             tables.append(table.cast(schema))
@@ -336,13 +335,13 @@ class Catalog:
         The rows are validated (``segment_table``), each dataset's file is written and synced
         under a temporary name, then all are renamed and listed in one transaction (with
         ``also``'s statements). Nothing is visible before the commit, and on any failure no
-        file of this call is left behind.
+        file of this call is left behind. ``segment_id`` must be a plain file name.
         """
         table = segment_table(rows)
         if table.num_rows == 0:
             return []
-        sid = segment_id or new_segment_id()
-        datasets, parts = _by_dataset(table)
+        sid = new_segment_id() if segment_id is None else checked_segment_id(segment_id)
+        datasets, parts = split_by_dataset(table)
         # One file per dataset, written in parallel (Arrow encodes without the GIL).
         with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
             futures = [
@@ -457,7 +456,7 @@ def check_listed(path: Path, segment: Segment, *, deep: bool = False) -> None:
         raise StoreError(f"{path}: content differs from its recorded sha256")
 
 
-def _by_dataset(table: pa.Table) -> tuple[list[str], list[pa.Table]]:
+def split_by_dataset(table: pa.Table) -> tuple[list[str], list[pa.Table]]:
     """The rows of each dataset (sorted by name), in their order: zero-copy slices of the
     runs of rows of one dataset when there are few runs (files are mostly grouped by
     dataset), else one stable take."""
@@ -584,8 +583,3 @@ def _size_and_sha256(path: Path) -> tuple[int, str]:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

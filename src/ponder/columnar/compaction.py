@@ -12,6 +12,19 @@ A lease row in ``meta`` keeps two compactions from running at once; a crashed co
 lease is taken over once its process is gone (or its lease expired, for another host). A
 crash at any point loses nothing: before the commit nothing is listed and the rerun copies
 the same range again (deleting the crashed run's files first), after it the work is done.
+
+Deletes. Compaction segments are copies of SQLite rows, so a delete of a compacted row (a
+``--replace``) leaves its copy behind, and SQLite hands the highest rowids out again, so new
+rows can land at or below the watermark. A trigger (store migration 7) counts those deletes in
+``meta``; from then on the compaction segments are not current (``compaction_current``):
+``compacted_up_to`` says 0, so every SQLite row is read from SQLite, and readers must ignore
+the compaction segments (``readable_segments`` lists the others). The next compaction rebuilds:
+it copies from rowid 0 again and, in its one commit, unlists every compaction segment and
+resets the count (the old files are deleted after the commit). A delete while a compaction
+copies is counted too (the trigger sees its lease), and that compaction publishes nothing.
+
+What a reader does, in one SQLite read transaction: ``compacted_up_to(conn)`` rows from SQLite
+(``rowid >`` it), plus the files of ``readable_segments(conn)`` (never ``committed`` alone).
 """
 
 from __future__ import annotations
@@ -33,37 +46,52 @@ import pyarrow.compute as pc
 from ponder.columnar.catalog import (
     HOST,
     Catalog,
+    Pending,
     Segment,
     SegmentWriter,
-    new_segment_id,
+    committed,
     pid_alive,
+    split_by_dataset,
 )
-from ponder.columnar.segments import SEGMENT_COLUMNS, SEGMENT_SCHEMA, segment_table
+from ponder.columnar.segments import (
+    SEGMENT_COLUMNS,
+    SEGMENT_SCHEMA,
+    new_segment_id,
+    segment_table,
+)
 from ponder.errors import InputError, StoreError
 
 LEASE_KEY = "compaction_lease"
+# Deletes of compacted rows since the last compaction, counted by the trigger of store
+# migration 7 (which names both keys in its SQL).
+DELETES_KEY = "outcome_deletes"
 # Seconds a lease lasts without renewal (renewed every third of it while copying).
 LEASE_S = 300.0
 # Rows fetched from SQLite at a time: one chunk of Python objects is alive at once.
 CHUNK_ROWS = 1 << 15
 
+# The segment columns, then the rowid (named in errors). A LEFT JOIN: a row whose run is not
+# stored is named as an error rather than skipped.
 _SELECT = (
     f"SELECT {', '.join('o.' + c for c in SEGMENT_COLUMNS if c != 'budget_kind')}, "
-    "r.budget_kind FROM outcomes o JOIN runs r ON r.run_id = o.run_id "
+    "r.budget_kind, o.rowid FROM outcomes o LEFT JOIN runs r ON r.run_id = o.run_id "
     "WHERE o.rowid > ? AND o.rowid <= ?"
 )
+_KEY = tuple(SEGMENT_COLUMNS.index(c) for c in ("run_id", "problem_id", "sample_idx"))
 
 
 @dataclass(frozen=True)
 class CompactionResult:
-    """What one compaction copied: the rowid range, its rows and segments, and the files
-    of crashed writes it removed first."""
+    """What one compaction copied: the rowid range, its rows and segments, the files of
+    crashed writes it removed first, and (a rebuild after deletes) the compaction segments
+    it unlisted and deleted."""
 
     rowid_first: int
     rowid_last: int
     rows: int
     segments: list[Segment]
     removed: list[Path]
+    replaced: list[Path] = field(default_factory=list)
 
 
 def compact(
@@ -71,9 +99,13 @@ def compact(
 ) -> CompactionResult:
     """Copy the outcome rows above the last compacted rowid into one segment per dataset.
 
-    Raises ``StoreError`` when another compaction holds the lease. Nothing to copy is not an
-    error (an empty range, ``rows`` 0).
+    After deletes of compacted rows it rebuilds: every row from rowid 0, the old compaction
+    segments unlisted in the same commit. Raises ``StoreError`` when the store does not exist,
+    another compaction holds the lease, or rows were deleted while it copied (nothing is
+    published). Nothing to copy is not an error (an empty range, ``rows`` 0).
     """
+    if not Path(store).is_file():
+        raise StoreError(f"{store}: no such store; nothing was compacted")
     with Catalog(store, check=False) as catalog:
         lease = Lease(catalog, lease_s)
         lease.acquire()
@@ -85,18 +117,54 @@ def compact(
 
 
 def compacted_up_to(conn: sqlite3.Connection) -> int:
-    """The watermark: every outcome row at or below this rowid is in a compaction segment."""
+    """The watermark: every outcome row at or below this rowid is in a compaction segment,
+    and those segments hold no other row. 0 when they are not current (``compaction_current``):
+    then every row is read from SQLite and the compaction segments are ignored."""
+    return _last_compacted(conn) if compaction_current(conn) else 0
+
+
+def compaction_current(conn: sqlite3.Connection) -> bool:
+    """Whether the compaction segments still copy exactly the outcome rows up to their
+    watermark: False once a compacted row was deleted, until the next compaction rebuilds."""
+    return _deletes(conn) == 0
+
+
+def readable_segments(
+    conn: sqlite3.Connection, datasets: Sequence[str] | None = None
+) -> list[Segment]:
+    """The segments a reader adds to the SQLite rows above ``compacted_up_to`` (in the same
+    read transaction): every committed one, but no compaction segment when they are not
+    current."""
+    segments = committed(conn, datasets)
+    if compaction_current(conn):
+        return segments
+    return [s for s in segments if s.origin != "compaction"]
+
+
+def _last_compacted(conn: sqlite3.Connection) -> int:
     row = conn.execute(
         "SELECT COALESCE(MAX(rowid_last), 0) FROM segments WHERE origin = 'compaction'"
     ).fetchone()
     return int(row[0])
 
 
+def _deletes(conn: sqlite3.Connection) -> int:
+    """The trigger's count (an unreadable value counts as a delete: rebuilding is safe)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (DELETES_KEY,)).fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        return 1
+
+
 def uncompacted_rows(
     store: str | Path, *, datasets: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS
 ) -> pa.Table:
     """The committed outcome rows not yet compacted (of ``datasets``), as one
-    ``SEGMENT_SCHEMA`` table in rowid order: what an analysis adds to the segments."""
+    ``SEGMENT_SCHEMA`` table in rowid order: what an analysis adds to ``readable_segments``
+    (every row when the compaction segments are not current)."""
     wanted = None if datasets is None else set(datasets)
     Catalog(store, readonly=True, check=False).close()  # an older store is migrated first
     with _Snapshot(Path(store)) as reader:
@@ -113,38 +181,64 @@ def uncompacted_rows(
 
 def _copy(catalog: Catalog, lease: Lease, chunk_rows: int, removed: list[Path]) -> CompactionResult:
     with _Snapshot(catalog.store) as reader:
-        start = compacted_up_to(reader)
+        last, deletes = _last_compacted(reader), _deletes(reader)
+        # After deletes the compaction segments are stale: copy every row again, replace them.
+        stale = [s for s in committed(reader) if s.origin == "compaction"] if deletes else []
+        start = 0 if deletes else last
         end = _last_rowid(reader)
         if end < start:
             raise StoreError(
                 f"{catalog.store}: outcome rows up to rowid {start} were compacted, but the "
-                f"last stored row is {end}: rows were deleted since (a --replace?); the "
-                "compacted segments of those runs must be rewritten first"
+                f"last stored row is {end}: rows were deleted uncounted (the store's delete "
+                "trigger is missing?); nothing was compacted"
             )
-        if end == start:
+        if end == start and not deletes:
             return CompactionResult(start + 1, end, 0, [], removed)
-        sid = new_segment_id()
-        writers: dict[str, SegmentWriter] = {}
-        try:
-            for chunk in _scan(reader, catalog.store, start, end, chunk_rows):
-                for dataset, part in _by_dataset(chunk):
-                    if dataset not in writers:
-                        writers[dataset] = SegmentWriter(catalog.root, dataset, sid)
-                    writers[dataset].write(part)
-                lease.renew_if_due()
-            pending = [writers[d].finish() for d in sorted(writers)]
-        except BaseException:
-            for writer in writers.values():
-                writer.abort()
-            raise
+        pending = _write(reader, catalog, lease, start, end, chunk_rows) if end > start else []
 
     def guard(conn: sqlite3.Connection) -> None:
         lease.check(conn)
-        if compacted_up_to(conn) != start:
+        if _last_compacted(conn) != last:
             raise StoreError(f"{catalog.store}: another compaction published meanwhile")
+        if _deletes(conn) != deletes:
+            raise StoreError(
+                f"{catalog.store}: outcome rows were deleted while the compaction copied them "
+                "(a --replace?); nothing was published: compact again"
+            )
+        conn.executemany("DELETE FROM segments WHERE path = ?", [(s.path,) for s in stale])
+        conn.execute("DELETE FROM meta WHERE key = ?", (DELETES_KEY,))
 
     segments = catalog.commit(pending, origin="compaction", rowids=(start + 1, end), also=guard)
-    return CompactionResult(start + 1, end, sum(s.rows for s in segments), segments, removed)
+    replaced = [catalog.root / s.path for s in stale]
+    for path in replaced:  # unlisted: a crash here leaves leftovers the next run deletes
+        path.unlink(missing_ok=True)
+    rows = sum(s.rows for s in segments)
+    return CompactionResult(start + 1, end, rows, segments, removed, replaced)
+
+
+def _write(
+    reader: sqlite3.Connection,
+    catalog: Catalog,
+    lease: Lease,
+    start: int,
+    end: int,
+    chunk_rows: int,
+) -> list[Pending]:
+    """The rows in (start, end] as one written, unlisted file per dataset."""
+    sid = new_segment_id()
+    writers: dict[str, SegmentWriter] = {}
+    try:
+        for chunk in _scan(reader, catalog.store, start, end, chunk_rows):
+            for dataset, part in zip(*split_by_dataset(chunk), strict=True):
+                if dataset not in writers:
+                    writers[dataset] = SegmentWriter(catalog.root, dataset, sid)
+                writers[dataset].write(part)
+            lease.renew_if_due()
+        return [writers[d].finish() for d in sorted(writers)]
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
 
 
 class _Snapshot:
@@ -157,8 +251,12 @@ class _Snapshot:
     def __enter__(self) -> sqlite3.Connection:
         try:
             self.conn = sqlite3.connect(self.store, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.store}: cannot read the store ({exc})") from exc
+        try:
             self.conn.execute("BEGIN")
         except sqlite3.Error as exc:
+            self.conn.close()
             raise StoreError(f"{self.store}: cannot read the store ({exc})") from exc
         return self.conn
 
@@ -185,25 +283,59 @@ def _scan(
 
 
 def _arrow_chunk(rows: list[Any], store: Path) -> pa.Table:
-    """Python rows (the columns of ``SEGMENT_COLUMNS``) as a validated Arrow table."""
+    """Python rows (the columns of ``SEGMENT_COLUMNS``, then the rowid) as a validated Arrow
+    table; a value a segment cannot hold is an error naming the first such row."""
+    try:
+        return _converted(rows)
+    except InputError as exc:
+        index, error = _first_bad(rows, exc)
+        row = rows[index]
+        run_id, problem_id, sample_idx = (row[i] for i in _KEY)
+        reason = error.reason
+        if error.field == "budget_kind":
+            reason = "its run is not in the runs table"
+        raise StoreError(
+            f"{store}: outcome row {row[-1]} (run_id {run_id!r}, problem_id {problem_id!r}, "
+            f"sample_idx {sample_idx!r}) cannot go into a segment: {error.field}: {reason}"
+        ) from error
+
+
+def _converted(rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows as a ``SEGMENT_SCHEMA`` table; an ``InputError`` naming the field otherwise."""
+    columns = list(zip(*rows, strict=True))[: len(SEGMENT_SCHEMA)]
     arrays = []
-    for field_, values in zip(SEGMENT_SCHEMA, zip(*rows, strict=True), strict=True):
+    for field_, values in zip(SEGMENT_SCHEMA, columns, strict=True):
         try:
             arrays.append(pa.array(values, type=field_.type))
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise StoreError(
-                f"{store}: an outcome row's {field_.name} does not fit {field_.type} ({exc})"
+            value = next((v for v in values if not _fits(v, field_.type)), None)
+            raise InputError(
+                f"{value!r:.40} does not fit {field_.type}", field=field_.name
             ) from exc
+    return segment_table(pa.Table.from_arrays(arrays, schema=SEGMENT_SCHEMA))
+
+
+def _fits(value: Any, type_: pa.DataType) -> bool:
     try:
-        return segment_table(pa.Table.from_arrays(arrays, schema=SEGMENT_SCHEMA))
-    except InputError as exc:
-        raise StoreError(f"{store}: stored outcome rows cannot be compacted: {exc}") from exc
+        pa.array([value], type=type_)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
-def _by_dataset(chunk: pa.Table) -> Iterator[tuple[str, pa.Table]]:
-    column = chunk.column("dataset")
-    for dataset in pc.unique(column).to_pylist():
-        yield str(dataset), chunk.filter(pc.equal(column, dataset))
+def _first_bad(rows: list[Any], error: InputError) -> tuple[int, InputError]:
+    """The first row that cannot be converted, and its error (bisection on prefixes: all
+    ``rows`` failed with ``error``; once a failing prefix is one row longer than one that
+    converts, its error is about its last row)."""
+    good, bad = 0, len(rows)  # rows[:good] convert, rows[:bad] do not
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            _converted(rows[:middle])
+            good = middle
+        except InputError as exc:
+            bad, error = middle, exc
+    return bad - 1, error
 
 
 @dataclass

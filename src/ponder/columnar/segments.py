@@ -124,7 +124,7 @@ def _column(rows: Rows, field: pa.Field, n_rows: int) -> pa.ChunkedArray:
     try:
         return pc.cast(values, field.type, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InputError(f"not {field.type}: {_first_line(exc)}", field=field.name) from exc
+        raise InputError(f"not {field.type}: {first_line(exc)}", field=field.name) from exc
 
 
 def _check_values(table: pa.Table) -> None:
@@ -155,7 +155,7 @@ def write_segments(root: str | Path, rows: Rows, *, segment_id: str | None = Non
     table = segment_table(rows)
     if table.num_rows == 0:
         return []
-    sid = _new_segment_id() if segment_id is None else _checked_id(segment_id)
+    sid = new_segment_id() if segment_id is None else checked_segment_id(segment_id)
     datasets = sorted(str(d) for d in pc.unique(table.column("dataset")).to_pylist())
     targets = {d: dataset_dir(root, d) / f"{sid}{SUFFIX}" for d in datasets}
     for path in targets.values():
@@ -169,13 +169,15 @@ def write_segments(root: str | Path, rows: Rows, *, segment_id: str | None = Non
     return written
 
 
-def _new_segment_id() -> str:
+def new_segment_id() -> str:
+    """Time then random: names sort in write order and never collide."""
     now = time.time_ns()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
     return f"{stamp}{now % 10**9:09d}Z-{uuid.uuid4().hex[:12]}"
 
 
-def _checked_id(segment_id: str) -> str:
+def checked_segment_id(segment_id: str) -> str:
+    """The id, if it is a plain file name (else an ``InputError``)."""
     if not _SEGMENT_ID.fullmatch(segment_id):
         raise InputError(
             f"segment id {segment_id!r} is not a plain name (letters, digits, '.', '_', '-')"
@@ -247,7 +249,7 @@ def check_segment(path: Path) -> int:
         metadata = pq.ParquetFile(path).metadata
         schema = metadata.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: not a readable Parquet segment ({_first_line(exc)})") from exc
+        raise StoreError(f"{path}: not a readable Parquet segment ({first_line(exc)})") from exc
     problem = _schema_problem(schema)
     if problem:
         raise StoreError(f"{path}: foreign schema ({problem})")
@@ -300,7 +302,7 @@ def _read_one(path: Path) -> pa.Table:
     try:
         table = pq.read_table(path, columns=list(SEGMENT_COLUMNS))
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: cannot read the segment ({_first_line(exc)})") from exc
+        raise StoreError(f"{path}: cannot read the segment ({first_line(exc)})") from exc
     if table.num_rows != rows:
         raise StoreError(f"{path}: {table.num_rows} rows read, its footer says {rows}")
     return table.cast(SEGMENT_SCHEMA)
@@ -323,6 +325,7 @@ def outcome_frame(table: pa.Table) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's message, its first line only (Arrow's run over several)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -27,16 +27,22 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ponder.columnar.catalog import (
     HOST,
     Catalog,
     SegmentWriter,
     check_listed,
-    committed,
     pid_alive,
 )
-from ponder.columnar.compaction import CHUNK_ROWS, _last_rowid, _scan, compacted_up_to
+from ponder.columnar.compaction import (
+    CHUNK_ROWS,
+    _last_rowid,
+    _scan,
+    compacted_up_to,
+    readable_segments,
+)
 from ponder.errors import StoreError
 from ponder.store.frame import EXPERIMENT_RUN_PREFIX
 
@@ -98,12 +104,15 @@ def _fill(
     try:
         conn.isolation_level = None
         conn.execute("BEGIN")  # one read snapshot: the listing and the rows agree
-        for segment in committed(conn, wanted):
+        for segment in readable_segments(conn, wanted):
             source = root / segment.path
             check_listed(source, segment)
             target = folder / segment.path
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link(source, target)
+            if any(r.startswith(EXPERIMENT_RUN_PREFIX) for r in segment.run_ids):
+                _copy_without_experiments(source, target)  # a compaction copies them too
+            else:
+                _link(source, target)
         _write_uncompacted(conn, store, folder, wanted, chunk_rows)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
@@ -142,6 +151,16 @@ def _write_uncompacted(
         for writer in writers.values():
             writer.abort()
         raise
+
+
+def _copy_without_experiments(source: Path, target: Path) -> None:
+    """The segment's rows but the claims' experiment rows (not configurations to analyse)."""
+    try:
+        table = pq.read_table(source)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{source}: cannot read the segment ({exc})") from exc
+    claims = pc.starts_with(table.column("run_id"), EXPERIMENT_RUN_PREFIX)
+    pq.write_table(table.filter(pc.invert(claims)), target, compression="zstd")
 
 
 def _link(source: Path, target: Path) -> None:

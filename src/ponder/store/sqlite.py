@@ -31,6 +31,7 @@ from ponder.store.schema import (
     PROBLEM_STORE_COLUMNS,
     SCHEMA_VERSION,
     SIGNAL_COLUMNS,
+    statements,
 )
 from ponder.types import Run
 
@@ -436,9 +437,8 @@ class Store:
             if version >= SCHEMA_VERSION:
                 return
             for step in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in statements(MIGRATIONS[step]):
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -810,9 +810,9 @@ class Store:
         """The committed Parquet segments (bulk imports, compactions) of ``datasets``."""
         if not self._has_table("segments"):
             return []
-        from ponder.columnar.catalog import committed
+        from ponder.columnar.compaction import readable_segments
 
-        return committed(self._conn, datasets)
+        return readable_segments(self._conn, datasets)
 
     def _compacted_up_to(self) -> int:
         """Every SQLite outcome row at or below this rowid is in a compaction segment."""
