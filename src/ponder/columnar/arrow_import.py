@@ -1,32 +1,51 @@
-"""Import an outcome CSV or JSONL in ponder's own column names through Arrow's typed readers.
+"""Import an outcome CSV or JSONL in ponder's own column names through Arrow, in batches.
 
 The canonical format is what ``ponder export`` writes (the outcome frame's columns), or any
-file whose columns are named like the generic importer's ``FIELDS``. pyarrow parses every
-column straight to its type (text, float64 for numbers, bool for flags) and the values are
-validated vectorised, with today's rules (``ponder.tables``): integers exact and in range,
-numbers finite, required text non-empty, flags 0/1, ``correct`` in [0, 1], no key twice,
-one model and budget kind per run. Arrow's errors name no line, so on a bad value the column
-is re-read as text and checked by today's rule of that field, which names file, line, field
-and value: the same one-line error as ``ponder import``. A column Arrow cannot type (``yes``
-as a flag, `` 5`` with spaces in a JSON string) takes that text path too, so every file
-today's importer accepts gives the same rows.
+file whose columns are named like the generic importer's ``FIELDS``. The file is read in
+record batches (``pyarrow.csv.open_csv``; JSONL in blocks of whole lines), each column typed
+by Arrow (text, float64 for numbers, bool for flags) and validated vectorised, batch by batch,
+with today's rules (``ponder.tables``): integers exact and in range, numbers finite, required
+text non-empty, flags 0/1, ``correct`` in [0, 1], no key twice, one model and budget kind per
+run. Arrow's errors name no line, so on a bad value the batch's column is re-read as text and
+checked by today's rule of that field, which names file, line, field and value: the same
+one-line error as ``ponder import``. A column Arrow cannot type (``yes`` as a flag, `` 5``
+with spaces) takes that text path too, so every file today's importer accepts gives the same
+rows. When a file has several faults, the one reported is the first batch's.
 
-The result is a ``SEGMENT_SCHEMA`` table ready for ``Catalog.publish``, with the runs and
-problems the import brings. Files that need grading (no ``correct``) or a column mapping
-stay with ``ponder.importers``.
+``write_pending`` streams the checked rows into one ``SegmentWriter`` per dataset and returns
+their ``Pending`` files (written and synced under temporary names, not listed: the caller
+commits them with the store's rows in one transaction); ``read_outcomes`` returns the rows as
+one table. Files that need grading (no ``correct``) or a column mapping stay with
+``ponder.importers``.
+
+Memory follows the batch size and the distinct keys, not the rows. Per batch: the parsed
+block, its checked columns and segment rows, a few batches in flight (one parsed ahead, two
+being written, at most ``_HOLD`` held until the file's hash names the default runs) and each
+``SegmentWriter``'s buffer. Across batches, what the checks that span the file need, which
+grows with the file's distinct keys: a dict entry per distinct text value of a key column and
+per configuration; per (configuration, problem) cell about 34 B in a hash table plus 9 B of
+sample state (its count of samples 0..k-1; 8 B when the file numbers no samples); per
+(dataset, problem) pair 34 B and its first row's problem columns. The one state that can grow
+with rows is duplicate detection for cells whose ``sample_idx`` are not 0..k-1 (gaps, other
+numbering): their keys are kept in sorted runs, 8 B per row of such cells (plus a transient
+copy while two runs merge). Only error paths re-read the file (streaming) to recover a
+batch's lines or text.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import io
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, Protocol, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -36,16 +55,24 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from ponder.columnar.segments import SEGMENT_SCHEMA
+from ponder.columnar.catalog import Pending, SegmentWriter
+from ponder.columnar.segments import SEGMENT_SCHEMA, checked_segment_id, new_segment_id
 from ponder.errors import InputError
 from ponder.importers.generic import FIELDS
 from ponder.store.schema import PROBLEM_STORE_COLUMNS
-from ponder.tables import Table, check_suffix, read_csv, read_jsonl
+from ponder.tables import Table, check_suffix, read_jsonl
 from ponder.types import BudgetKind, Run
+
+# pandas' int64 hash table (no public equivalent): interning ids batch by batch.
+_hashtable: Any = importlib.import_module("pandas._libs.hashtable")
 
 Kind = Literal["key", "text", "int", "real", "flag", "correct"]
 _INT32_MAX = 2**31 - 1
 _BOM = b"\xef\xbb\xbf"
+# Bytes per parsed block: about 65,000 rows of a harness CSV per batch.
+BATCH_BYTES = 1 << 22
+# Batches held back while the file's hash (part of default run ids) is still being computed.
+_HOLD = 4
 
 
 @dataclass(frozen=True)
@@ -88,9 +115,10 @@ SPECS: dict[str, _Spec] = {
 }
 assert set(SPECS) == set(FIELDS), "every import field has a spec"
 
-# What Arrow's CSV reader parses each kind as (integers as float64: exports write 1024.0).
+# What Arrow's CSV reader parses each kind as (integers as float64: exports write 1024.0;
+# keys as dictionaries, built while parsing, on the reader's thread).
 _CSV_TYPES: dict[Kind, pa.DataType] = {
-    "key": pa.string(),
+    "key": pa.dictionary(pa.int32(), pa.string()),
     "text": pa.string(),
     "int": pa.float64(),
     "real": pa.float64(),
@@ -99,9 +127,9 @@ _CSV_TYPES: dict[Kind, pa.DataType] = {
 }
 _TRUE = ["1", "1.0", "true", "True", "TRUE", "yes", "Yes", "YES", "y", "Y", "t", "T"]
 _FALSE = ["0", "0.0", "false", "False", "FALSE", "no", "No", "NO", "n", "N", "f", "F"]
-_KEY_COLUMNS = ("run_id", "dataset", "problem_id", "model", "mode", "budget", "sample_idx")
-_CONFIG_COLUMNS = _KEY_COLUMNS[:-1]
+_TEXT_KEYS = ("run_id", "dataset", "problem_id", "model", "mode", "budget_kind")
 _COLUMN_INDEX = re.compile(r"In CSV column #(\d+)")
+_PROBLEM_SOURCES = {"dataset": "dataset", "problem_id": "problem_id", "text": "problem_text"}
 
 
 @dataclass
@@ -118,6 +146,43 @@ class ArrowImport:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PendingImport:
+    """One file's rows written as ``Pending`` segment files (one per dataset, not listed yet:
+    ``Catalog.commit`` lists them), with the runs and problems to commit beside them."""
+
+    path: Path
+    sha256: str
+    pending: list[Pending]
+    rows: int
+    runs: list[Run]
+    problems: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def discard(self) -> None:
+        """Remove the temporary files (an import that will not be committed)."""
+        for item in self.pending:
+            item.discard()
+
+
+@dataclass
+class _Options:
+    dataset: str | None
+    model: str | None
+    run: str | None
+    kind: str
+    batch_bytes: int
+
+
+@dataclass
+class _Result:
+    sha256: str
+    rows: int
+    runs: list[Run]
+    problems: pd.DataFrame
+    notes: list[str]
+
+
 def read_outcomes(
     path: str | Path,
     *,
@@ -125,6 +190,7 @@ def read_outcomes(
     model: str | None = None,
     run: str | None = None,
     budget_kind: str = "unspecified",
+    batch_bytes: int = BATCH_BYTES,
 ) -> ArrowImport:
     """Read, type and validate an outcome file; nothing is written.
 
@@ -133,37 +199,236 @@ def read_outcomes(
     hex digits of its sha256) unless a ``run_id`` column names them, ``budget_kind`` when
     there is no such column, mode ``default``, ``sample_idx`` by order of appearance per
     configuration, ``n_runs`` 1. A bad value is an ``InputError`` with file, line and field.
+    The rows are checked batch by batch as ``write_pending`` does, then kept as one table.
     """
-    source = Path(path)
-    if budget_kind not in get_args(BudgetKind):
+    sink = _Collect()
+    options = _Options(dataset, model, run, budget_kind, batch_bytes)
+    result = _import(Path(path), sink, options)
+    table = pa.concat_tables(sink.tables) if sink.tables else SEGMENT_SCHEMA.empty_table()
+    return ArrowImport(
+        path=Path(path),
+        sha256=result.sha256,
+        table=table,
+        runs=result.runs,
+        problems=result.problems,
+        notes=result.notes,
+    )
+
+
+def write_pending(
+    path: str | Path,
+    root: str | Path,
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    run: str | None = None,
+    budget_kind: str = "unspecified",
+    segment_id: str | None = None,
+    batch_bytes: int = BATCH_BYTES,
+) -> PendingImport:
+    """Read, check and write an outcome file as one pending segment per dataset under
+    ``root`` (the store's ``parquet_root``), in batches of about ``batch_bytes`` of the file.
+
+    Defaults and errors as ``read_outcomes``. The files are synced under temporary names and
+    not listed: commit them with ``Catalog.commit`` (or ``discard``). On any error every
+    temporary file of this call is removed.
+    """
+    sid = new_segment_id() if segment_id is None else checked_segment_id(segment_id)
+    sink = _Writers(Path(root), sid)
+    options = _Options(dataset, model, run, budget_kind, batch_bytes)
+    try:
+        result = _import(Path(path), sink, options)
+        pending = sink.finish()
+    except BaseException:
+        sink.reset()
+        raise
+    return PendingImport(
+        path=Path(path),
+        sha256=result.sha256,
+        pending=pending,
+        rows=result.rows,
+        runs=result.runs,
+        problems=result.problems,
+        notes=result.notes,
+    )
+
+
+# -- sinks: where checked batches go -----------------------------------------------------------
+
+
+class _Sink(Protocol):
+    def write(self, out: _Out) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class _Collect:
+    """Keeps the batches (``read_outcomes``)."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+
+    def write(self, out: _Out) -> None:
+        self.tables.append(out.table)
+
+    def reset(self) -> None:
+        self.tables = []
+
+
+class _Writers:
+    """One ``SegmentWriter`` per dataset, all under one segment id."""
+
+    def __init__(self, root: Path, segment_id: str) -> None:
+        self.root = root
+        self.segment_id = segment_id
+        self.writers: dict[str, SegmentWriter] = {}
+
+    def write(self, out: _Out) -> None:
+        for name, table in out.by_dataset():
+            writer = self.writers.get(name)
+            if writer is None:
+                writer = self.writers[name] = SegmentWriter(self.root, name, self.segment_id)
+            writer.write(table)
+
+    def finish(self) -> list[Pending]:
+        pending: list[Pending] = []
+        try:
+            for name in sorted(self.writers):
+                pending.append(self.writers[name].finish())
+        except BaseException:
+            for item in pending:
+                item.discard()
+            raise
+        return pending
+
+    def reset(self) -> None:
+        """Remove every file written (an error, or a restart of the pass)."""
+        for writer in self.writers.values():
+            writer.abort()
+        self.writers = {}
+
+
+class _Behind:
+    """Hands batches to ``sink`` on a worker thread, so that the next batch is parsed and
+    checked while this one is encoded (Arrow releases the GIL); two batches at most in
+    flight. Leaving waits for them (on an error, quietly: the caller removes the files)."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.flight: deque[Future[None]] = deque()
+
+    def write(self, built: _Built, label: Callable[[], str]) -> None:
+        self.flight.append(self.pool.submit(self._write, built, label))
+        while len(self.flight) > 2:
+            self.flight.popleft().result()
+
+    def _write(self, built: _Built, label: Callable[[], str]) -> None:
+        self.sink.write(built.output(label))
+
+    def drain(self) -> None:
+        while self.flight:
+            self.flight.popleft().result()
+
+    def reset(self) -> None:
+        self._settle()
+        self.sink.reset()
+
+    def _settle(self) -> None:
+        while self.flight:
+            self.flight.popleft().exception()
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._settle()
+        self.pool.shutdown(wait=True)
+
+
+# -- the pass over the file -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to read the file: CSV columns (by index) to read as text for today's rules, the
+    JSONL fields known to be in the file, and bytes per batch."""
+
+    as_text: frozenset[int]
+    fields: tuple[str, ...]
+    batch_bytes: int
+
+
+class _Restart(Exception):
+    """Start the pass again with this plan (what the last pass learned)."""
+
+    def __init__(self, plan: _Plan) -> None:
+        super().__init__("restart")
+        self.plan = plan
+
+
+def _import(source: Path, sink: _Sink, options: _Options) -> _Result:
+    """Check the file batch by batch into ``sink``; restarted (``sink`` emptied) when a CSV
+    column needs the text path, a record is longer than a batch, or a JSONL field first
+    appears after the first batch."""
+    if options.kind not in get_args(BudgetKind):
         raise InputError(
-            f"budget kind {budget_kind!r} is not one of {', '.join(get_args(BudgetKind))}"
+            f"budget kind {options.kind!r} is not one of {', '.join(get_args(BudgetKind))}"
         )
     check_suffix(source)
     if not source.is_file():
         raise InputError("no such file" if not source.exists() else "not a file", path=source)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        scan = pool.submit(_scan, source)  # hashes (and looks for quotes) while Arrow parses
-        if source.suffix.lower() == ".csv":
-            columns, ctx, ignored = _csv(source, scan)
-        else:
-            columns, ctx, ignored = _jsonl(source)
-        sha256 = scan.result().sha256
-    label = run or f"{source.stem}-{sha256[:8]}"
-    built = _Builder(source, ctx, columns, dataset=dataset, model=model, kind=budget_kind)
-    table = built.table(label)
+    with ThreadPoolExecutor(max_workers=1) as pool, _Behind(sink) as behind:
+        scan = pool.submit(_scan, source)  # hashes (and looks for NULs) while Arrow parses
+        plan = _Plan(frozenset(), (), max(options.batch_bytes, 1 << 10))
+        while True:
+            try:
+                return _one_pass(source, behind, options, scan, plan)
+            except _Restart as restart:
+                behind.reset()
+                plan = restart.plan
+
+
+def _one_pass(
+    source: Path,
+    sink: _Behind,
+    options: _Options,
+    scan: Future[_Scanned],
+    plan: _Plan,
+) -> _Result:
+    csv_file = source.suffix.lower() == ".csv"
+    reader: _Reader = _CsvReader(source, plan) if csv_file else _JsonReader(source, plan)
+
+    def label() -> str:
+        return options.run or f"{source.stem}-{scan.result().sha256[:8]}"
+
+    state = _State(source, reader.fields(), options, label)
+    labelled = options.run is not None or not state.needs_label
+    held: deque[_Built] = deque()
+    for raw in reader:
+        held.append(state.check(raw))
+        if not labelled and len(held) > _HOLD:
+            scan.result()  # the run ids need the hash: wait rather than hold more rows
+        if labelled or scan.done():
+            while held:
+                sink.write(held.popleft(), label)
+    if csv_file and scan.result().nul:
+        raise _strict_error(source) or InputError("NUL character in the file", path=source)
+    state.finish()
+    while held:
+        sink.write(held.popleft(), label)
+    sink.drain()
     notes = []
-    if ignored:
+    if reader.ignored():
         notes.append(
-            f"column(s) ignored (not a field): {', '.join(ignored)}; `ponder import --help` "
-            "lists the fields"
+            f"column(s) ignored (not a field): {', '.join(reader.ignored())}; `ponder import "
+            "--help` lists the fields"
         )
-    return ArrowImport(
-        path=source,
-        sha256=sha256,
-        table=table,
-        runs=built.runs(),
-        problems=built.problems(),
+    return _Result(
+        sha256=scan.result().sha256,
+        rows=state.rows,
+        runs=state.runs(label),
+        problems=state.problems(),
         notes=notes,
     )
 
@@ -171,31 +436,26 @@ def read_outcomes(
 @dataclass(frozen=True)
 class _Scanned:
     sha256: str
-    nul: bool  # a NUL byte: refused, today's reader names its line
-    quoted: bool  # quotes or bare CRs: records may span lines (parse and count lines so)
+    nul: bool  # a NUL byte: refused in a CSV, today's reader names its line
 
 
 def _scan(path: Path) -> _Scanned:
-    """One pass over the bytes: their sha256 and the bytes that change how to parse."""
+    """One pass over the bytes: their sha256 and whether they hold a NUL."""
     digest = hashlib.sha256()
-    nul = quoted = False
+    nul = False
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
             nul = nul or b"\x00" in chunk
-            quoted = quoted or b'"' in chunk
-            # A bare CR (a CRLF split between two chunks counts too: merely slower).
-            if not quoted and b"\r" in chunk:
-                quoted = chunk.count(b"\r") != chunk.count(b"\r\n")
-    return _Scanned(sha256=digest.hexdigest(), nul=nul, quoted=quoted)
+    return _Scanned(sha256=digest.hexdigest(), nul=nul)
 
 
 # -- reading ---------------------------------------------------------------------------------
 
 
 class _Context:
-    """What an error needs: each column as raw text and each row's line, computed only when
-    a value is bad (re-reading the file)."""
+    """What an error needs about one batch: a column as today's raw text and each row's
+    line, computed only when a value is bad (re-reading the batch or the file)."""
 
     def __init__(
         self,
@@ -224,58 +484,163 @@ class _Context:
         return InputError(message, path=self.path, line=int(self.lines()[row]), field=column)
 
 
-_Read = tuple[dict[str, pa.ChunkedArray], _Context, list[str]]
+@dataclass
+class _Raw:
+    """One batch as read: typed field columns (a column that needs today's rules is already
+    parsed by them) and its error context."""
+
+    columns: dict[str, pa.Array]
+    ctx: _Context
 
 
-def _csv(path: Path, scan: Future[_Scanned]) -> _Read:
-    """Typed columns of a CSV (fields only), its error context and the ignored columns.
+class _Reader(Protocol):
+    def fields(self) -> list[str]: ...
 
-    Parsed at first as if no record spans lines (faster); if the scan finds quotes or bare
-    CRs, parsed again so that they may.
-    """
-    header = _header(path, _first_line(path))
-    fields = {i: name for i, name in enumerate(header) if name in SPECS}
-    names = [f"c{i}" for i in range(len(header))]
-    quoted = False
-    as_text: set[int] = set()
-    while True:
+    def ignored(self) -> list[str]: ...
+
+    def __iter__(self) -> Iterator[_Raw]: ...
+
+
+class _CsvReader:
+    """A CSV's field columns in record batches (``open_csv``: records may span lines)."""
+
+    def __init__(self, path: Path, plan: _Plan) -> None:
+        self.path = path
+        self.header = _header(path, _first_line(path))
+        self.by_index = {i: name for i, name in enumerate(self.header) if name in SPECS}
+        self.names = [f"c{i}" for i in range(len(self.header))]
+        self.plan = plan
+        self.as_text = plan.as_text
+
+    def fields(self) -> list[str]:
+        return list(self.by_index.values())
+
+    def ignored(self) -> list[str]:
+        return [h for h in self.header if h not in SPECS]
+
+    def __iter__(self) -> Iterator[_Raw]:
         types = {
-            names[i]: pa.large_string() if i in as_text else _CSV_TYPES[SPECS[f].kind]
-            for i, f in fields.items()
+            self.names[i]: pa.large_string() if i in self.as_text else _CSV_TYPES[SPECS[f].kind]
+            for i, f in self.by_index.items()
         }
+        start = 0
         try:
-            arrow = _read_csv_columns(path, names, types, quoted)
-            failure = None
+            reader = _open_csv(self.path, self.names, types, self.plan.batch_bytes)
+            for batch in _prefetched(reader):
+                yield self._raw(start, batch)
+                start += batch.num_rows
         except pa.ArrowInvalid as exc:
-            failure = exc
-        scanned = scan.result()
-        if scanned.nul:
-            read_csv(path, fast=False)  # today's reader names the line of the NUL
-        if scanned.quoted and not quoted:
-            quoted = True
-            continue
-        if failure is None:
-            break
-        match = _COLUMN_INDEX.search(str(failure))
+            raise self._failure(exc) from exc
+
+    def _raw(self, start: int, batch: pa.RecordBatch) -> _Raw:
+        n = batch.num_rows
+        texts: dict[str, pa.Array] = {}
+
+        def text_of(column: str) -> pd.Series:
+            if column not in texts:
+                index = self.header.index(column)
+                texts[column] = _csv_text(self.path, self.names, index, start, n, self.plan)
+            return pd.Series(texts[column], dtype="str")
+
+        ctx = _Context(self.path, n, text_of, lambda: _csv_lines(self.path, start, n))
+        columns: dict[str, pa.Array] = {}
+        for i, name in self.by_index.items():
+            values = batch.column(self.names[i])
+            if i in self.as_text:
+                texts[name] = values
+                values = _from_today(ctx, name, SPECS[name])
+            columns[name] = values
+        return _Raw(columns, ctx)
+
+    def _failure(self, exc: pa.ArrowInvalid) -> Exception:
+        """A column Arrow cannot type restarts the pass with it as text, a record longer
+        than a batch with larger batches; anything else is today's strict reader's error
+        (it names the line), else Arrow's first line."""
+        match = _COLUMN_INDEX.search(str(exc))
         index = int(match.group(1)) if match else -1
-        if index not in fields or index in as_text:
-            raise _structural(path, failure) from failure
-        as_text.add(index)  # today's rule parses it (or names the bad value)
+        if index in self.by_index and index not in self.as_text:
+            return _Restart(replace(self.plan, as_text=self.as_text | {index}))
+        size = self.plan.batch_bytes
+        if "straddl" in str(exc) and size < self.path.stat().st_size:
+            return _Restart(replace(self.plan, batch_bytes=4 * size))
+        text = str(exc).strip().splitlines()
+        return _strict_error(self.path) or InputError(
+            f"cannot read the CSV ({text[0] if text else 'Arrow error'})", path=self.path
+        )
 
-    def text_of(column: str) -> pd.Series:
-        index = header.index(column)
-        only = _read_csv_columns(path, names, {names[index]: pa.large_string()}, quoted)
-        return pd.Series(only.column(0), dtype="str")
 
-    ctx = _Context(path, arrow.num_rows, text_of, lambda: _csv_lines(path, quoted))
-    columns = {}
-    for i, name in fields.items():
-        values = arrow.column(names[i])
-        if i in as_text:
-            values = _from_today(ctx, name, SPECS[name])
-        columns[name] = values
-    ignored = [h for h in header if h not in SPECS]
-    return columns, ctx, ignored
+def _prefetched(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, the next one parsed on a worker thread (Arrow releases the GIL)
+    while this one is checked."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(_next_batch, reader)
+        while (batch := ahead.result()) is not None:
+            ahead = pool.submit(_next_batch, reader)
+            yield batch
+
+
+def _next_batch(reader: pacsv.CSVStreamingReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+
+
+def _open_csv(
+    path: Path, names: list[str], types: Mapping[str, pa.DataType], batch_bytes: int
+) -> pacsv.CSVStreamingReader:
+    text_only = all(pa.types.is_large_string(t) for t in types.values())
+    return pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=batch_bytes),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(types),
+            include_columns=list(types),
+            null_values=[""],
+            strings_can_be_null=not text_only,
+            quoted_strings_can_be_null=not text_only,
+            true_values=_TRUE,
+            false_values=_FALSE,
+        ),
+    )
+
+
+def _csv_text(
+    path: Path, names: list[str], index: int, start: int, n: int, plan: _Plan
+) -> pa.Array:
+    """Rows ``[start, start + n)`` of one column as today's text ("" for empty), streamed."""
+    pieces: list[pa.Array] = []
+    seen = 0
+    for batch in _open_csv(path, names, {names[index]: pa.large_string()}, plan.batch_bytes):
+        end = seen + batch.num_rows
+        if end > start and seen < start + n:
+            lo = max(start - seen, 0)
+            pieces.append(batch.column(0).slice(lo, min(start + n, end) - seen - lo))
+        seen = end
+        if seen >= start + n:
+            break
+    return pa.concat_arrays(pieces)
+
+
+def _csv_lines(path: Path, start: int, n: int) -> npt.NDArray[np.int64]:
+    """The line on which each of rows ``[start, start + n)`` starts, counted as the strict
+    reader counts them (blank lines skipped, quoted values may span lines), streamed."""
+    csv.field_size_limit(sys.maxsize)
+    lines: list[int] = []
+    with path.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        row, first = 0, reader.line_num + 1
+        for record in reader:
+            if record:
+                if row >= start:
+                    lines.append(first)
+                row += 1
+                if row >= start + n:
+                    break
+            first = reader.line_num + 1
+    return np.asarray(lines, dtype=np.int64)
 
 
 def _first_line(path: Path) -> bytes:
@@ -290,8 +655,8 @@ def _header(path: Path, first: bytes) -> list[str]:
     try:
         text = body.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
-        read_csv(path, fast=False)  # names the line and byte
-        raise InputError("the header is not UTF-8 text", path=path, line=1) from None
+        error = _strict_error(path)  # names the line and byte
+        raise error or InputError("the header is not UTF-8 text", path=path, line=1) from None
     row = next(csv.reader(io.StringIO(text)), None)
     if not row or not text.strip():
         raise InputError("empty file (no header row)", path=path)
@@ -302,95 +667,203 @@ def _header(path: Path, first: bytes) -> list[str]:
     return header
 
 
-def _read_csv_columns(
-    path: Path, names: list[str], types: Mapping[str, pa.DataType], quoted: bool
-) -> pa.Table:
-    text_only = all(pa.types.is_large_string(t) for t in types.values())
-    return pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-        parse_options=pacsv.ParseOptions(newlines_in_values=quoted, ignore_empty_lines=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(types),
-            include_columns=list(types),
-            null_values=[""],
-            strings_can_be_null=not text_only,
-            quoted_strings_can_be_null=not text_only,
-            true_values=_TRUE,
-            false_values=_FALSE,
-        ),
-    )
-
-
-def _structural(path: Path, exc: pa.ArrowInvalid) -> InputError:
-    """A file Arrow cannot parse (a short row, bad UTF-8): today's strict reader names the
-    line; if it accepts the file, Arrow's first line is the message."""
-    read_csv(path, fast=False)
-    text = str(exc).strip().splitlines()
-    return InputError(f"cannot read the CSV ({text[0] if text else 'Arrow error'})", path=path)
-
-
-def _csv_lines(path: Path, quoted: bool) -> npt.NDArray[np.int64]:
-    """The line on which each data row starts (blank lines skipped, as both readers do)."""
-    data = path.read_bytes()
-    body = data[len(_BOM) :] if data.startswith(_BOM) else data
-    if quoted:  # records may span lines: count them as the strict reader does
-        reader = csv.reader(io.StringIO(body.decode("utf-8"), newline=""), strict=True)
-        next(reader, None)
-        lines, start = [], reader.line_num + 1
-        for row in reader:
-            if row:
-                lines.append(start)
+def _strict_error(path: Path) -> InputError | None:
+    """The error today's strict CSV reader (``read_csv(fast=False)``) gives this file, found
+    streaming: bad UTF-8, a row with the wrong number of fields, a malformed quote, a NUL."""
+    error = _utf8_error(path)
+    if error is not None:
+        return error
+    csv.field_size_limit(sys.maxsize)
+    nul: dict[int, int] = {}  # column -> line of its first NUL
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, strict=True)
+        start = 1
+        try:
+            header = next(reader, None)
+            if header is None:
+                return InputError("empty file (no header row)", path=path)
+            header = [h.strip() for h in header]
+            dupes = sorted({h for h in header if header.count(h) > 1})
+            if dupes:
+                return InputError(f"duplicate column(s) {dupes}", path=path, line=1)
             start = reader.line_num + 1
-        return np.asarray(lines, dtype=np.int64)
-    raw = np.frombuffer(body, dtype=np.uint8)
-    starts = np.concatenate(([0], np.flatnonzero(raw == ord("\n")) + 1))
-    ends = np.concatenate((starts[1:] - 1, [len(body)]))
-    blank = (ends - starts) == 0
-    one = np.flatnonzero((ends - starts) == 1)
-    blank[one] = raw[starts[one]] == ord("\r")
-    numbers = np.flatnonzero(~blank) + 1
-    return np.asarray(numbers[1:], dtype=np.int64)  # drop the header
-
-
-def _jsonl(path: Path) -> _Read:
-    """Typed columns of a JSON Lines file; a column of unexpected type takes the text path."""
-    cache: list[Table] = []
-
-    def today() -> Table:
-        if not cache:
-            cache.append(read_jsonl(path))
-        return cache[0]
-
-    try:
-        arrow = pajson.read_json(path)
-    except pa.ArrowInvalid:
-        arrow = None  # broken JSON (today's reader names the line) or mixed types
-    if arrow is None:
-        frame = today().frame
-        arrow = pa.table({c: pa.array(frame[c].astype(str).tolist()) for c in frame.columns})
-        empty = pa.scalar(None, pa.string())
-        arrow = pa.table(
-            {c: pc.if_else(pc.equal(arrow[c], ""), empty, arrow[c]) for c in arrow.column_names}
+            for row in reader:
+                if len(row) != len(header):
+                    if row:
+                        return InputError(
+                            f"expected {len(header)} fields, found {len(row)}",
+                            path=path,
+                            line=start,
+                        )
+                elif "\x00" in "".join(row):
+                    for i, value in enumerate(row):
+                        if "\x00" in value:
+                            nul.setdefault(i, start)
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            return InputError(f"malformed CSV: {exc}", path=path, line=max(reader.line_num, start))
+    if any("\x00" in h for h in header):
+        return InputError("NUL character in the header", path=path, line=1)
+    if nul:
+        column = min(nul)
+        return InputError(
+            "NUL character in the value", path=path, line=nul[column], field=header[column]
         )
-
-    def text_of(column: str) -> pd.Series:
-        return today().frame[column].astype(str)
-
-    ctx = _Context(path, arrow.num_rows, text_of, lambda: today().lines)
-    columns: dict[str, pa.ChunkedArray] = {}
-    for name in arrow.column_names:
-        if name not in SPECS:
-            continue
-        typed = _json_typed(arrow.column(name), SPECS[name])
-        columns[name] = typed if typed is not None else _from_today(ctx, name, SPECS[name])
-    ignored = [c for c in arrow.column_names if c not in SPECS]
-    return columns, ctx, ignored
+    return None
 
 
-def _json_typed(values: pa.ChunkedArray, spec: _Spec) -> pa.ChunkedArray | None:
+def _utf8_error(path: Path) -> InputError | None:
+    """Today's error for bytes that are not UTF-8, found in pieces of whole lines (a
+    newline byte never falls inside a character)."""
+    offset = lines = 0
+    rest = b""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(1 << 22)
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            piece, rest = data[:cut], data[cut:]
+            skip = len(_BOM) if offset == 0 and piece.startswith(_BOM) else 0
+            try:
+                piece[skip:].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = skip + exc.start
+                return InputError(
+                    f"not UTF-8 text: {exc.reason} (byte 0x{piece[at]:02x} at byte offset "
+                    f"{offset + at})",
+                    path=path,
+                    line=lines + piece.count(b"\n", 0, at) + 1,
+                )
+            offset += len(piece)
+            lines += piece.count(b"\n")
+            if not chunk:
+                return None
+
+
+class _JsonReader:
+    """A JSON Lines file's field columns in blocks of whole lines (each parsed by Arrow; a
+    block Arrow refuses, or with a NUL, is read by today's reader, which names the line)."""
+
+    def __init__(self, path: Path, plan: _Plan) -> None:
+        self.path = path
+        self.plan = plan
+        self.known = plan.fields
+        self.batch_bytes = plan.batch_bytes
+        self._ignored: dict[str, None] = {}
+
+    def fields(self) -> list[str]:
+        return list(self.known)
+
+    def ignored(self) -> list[str]:
+        return list(self._ignored)
+
+    def __iter__(self) -> Iterator[_Raw]:
+        first_line = 1
+        for block in self._blocks():
+            if block.strip():
+                yield self._raw(first_line, block)
+            first_line += block.count(b"\n")
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The file in pieces of about ``batch_bytes`` that end at a newline."""
+        rest = b""
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(self.batch_bytes):
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    yield data[:cut]
+                rest = data[cut:]
+        if rest:
+            yield rest
+
+    def _raw(self, first_line: int, block: bytes) -> _Raw:
+        cache: list[Table] = []
+
+        def today() -> Table:
+            if not cache:
+                cache.append(_today_jsonl(self.path, block, first_line))
+            return cache[0]
+
+        arrow = None
+        if b"\x00" not in block and b"\\u0000" not in block:
+            arrow = _json_block(block)
+        if arrow is None:
+            frame = today().frame
+            arrow = pa.table(
+                {c: _empty_as_null(frame[c].astype(str).tolist()) for c in frame.columns}
+            )
+        n = arrow.num_rows
+
+        def text_of(column: str) -> pd.Series:
+            frame = today().frame
+            if column not in frame.columns:
+                return pd.Series([""] * n, dtype="str")
+            return frame[column].astype(str)
+
+        def lines_of() -> npt.NDArray[np.int64]:
+            return np.asarray(today().lines, dtype=np.int64) + first_line - 1
+
+        ctx = _Context(self.path, n, text_of, lines_of)
+        new = [c for c in arrow.column_names if c in SPECS and c not in self.known]
+        if new:  # a field first seen here: start again knowing it
+            raise _Restart(replace(self.plan, fields=(*self.known, *new)))
+        self._ignored.update(dict.fromkeys(c for c in arrow.column_names if c not in SPECS))
+        columns: dict[str, pa.Array] = {}
+        for name in self.known:
+            spec = SPECS[name]
+            if name not in arrow.column_names:
+                columns[name] = pa.nulls(n, _CSV_TYPES[spec.kind])
+                continue
+            values = arrow.column(name).combine_chunks()
+            typed = _json_typed(values, spec)
+            columns[name] = typed if typed is not None else _from_today(ctx, name, spec)
+        return _Raw(columns, ctx)
+
+
+def _json_block(block: bytes) -> pa.Table | None:
+    """Arrow's parse of a block of whole lines; None for broken JSON (today's reader names
+    the line) or mixed types."""
+    try:
+        return pajson.read_json(pa.BufferReader(block))
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            return None
+    try:  # a line longer than Arrow's block: one block for all
+        options = pajson.ReadOptions(block_size=len(block) + 1)
+        return pajson.read_json(pa.BufferReader(block), read_options=options)
+    except pa.ArrowInvalid:
+        return None
+
+
+def _today_jsonl(path: Path, block: bytes, first_line: int) -> Table:
+    """Today's reader of one block; its errors name the line in the file."""
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        error = _utf8_error(path)
+        if error is not None:
+            raise error from None
+    try:
+        return read_jsonl(path, block)
+    except InputError as exc:
+        if exc.line is None:
+            raise
+        raise InputError(
+            exc.reason, path=exc.path, line=exc.line + first_line - 1, field=exc.field
+        ) from exc
+
+
+def _empty_as_null(values: list[str]) -> pa.Array:
+    array = pa.array(values, pa.string())
+    return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+
+
+def _json_typed(values: pa.Array, spec: _Spec) -> pa.Array | None:
     """A JSON column in the CSV reader's types, or None when its type needs the text path."""
     kind = values.type
+    if pa.types.is_null(kind):
+        return pa.nulls(len(values), _CSV_TYPES[spec.kind])
     if spec.kind in ("key", "text"):
         return values if pa.types.is_string(kind) or pa.types.is_large_string(kind) else None
     numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
@@ -407,15 +880,15 @@ def _json_typed(values: pa.ChunkedArray, spec: _Spec) -> pa.ChunkedArray | None:
     return None
 
 
-def _from_today(ctx: _Context, name: str, spec: _Spec) -> pa.ChunkedArray:
+def _from_today(ctx: _Context, name: str, spec: _Spec) -> pa.Array:
     """A column parsed by today's rule from its text (raises today's error on a bad value)."""
     values = _today(ctx.table(name), name, spec)
     if spec.kind in ("key", "text"):
-        return pa.chunked_array([pa.array(values.tolist(), pa.string())])
+        return pa.array(values.tolist(), pa.string())
     floats = pa.array(values.to_numpy(dtype=np.float64), from_pandas=True)
     if spec.kind == "flag":
-        return pa.chunked_array([pc.cast(floats, pa.bool_())])
-    return pa.chunked_array([floats])
+        return pc.cast(floats, pa.bool_())
+    return floats
 
 
 def _today(table: Table, column: str, spec: _Spec) -> pd.Series:
@@ -440,18 +913,18 @@ def _today(table: Table, column: str, spec: _Spec) -> pd.Series:
     return table.correctness(column)
 
 
-# -- checking and building -------------------------------------------------------------------
+# -- checking one batch ----------------------------------------------------------------------
 
 
-def _bad_rows(values: pa.ChunkedArray, spec: _Spec) -> npt.NDArray[np.bool_] | None:
+def _bad_rows(values: pa.Array, spec: _Spec) -> npt.NDArray[np.bool_] | None:
     """Rows today's rule refuses, vectorised (None: all good); key columns are checked on
-    their dictionary in ``_Builder``."""
+    their dictionary in ``_Batch``."""
     nulls = values.null_count
     if spec.kind in ("key", "text", "flag"):
         if spec.required and nulls:
             return np.asarray(values.is_null().to_numpy(zero_copy_only=False))
         return None
-    array = np.asarray(values.to_numpy(), dtype=np.float64)  # NULL -> NaN
+    array = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)  # NULL: NaN
     low = -np.inf if spec.minimum is None else spec.minimum
     high = 1.0 if spec.kind == "correct" else _INT32_MAX if spec.kind == "int" else np.inf
     with np.errstate(invalid="ignore"):
@@ -465,7 +938,7 @@ def _bad_rows(values: pa.ChunkedArray, spec: _Spec) -> npt.NDArray[np.bool_] | N
     return None if ok.all() else ~ok
 
 
-def _checked(ctx: _Context, name: str, values: pa.ChunkedArray) -> pa.ChunkedArray:
+def _checked(ctx: _Context, name: str, values: pa.Array) -> pa.Array:
     """The column if today's rule accepts all of it; else today's error for its first bad
     value (or, should the rules ever disagree, an error at the row found here)."""
     spec = SPECS[name]
@@ -477,55 +950,211 @@ def _checked(ctx: _Context, name: str, values: pa.ChunkedArray) -> pa.ChunkedArr
     raise ctx.fail(row, name, f"{ctx.table(name).frame[name].iloc[row]!r} is not accepted")
 
 
-def _decoded(codes: npt.NDArray[Any], dictionary: pa.Array) -> pa.ChunkedArray:
-    """The strings ``dictionary[codes]``."""
-    return pa.chunked_array([pc.take(dictionary, pa.array(codes, pa.int32()))])
+class _Fill:
+    """Constant columns (NULLs, a default value) for batches of any size, built once at the
+    largest size seen and sliced (zero-copy)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[str, object], pa.Array] = {}
+
+    def nulls(self, kind: pa.DataType, n: int) -> pa.Array:
+        return self._get(("nulls", kind), n, lambda size: pa.nulls(size, kind))
+
+    def repeated(self, value: str, n: int) -> pa.Array:
+        return self._get(("value", value), n, lambda size: _repeated(value, size))
+
+    def ones(self, n: int) -> pa.Array:
+        return self._get(("ones", None), n, lambda size: pa.array(np.ones(size, np.int32)))
+
+    def _get(self, key: tuple[str, object], n: int, make: Callable[[int], pa.Array]) -> pa.Array:
+        array = self._arrays.get(key)
+        if array is None or len(array) < n:
+            array = self._arrays[key] = make(max(n, 1))
+        return array.slice(0, n)
 
 
-_REPEAT_CHUNK = 1 << 20
-
-
-def _nulls(kind: pa.DataType, n: int) -> pa.ChunkedArray:
-    """``n`` NULLs: one chunk of at most 2**20, shared by every chunk (a column the file does
-    not have costs no memory per row)."""
-    chunk = pa.nulls(min(n, _REPEAT_CHUNK), kind)
-    full, rest = divmod(n, len(chunk)) if len(chunk) else (0, 0)
-    return pa.chunked_array([chunk] * full + [chunk.slice(0, rest)] * bool(rest), kind)
-
-
-def _repeated(value: str, n: int) -> pa.ChunkedArray:
-    """``value`` ``n`` times, built from buffers: one chunk of 2**20, shared by every chunk."""
+def _repeated(value: str, n: int) -> pa.Array:
+    """``value`` ``n`` times, built from buffers."""
     data = value.encode()
-    size = min(n, _REPEAT_CHUNK)
-    offsets = np.arange(size + 1, dtype=np.int64) * len(data)
-    chunk = pa.LargeStringArray.from_buffers(
-        size, pa.py_buffer(offsets), pa.py_buffer(data * size)
-    ).cast(pa.string())
-    full, rest = divmod(n, size) if size else (0, 0)
-    return pa.chunked_array([chunk] * full + [chunk.slice(0, rest)] * bool(rest), pa.string())
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n)).cast(
+        pa.string()
+    )
 
 
-class _Builder:
-    """Turns the typed columns into the segment table, runs and problems."""
+def _factorize(key: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Labels of ``key`` by order of first appearance, and the row where each first appears."""
+    labels = np.asarray(pd.factorize(key)[0], dtype=np.int64)
+    if len(labels) == 0:
+        return labels, labels
+    peak = np.maximum.accumulate(labels)
+    new = np.empty(len(labels), dtype=bool)
+    new[0] = True
+    new[1:] = labels[1:] > peak[:-1]
+    return labels, np.flatnonzero(new)
+
+
+class _Codes:
+    """File-wide codes of one text column's distinct values (a dict entry each)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def of(self, dictionary: pa.Array) -> npt.NDArray[np.int64]:
+        index = self.index
+        return np.fromiter(
+            (index.setdefault(v, len(index)) for v in dictionary.to_pylist()),
+            dtype=np.int64,
+            count=len(dictionary),
+        )
+
+
+class _Interner:
+    """File-wide ids of int64 values by order of first appearance (pandas' hash table)."""
+
+    def __init__(self) -> None:
+        self.table = _hashtable.Int64HashTable(1 << 10)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def ids(self, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        labels = self.table.get_labels(values, _hashtable.Int64Vector(), len(self.table), -1)
+        return np.asarray(labels, dtype=np.int64)
+
+
+class _SortedRuns:
+    """An exact set of int64 keys as sorted runs, each at least twice the size of the next (a
+    small log-structured merge): 8 B per key, a few runs to search per batch, and while two
+    runs merge a transient copy of them."""
+
+    def __init__(self) -> None:
+        self.runs: list[npt.NDArray[np.int64]] = []
+
+    def add(self, keys: npt.NDArray[np.int64]) -> int | None:
+        """Add keys; the first whose key is already in the set or earlier among them (then
+        nothing is added), else None."""
+        ordered = np.sort(keys)
+        if (ordered[1:] == ordered[:-1]).any() or any(h.any() for h in self._hits(ordered)):
+            order = np.argsort(keys, kind="stable")  # which row: the slow way, once
+            seen = np.zeros(len(keys), dtype=bool)
+            seen[order[1:][ordered[1:] == ordered[:-1]]] = True
+            for hits in self._hits(ordered):
+                seen[order[hits]] = True
+            return int(np.argmax(seen))
+        self.push(ordered)
+        return None
+
+    def push(self, ordered: npt.NDArray[np.int64]) -> None:
+        """Add sorted keys known to be new."""
+        self.runs.append(ordered)
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            last = self.runs.pop()
+            merged = np.concatenate((self.runs.pop(), last))
+            merged.sort(kind="stable")  # two sorted runs: a linear merge
+            self.runs.append(merged)
+
+    def _hits(self, ordered: npt.NDArray[np.int64]) -> Iterator[npt.NDArray[np.bool_]]:
+        """For each run, which of these sorted keys it holds."""
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, ordered), len(run) - 1)
+            yield run[at] == ordered
+
+
+_SAMPLE_BITS = 31
+
+
+class _SampleKeys:
+    """The (cell, sample_idx) keys seen so far, exactly. A cell whose samples so far are
+    0..k-1 (how harnesses number them; any order within a batch) is held as its count k,
+    9 B per cell; the keys of any other cell are held in ``_SortedRuns``, 8 B per row."""
+
+    def __init__(self) -> None:
+        self.count = np.zeros(0, dtype=np.int64)
+        self.sparse = np.zeros(0, dtype=bool)
+        self.runs = _SortedRuns()
+
+    def add(self, cells: npt.NDArray[np.int64], samples: npt.NDArray[np.int64]) -> int | None:
+        """Add a batch's keys; the first row whose key was seen before, else None."""
+        if len(cells) == 0:
+            return None
+        self._grow(int(cells.max()) + 1)
+        ordered = np.sort((cells << _SAMPLE_BITS) | samples)
+        cell = ordered >> _SAMPLE_BITS
+        starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+        sizes = np.diff(np.append(starts, len(ordered)))
+        rank = np.arange(len(ordered)) - np.repeat(starts, sizes)
+        sample = ordered & ((1 << _SAMPLE_BITS) - 1)
+        fits = ~self.sparse[cell] & (sample == self.count[cell] + rank)
+        dense = np.logical_and.reduceat(fits, starts)
+        self.count[cell[starts[dense]]] += sizes[dense]
+        if dense.all():
+            return None
+        # Cells that stop being 0..k-1: their keys so far join the sorted runs.
+        turning = cell[starts[~dense]]
+        turning = turning[~self.sparse[turning]]
+        counts = self.count[turning]
+        if counts.sum():
+            within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            self.runs.push(np.sort((np.repeat(turning, counts) << _SAMPLE_BITS) | within))
+        self.sparse[turning] = True
+        rows = np.flatnonzero(self.sparse[cells])
+        found = self.runs.add((cells[rows] << _SAMPLE_BITS) | samples[rows])
+        return None if found is None else int(rows[found])
+
+    def _grow(self, size: int) -> None:
+        if len(self.count) < size:
+            capacity = max(size, 2 * len(self.count))
+            self.count = np.concatenate(
+                (self.count, np.zeros(capacity - len(self.count), np.int64))
+            )
+            self.sparse = np.concatenate((self.sparse, np.zeros(capacity - len(self.sparse), bool)))
+
+
+class _State:
+    """What the checks that span the file keep between batches (see the module docstring
+    for what grows with the file)."""
 
     def __init__(
-        self,
-        path: Path,
-        ctx: _Context,
-        columns: dict[str, pa.ChunkedArray],
-        *,
-        dataset: str | None,
-        model: str | None,
-        kind: str,
+        self, path: Path, given: list[str], options: _Options, label: Callable[[], str]
     ) -> None:
         self.path = path
-        self.ctx = ctx
-        self.n = ctx.n_rows
-        self.given = dict(columns)
-        self.defaults = {"dataset": dataset or path.stem, "model": model, "budget_kind": kind}
-        self.codes: dict[str, tuple[npt.NDArray[np.int64], int]] = {}
-        self.dictionaries: dict[str, pa.Array] = {}
-        self.columns: dict[str, pa.ChunkedArray] = {}
+        self.given = given
+        self.defaults = {
+            "dataset": options.dataset or path.stem,
+            "model": options.model,
+            "budget_kind": options.kind,
+            "mode": "default",
+        }
+        self.label = label
+        self.codes = {name: _Codes() for name in _TEXT_KEYS}
+        self.configs: dict[tuple[int, ...], int] = {}
+        self.cells = _Interner()
+        self.pairs = _Interner()
+        self.samples = np.zeros(0, dtype=np.int64)  # samples numbered so far per cell
+        self.keys = _SampleKeys()
+        self.run_of: dict[int, tuple[str, str, str]] = {}  # run code: run id, model, kind
+        self.problem_rows: list[pa.Table] = []
+        self.fill = _Fill()
+        self.rows = 0
+        self.required = False
+
+    @property
+    def needs_label(self) -> bool:
+        """Whether run ids are ``LABEL/model`` (the label holds the file's hash)."""
+        return "run_id" not in self.given
+
+    def check(self, raw: _Raw) -> _Built:
+        if not self.required:
+            self._require()
+        built = _Batch(self, raw).build()
+        self.rows += raw.ctx.n_rows
+        return built
+
+    def finish(self) -> None:
+        self._require()
+        if self.rows == 0:
+            raise InputError("no data rows (the file has only a header)", path=self.path)
 
     def _require(self) -> None:
         line = 1 if self.path.suffix.lower() == ".csv" else None
@@ -545,154 +1174,24 @@ class _Builder:
                 path=self.path,
                 line=line,
             )
-        if self.n == 0:
-            raise InputError("no data rows (the file has only a header)", path=self.path)
-
-    def table(self, label: str) -> pa.Table:
-        """Every field checked and typed, defaults filled, keys checked: the segment rows
-        (in ``SEGMENT_SCHEMA``; ``Catalog.publish`` validates them once more)."""
-        self._require()
-        for name in ("dataset", "problem_id", "model", "mode", "budget_kind"):
-            self._key(name)
-        self._run_ids(label)
-        for name, values in self.given.items():
-            if SPECS[name].kind != "key":
-                self.columns[name] = _checked(self.ctx, name, values)
-        if "answered" not in self.given and "extracted_answer" in self.given:
-            self.columns["answered"] = pc.is_valid(self.columns["extracted_answer"])
-        if "sample_idx" not in self.given:
-            self.columns["sample_idx"] = self._order_in_config()
-        self._check_duplicates()
-        self._check_runs()
-        return self._segment_columns()
-
-    def _key(self, name: str) -> None:
-        """A required text column as codes into its distinct values: none empty (checked
-        on the distinct values), budget kinds known. A default is one code for all rows."""
-        if name in self.given:
-            values = self.given[name]
-            encoded = pc.dictionary_encode(values)  # one dictionary for all chunks
-            dictionary = encoded.chunk(0).dictionary
-            blank = pc.equal(pc.utf8_trim_whitespace(dictionary), "")
-            if encoded.null_count or pc.any(blank).as_py():
-                _today(self.ctx.table(name), name, _KEY)  # today's "empty value", its line
-            codes = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
-        else:
-            value = {"mode": "default"}.get(name, self.defaults.get(name))
-            if not isinstance(value, str) or not value.strip():
+        for name in ("dataset", "model", "mode", "budget_kind"):
+            value = self.defaults.get(name)
+            if name not in self.given and (not isinstance(value, str) or not value.strip()):
                 raise InputError(f"no {name} column and no {name} given", path=self.path)
-            dictionary = pa.array([value], pa.string())
-            codes = np.zeros(self.n, dtype=np.int32)
-            values = _repeated(value, self.n)
-        if name == "budget_kind":
-            self._check_kinds(values, codes, dictionary)
-        self.codes[name] = (codes.astype(np.int64), len(dictionary))
-        self.dictionaries[name] = dictionary
-        self.columns[name] = values.cast(pa.string())
+        self.required = True
 
-    def _check_kinds(
-        self, values: pa.ChunkedArray, codes: npt.NDArray[Any], dictionary: pa.Array
-    ) -> None:
-        known = sorted(get_args(BudgetKind))
-        unknown = ~np.asarray(
-            pc.is_in(dictionary, pa.array(known, pa.string())).to_numpy(zero_copy_only=False)
+    def config_ids(self, parts: list[tuple[int, ...]]) -> npt.NDArray[np.int64]:
+        """File-wide ids of configurations given as tuples of file-wide codes."""
+        configs = self.configs
+        return np.fromiter(
+            (configs.setdefault(p, len(configs)) for p in parts), dtype=np.int64, count=len(parts)
         )
-        if unknown.any():
-            row = int(np.argmax(np.isin(codes, np.flatnonzero(unknown))))
-            value = values[row].as_py()
-            raise self.ctx.fail(row, "budget_kind", f"{value!r} is not one of {', '.join(known)}")
 
-    def _run_ids(self, label: str) -> None:
-        """The file's run ids, or ``LABEL/model`` for each model (the model's codes)."""
-        if "run_id" in self.given:
-            self._key("run_id")
-            return
-        models = self.dictionaries["model"]
-        names = pc.binary_join_element_wise(label, models, "/")
-        codes = self.codes["model"][0]
-        self.codes["run_id"] = (codes, len(models))
-        self.dictionaries["run_id"] = names
-        self.columns["run_id"] = _decoded(codes, names)
-
-    def _numeric_codes(self, name: str) -> tuple[npt.NDArray[np.int64], int]:
-        """An integer key column's values as codes (NULL first): they are int32 already."""
-        values = self.columns.get(name)
-        if values is None:
-            return np.zeros(self.n, dtype=np.int64), 1
-        filled = np.asarray(pc.fill_null(values, -1.0).to_numpy(), dtype=np.float64)
-        codes = filled.astype(np.int64) + 1
-        low = int(codes.min())
-        return codes - low, int(codes.max()) - low + 1
-
-    def _key_of(self, names: tuple[str, ...]) -> npt.NDArray[np.int64]:
-        """One int64 per row, equal exactly when the rows agree on ``names``."""
-        key = np.zeros(self.n, dtype=np.int64)
-        size = 1
-        for name in names:
-            codes, card = self.codes.get(name) or self._numeric_codes(name)
-            card = max(card, 1)
-            if size * card >= 2**62:
-                factorized, uniques = pd.factorize(key)
-                key, size = np.asarray(factorized, dtype=np.int64), len(uniques)
-            key = key * card + codes
-            size *= card
-        return key
-
-    def _order_in_config(self) -> pa.ChunkedArray:
-        key = self._key_of(_CONFIG_COLUMNS)
-        order = pd.Series(key).groupby(key, sort=False).cumcount().to_numpy()
-        return pa.chunked_array([pa.array(order.astype(np.float64))])
-
-    def _check_duplicates(self) -> None:
-        dup = pd.Series(self._key_of(_KEY_COLUMNS)).duplicated(keep="first").to_numpy()
-        if dup.any():
-            raise self.ctx.fail(
-                int(np.argmax(dup)),
-                "sample_idx",
-                "duplicate key (problem, model, mode, budget, sample_idx) seen on an earlier row",
-            )
-
-    def _check_runs(self) -> None:
-        """One model and budget kind per run (a given run_id could disagree with itself)."""
-        if "run_id" not in self.given and "budget_kind" not in self.given:
-            return
-        triples = pd.Series(self._key_of(("run_id", "model", "budget_kind")))
-        firsts = triples.drop_duplicates(keep="first").index.to_numpy()
-        runs = self.codes["run_id"][0][firsts]
-        clash = pd.Series(runs).duplicated(keep="first").to_numpy()
-        if clash.any():
-            row = int(firsts[np.argmax(clash)])
-            run_id = self.columns["run_id"][row].as_py()
-            seen = int(firsts[np.argmax(runs == runs[np.argmax(clash)])])
-            raise self.ctx.fail(
-                row,
-                "run_id" if "run_id" in self.given else "budget_kind",
-                f"run {run_id!r} has model/budget kind {self._triple(seen)}, this row "
-                f"{self._triple(row)}",
-            )
-
-    def _triple(self, row: int) -> tuple[str, str]:
-        return (self.columns["model"][row].as_py(), self.columns["budget_kind"][row].as_py())
-
-    def _segment_columns(self) -> pa.Table:
-        arrays = []
-        for spec_field in SEGMENT_SCHEMA:
-            values = self.columns.get(spec_field.name)
-            if values is None and spec_field.name == "n_runs":
-                values = pa.chunked_array([pa.array(np.ones(self.n, dtype=np.int32))])
-            if values is None:
-                arrays.append(_nulls(spec_field.type, self.n))
-            else:
-                arrays.append(pc.cast(values, spec_field.type, safe=True))
-        return pa.Table.from_arrays(arrays, schema=SEGMENT_SCHEMA)
-
-    def runs(self) -> list[Run]:
+    def runs(self, label: Callable[[], str]) -> list[Run]:
         """One run per run id, with its model and budget kind (checked to be one each)."""
-        names = ("run_id", "model", "budget_kind")
-        firsts = pd.Series(self._key_of(names)).drop_duplicates(keep="first").index.to_numpy()
         triples = {
-            tuple(str(self.dictionaries[n][int(self.codes[n][0][row])]) for n in names)
-            for row in firsts.tolist()
+            (run_id if run_id else f"{label()}/{model}", model, kind)
+            for run_id, model, kind in self.run_of.values()
         }
         return [
             Run(
@@ -706,20 +1205,284 @@ class _Builder:
 
     def problems(self) -> pd.DataFrame:
         """The first row of each (dataset, problem_id), with what the file says of it."""
-        key = pd.Series(self._key_of(("dataset", "problem_id")))
-        firsts = pa.array(key.drop_duplicates(keep="first").index.to_numpy())
+        if not self.problem_rows:
+            return pd.DataFrame(columns=list(PROBLEM_STORE_COLUMNS), dtype=object)
+        rows = pa.concat_tables(self.problem_rows)
         out: dict[str, Any] = {}
-        sources = {"dataset": "dataset", "problem_id": "problem_id", "text": "problem_text"}
         for column in PROBLEM_STORE_COLUMNS:
-            name = sources.get(column, column)
-            values = self.columns.get(name)
             if column == "metadata_json":
-                out[column] = ["{}"] * len(firsts)
-            elif values is None:
-                out[column] = [None] * len(firsts)
-            else:
-                taken = pc.take(values, firsts)
+                out[column] = ["{}"] * rows.num_rows
+            elif column in rows.column_names:
+                values = rows.column(column)
                 if column == "level":
-                    taken = pc.cast(taken, pa.int64())
-                out[column] = taken.to_pylist()
+                    values = pc.cast(values, pa.int64())
+                out[column] = values.to_pylist()
+            else:
+                out[column] = [None] * rows.num_rows
         return pd.DataFrame(out, columns=list(PROBLEM_STORE_COLUMNS), dtype=object)
+
+
+class _Built:
+    """One checked batch: its segment columns, the run ids (``LABEL/model`` once the label
+    is known) and its rows split by dataset."""
+
+    def __init__(
+        self,
+        columns: dict[str, pa.Array],
+        models: tuple[npt.NDArray[np.int64], pa.Array] | None,
+        datasets: tuple[npt.NDArray[np.int64], pa.Array],
+    ) -> None:
+        self.columns = columns
+        self.models = models
+        self.datasets = datasets
+
+    def output(self, label: Callable[[], str]) -> _Out:
+        """The segment rows (run on the writer's thread: casts and run ids are copies)."""
+        columns = self.columns
+        if self.models is not None:
+            codes, models = self.models
+            names = pc.binary_join_element_wise(label(), models, "/")
+            columns = {**columns, "run_id": pc.take(names, pa.array(codes))}
+        table = pa.Table.from_arrays(
+            [pc.cast(columns[f.name], f.type, safe=True) for f in SEGMENT_SCHEMA],
+            schema=SEGMENT_SCHEMA,
+        )
+        codes, dictionary = self.datasets
+        return _Out(table, codes, [str(d) for d in dictionary.to_pylist()])
+
+
+@dataclass
+class _Out:
+    """A checked batch's segment rows (file order) and each row's dataset."""
+
+    table: pa.Table
+    codes: npt.NDArray[np.int64]  # into names
+    names: list[str]
+
+    def by_dataset(self) -> list[tuple[str, pa.Table]]:
+        """The rows of each dataset, in their order (by name). Rows of several datasets are
+        copied apart: a slice would keep the whole batch alive in a writer's buffer."""
+        if len(self.names) == 1:
+            return [(self.names[0], self.table)]
+        order = np.argsort(self.codes, kind="stable")
+        ends = np.cumsum(np.bincount(self.codes, minlength=len(self.names)))
+        starts = ends - np.bincount(self.codes, minlength=len(self.names))
+        return [
+            (self.names[c], self.table.take(pa.array(order[starts[c] : ends[c]])))
+            for c in sorted(range(len(self.names)), key=self.names.__getitem__)
+        ]
+
+
+class _Batch:
+    """Checks one batch with today's rules, and against the file so far (``_State``)."""
+
+    def __init__(self, state: _State, raw: _Raw) -> None:
+        self.state = state
+        self.ctx = raw.ctx
+        self.n = raw.ctx.n_rows
+        self.given = raw.columns
+        self.local: dict[str, tuple[npt.NDArray[np.int64], int]] = {}
+        self.dictionaries: dict[str, pa.Array] = {}
+        self.wide: dict[str, npt.NDArray[np.int64]] = {}  # file-wide code per local code
+        self.columns: dict[str, pa.Array] = {}
+        self.group_firsts = self.cell_firsts = np.zeros(0, dtype=np.int64)
+
+    def build(self) -> _Built:
+        for name in ("dataset", "problem_id", "model", "mode", "budget_kind"):
+            self._key(name)
+        if "run_id" in self.given:
+            self._key("run_id")
+        else:  # LABEL/model: the model's codes
+            self.local["run_id"] = self.local["model"]
+            self.wide["run_id"] = self.wide["model"]
+            self.dictionaries["run_id"] = self.dictionaries["model"]
+        for name, values in self.given.items():
+            if SPECS[name].kind != "key":
+                self.columns[name] = _checked(self.ctx, name, values)
+        if "answered" not in self.given and "extracted_answer" in self.given:
+            self.columns["answered"] = pc.is_valid(self.columns["extracted_answer"])
+        cells = self._cells()
+        if "sample_idx" in self.given:
+            self._check_duplicates(cells)
+        else:
+            self.columns["sample_idx"] = self._order_in_cell(cells)
+        self._check_runs()
+        self._add_problems()
+        models = (
+            None if "run_id" in self.given else (self.local["model"][0], self.dictionaries["model"])
+        )
+        return _Built(
+            self._segment_columns(),
+            models,
+            (self.local["dataset"][0], self.dictionaries["dataset"]),
+        )
+
+    def _key(self, name: str) -> None:
+        """A required text column as codes into its distinct values: none empty (checked
+        on the distinct values), budget kinds known. A default is one code for all rows."""
+        if name in self.given:
+            values = self.given[name]
+            encoded = (
+                values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+            )
+            dictionary = encoded.dictionary
+            blank = pc.equal(pc.utf8_trim_whitespace(dictionary), "")
+            if encoded.null_count or pc.any(blank).as_py():
+                _today(self.ctx.table(name), name, _KEY)  # today's "empty value", its line
+            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            value = str(self.state.defaults[name])
+            dictionary = pa.array([value], pa.string())
+            codes = np.zeros(self.n, dtype=np.int64)
+            values = self.state.fill.repeated(value, self.n)
+        if name == "budget_kind":
+            self._check_kinds(values, codes, dictionary)
+        self.local[name] = (codes, len(dictionary))
+        self.dictionaries[name] = dictionary
+        self.wide[name] = self.state.codes[name].of(dictionary)
+        self.columns[name] = values  # cast to text by ``_Built.output``
+
+    def _check_kinds(self, values: pa.Array, codes: npt.NDArray[Any], dictionary: pa.Array) -> None:
+        known = sorted(get_args(BudgetKind))
+        unknown = ~np.asarray(
+            pc.is_in(dictionary, pa.array(known, pa.string())).to_numpy(zero_copy_only=False)
+        )
+        if unknown.any():
+            row = int(np.argmax(np.isin(codes, np.flatnonzero(unknown))))
+            value = values[row].as_py()
+            raise self.ctx.fail(row, "budget_kind", f"{value!r} is not one of {', '.join(known)}")
+
+    def _budget_codes(self) -> npt.NDArray[np.int64]:
+        """The budget as a code valid in the whole file: NULL 0, else the value plus one."""
+        values = self.columns.get("budget")
+        if values is None:
+            return np.zeros(self.n, dtype=np.int64)
+        filled = np.asarray(pc.fill_null(values, -1.0).to_numpy(zero_copy_only=False))
+        return np.asarray(filled.astype(np.int64) + 1, dtype=np.int64)
+
+    def _local_key(self, parts: list[tuple[npt.NDArray[np.int64], int]]) -> npt.NDArray[np.int64]:
+        """One int64 per row, equal exactly when the rows agree on every part."""
+        key = np.zeros(self.n, dtype=np.int64)
+        size = 1
+        for codes, card in parts:
+            card = max(card, 1)
+            if size * card >= 2**62:
+                factorized, uniques = pd.factorize(key)
+                key, size = np.asarray(factorized, dtype=np.int64), len(uniques)
+            key = key * card + codes
+            size *= card
+        return key
+
+    def _cells(self) -> npt.NDArray[np.int64]:
+        """File-wide ids of each row's (run, dataset, problem, model, mode, budget).
+
+        Rows are grouped first by configuration and budget kind (``group_firsts``: the row
+        where each group first appears, what the run check needs), then by problem within
+        (``cell_firsts``, what the problems need).
+        """
+        budget = self._budget_codes()
+        low = int(budget.min()) if self.n else 0
+        names = ("run_id", "dataset", "model", "mode")
+        parts = [self.local[name] for name in (*names, "budget_kind")]
+        parts.append((budget - low, int(budget.max()) - low + 1 if self.n else 1))
+        labels, self.group_firsts = _factorize(self._local_key(parts))
+        firsts = self.group_firsts
+        wide = [self.wide[name][self.local[name][0][firsts]] for name in names]
+        tuples = list(zip(*(w.tolist() for w in wide), budget[firsts].tolist(), strict=True))
+        configs = self.state.config_ids(tuples)
+        problems, n_problems = self.local["problem_id"]
+        cell_labels, self.cell_firsts = _factorize(labels * n_problems + problems)
+        cell_firsts = self.cell_firsts
+        problem_wide = self.wide["problem_id"][problems[cell_firsts]]
+        if len(self.state.configs) >= 2**31 or len(self.state.codes["problem_id"].index) >= 2**32:
+            raise InputError("too many configurations or problems in one file", path=self.ctx.path)
+        ids = self.state.cells.ids((configs[labels[cell_firsts]] << 32) | problem_wide)
+        return np.asarray(ids[cell_labels], dtype=np.int64)
+
+    def _order_in_cell(self, cells: npt.NDArray[np.int64]) -> pa.Array:
+        """Samples numbered by order of appearance per cell, continuing the earlier batches."""
+        state = self.state
+        if len(state.samples) < len(state.cells):
+            grown = np.zeros(max(len(state.cells), 2 * len(state.samples)), dtype=np.int64)
+            grown[: len(state.samples)] = state.samples
+            state.samples = grown
+        order = np.argsort(cells, kind="stable")
+        ordered = cells[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        within = np.arange(self.n) - np.repeat(starts, np.diff(np.append(starts, self.n)))
+        numbers = np.empty(self.n, dtype=np.int64)
+        numbers[order] = within + state.samples[ordered]
+        np.add.at(state.samples, ordered[starts], np.diff(np.append(starts, self.n)))
+        if self.n and int(numbers.max()) > _INT32_MAX:
+            raise InputError("more than 2**31 samples of one configuration", path=self.ctx.path)
+        return pa.array(numbers.astype(np.float64))
+
+    def _check_duplicates(self, cells: npt.NDArray[np.int64]) -> None:
+        samples = np.asarray(self.columns["sample_idx"].to_numpy(zero_copy_only=False))
+        row = self.state.keys.add(cells, samples.astype(np.int64))
+        if row is not None:
+            raise self.ctx.fail(
+                row,
+                "sample_idx",
+                "duplicate key (problem, model, mode, budget, sample_idx) seen on an earlier row",
+            )
+
+    def _check_runs(self) -> None:
+        """One model and budget kind per run, across the file (the first row of each group
+        has every (run, model, budget kind) of the batch, in the order they appear)."""
+        names = ("run_id", "model", "budget_kind")
+        text = {n: self.dictionaries[n] for n in names}
+        given = "run_id" in self.given
+        for row in self.group_firsts.tolist():
+            code = {n: int(self.local[n][0][row]) for n in names}
+            run = int(self.wide["run_id"][code["run_id"]])
+            run_id = str(text["run_id"][code["run_id"]]) if given else ""
+            triple = (
+                run_id,
+                str(text["model"][code["model"]]),
+                str(text["budget_kind"][code["budget_kind"]]),
+            )
+            seen = self.state.run_of.setdefault(run, triple)
+            if seen[1:] != triple[1:]:
+                shown = run_id or f"{self.state.label()}/{triple[1]}"
+                raise self.ctx.fail(
+                    row,
+                    "run_id" if given else "budget_kind",
+                    f"run {shown!r} has model/budget kind {seen[1:]}, this row {triple[1:]}",
+                )
+
+    def _add_problems(self) -> None:
+        """Keep the first row of each (dataset, problem_id) not seen in earlier batches
+        (it is the first row of one of the batch's cells)."""
+        problems, n_problems = self.local["problem_id"]
+        rows = self.cell_firsts
+        datasets = self.local["dataset"][0][rows]
+        _, firsts = _factorize(datasets * n_problems + problems[rows])
+        firsts = rows[firsts]
+        wide = (self.wide["dataset"][self.local["dataset"][0][firsts]] << 32) | self.wide[
+            "problem_id"
+        ][problems[firsts]]
+        before = len(self.state.pairs)
+        new = firsts[self.state.pairs.ids(wide) >= before]
+        if len(new) == 0:
+            return
+        taken = pa.array(new)
+        out = {}
+        for column in PROBLEM_STORE_COLUMNS:
+            values = self.columns.get(_PROBLEM_SOURCES.get(column, column))
+            if values is not None:
+                out[column] = pc.take(values, taken)
+        self.state.problem_rows.append(pa.table(out))
+
+    def _segment_columns(self) -> dict[str, pa.Array]:
+        fill = self.state.fill
+        out: dict[str, pa.Array] = {}
+        for spec_field in SEGMENT_SCHEMA:
+            name = spec_field.name
+            values = self.columns.get(name)
+            if name == "run_id" and "run_id" not in self.given:
+                values = fill.nulls(pa.string(), self.n)  # replaced once the label is known
+            elif values is None and name == "n_runs":
+                values = fill.ones(self.n)
+            out[name] = fill.nulls(spec_field.type, self.n) if values is None else values
+        return out

@@ -337,23 +337,9 @@ class Catalog:
         ``also``'s statements). Nothing is visible before the commit, and on any failure no
         file of this call is left behind. ``segment_id`` must be a plain file name.
         """
-        table = segment_table(rows)
-        if table.num_rows == 0:
+        pending = pending_files(self.root, rows, segment_id)
+        if not pending:
             return []
-        sid = new_segment_id() if segment_id is None else checked_segment_id(segment_id)
-        datasets, parts = split_by_dataset(table)
-        # One file per dataset, written in parallel (Arrow encodes without the GIL).
-        with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
-            futures = [
-                pool.submit(_write_pending, self.root, d, sid, part)
-                for d, part in zip(datasets, parts, strict=True)
-            ]
-        pending = [f.result() for f in futures if f.exception() is None]
-        failed = [e for f in futures if (e := f.exception()) is not None]
-        if failed:
-            for item in pending:
-                item.discard()
-            raise failed[0]
         return self.commit(pending, origin=origin, rowids=rowids, also=also)
 
     def commit(
@@ -369,33 +355,16 @@ class Catalog:
         On any failure (``also`` refusing, a name already taken, the insert or the commit
         failing) the files are removed, renamed or not, and nothing is listed.
         """
-        if (origin == "compaction") != (rowids is not None):
-            raise ValueError("a compaction segment needs its rowid range, an import none")
-        created = _now()
-        segments = [_listed(p, self.root, origin, rowids, created) for p in pending]
-        moved: list[Path] = []
+        listing = Listing(self.root, pending, origin=origin, rowids=rowids)
         try:
             with self.transaction() as conn:
                 if also is not None:
                     also(conn)
-                for item in pending:
-                    if item.final.exists():
-                        raise StoreError(f"{item.final}: segment already exists")
-                    os.replace(item.temp, item.final)
-                    moved.append(item.final)
-                for folder in sorted({p.parent for p in moved}):
-                    fsync_dir(folder)
-                _insert_rows(conn, segments)
+                listing.put(conn)
         except BaseException:
-            # An interrupt can land after the COMMIT: files whose rows are listed stay.
-            listed = self._listed_paths({s.path for s in segments})
-            for path in moved:
-                if path.relative_to(self.root).as_posix() not in listed:
-                    path.unlink(missing_ok=True)
-            for item in pending:
-                item.discard()
+            listing.undo(self._listed_paths)
             raise
-        return segments
+        return listing.segments
 
     def _listed_paths(self, paths: set[str]) -> set[str]:
         """Which of these relative paths the committed ``segments`` rows list (all of them
@@ -423,6 +392,81 @@ class Catalog:
                         path.unlink(missing_ok=True)
                         removed.append(path)
         return removed
+
+
+def pending_files(root: Path, rows: Rows, segment_id: str | None = None) -> list[Pending]:
+    """Rows as one written, synced temporary segment file per dataset, not yet listed (none
+    for no rows). The rows are validated (``segment_table``); on any failure no file of this
+    call is left behind. ``segment_id`` must be a plain file name."""
+    table = segment_table(rows)
+    if table.num_rows == 0:
+        return []
+    sid = new_segment_id() if segment_id is None else checked_segment_id(segment_id)
+    datasets, parts = split_by_dataset(table)
+    # One file per dataset, written in parallel (Arrow encodes without the GIL).
+    with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
+        futures = [
+            pool.submit(_write_pending, root, d, sid, part)
+            for d, part in zip(datasets, parts, strict=True)
+        ]
+    pending = [f.result() for f in futures if f.exception() is None]
+    failed = [e for f in futures if (e := f.exception()) is not None]
+    if failed:
+        for item in pending:
+            item.discard()
+        raise failed[0]
+    return pending
+
+
+class Listing:
+    """Pending files made visible inside a caller's write transaction.
+
+    ``put(conn)`` renames the files into place and inserts their ``segments`` rows; if the
+    transaction then fails, ``undo(listed)`` removes the renamed files whose rows did not
+    commit (``listed`` says which of some relative paths are listed: an interrupt can land
+    after the COMMIT, and a listed file must stay) and every temporary file.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        pending: Sequence[Pending],
+        *,
+        origin: Origin,
+        rowids: tuple[int, int] | None = None,
+    ) -> None:
+        if (origin == "compaction") != (rowids is not None):
+            raise ValueError("a compaction segment needs its rowid range, an import none")
+        self.root = root
+        self.pending = list(pending)
+        created = _now()
+        self.segments = [_listed(p, root, origin, rowids, created) for p in self.pending]
+        self.moved: list[Path] = []
+
+    def put(self, conn: sqlite3.Connection) -> list[Segment]:
+        for item in self.pending:
+            if item.final.exists():
+                raise StoreError(f"{item.final}: segment already exists")
+            os.replace(item.temp, item.final)
+            self.moved.append(item.final)
+        for folder in sorted({p.parent for p in self.moved}):
+            fsync_dir(folder)
+        _insert_rows(conn, self.segments)
+        return self.segments
+
+    def undo(self, listed: Callable[[set[str]], set[str]]) -> None:
+        kept = listed({s.path for s in self.segments}) if self.moved else set()
+        for path in self.moved:
+            if path.relative_to(self.root).as_posix() not in kept:
+                path.unlink(missing_ok=True)
+        for item in self.pending:
+            item.discard()
+
+
+def unlist(conn: sqlite3.Connection, paths: Sequence[str]) -> None:
+    """Drop the ``segments`` rows of these relative paths (inside the caller's transaction;
+    the files are deleted after its commit, or by ``remove_leftovers``)."""
+    conn.executemany("DELETE FROM segments WHERE path = ?", [(p,) for p in paths])
 
 
 def committed(conn: sqlite3.Connection, datasets: Sequence[str] | None = None) -> list[Segment]:

@@ -125,7 +125,9 @@ def connect(
     try:
         import duckdb
     except ImportError as exc:
-        raise InputError("DuckDB is not installed: pip install 'ponder[columnar]'") from exc
+        raise InputError(
+            "DuckDB is not installed (a dependency of ponder): pip install duckdb"
+        ) from exc
     con = duckdb.connect()
     configure(con, memory_limit=memory_limit, threads=threads)
     return con

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ponder.columnar.catalog import parquet_root
 from ponder.errors import InputError, StoreError
+from ponder.importers.bulk import file_sha256, is_bulk_file, load_bulk, settle_bulk
 from ponder.importers.generic import FIELDS, load_mapped, parse_mapping
 from ponder.importers.known import dataset_notes
 from ponder.importers.presets import PRESETS, Preset, detect_preset
@@ -258,6 +261,12 @@ def plan_imports(
     files.reverse()
     while files:  # each file's bytes and parsed rows are let go once it is loaded
         path, table, data, sha256, item = files.pop()
+        if item is None and table is None and is_bulk_file(path, options):
+            item = _plan_bulk(store, path, plan, replace, options)
+            plan.items.append(item)
+            if on_file is not None:
+                on_file("read", item)
+            continue
         if data is None:
             check_suffix(path)
             data = read_source(path)
@@ -275,11 +284,32 @@ def plan_imports(
             on_file("read", item)
     _check_runs_across_files(plan.items)
     if store is not None:
+        settle_bulk(store, plan, replace)
         plan.replace_runs |= _check_runs_against_store(store, plan.items, replace)
     for item in plan.items:
         if item.batch is not None and item.preset == "mapped":
             item.notes.extend(dataset_notes(store, item.batch, item.path))
     return plan
+
+
+def _plan_bulk(
+    store: Store | None,
+    path: Path,
+    plan: ImportPlan,
+    replace: bool,
+    options: Mapping[str, object],
+) -> FileImport:
+    """A bulk file (ponder.importers.bulk): skipped by its sha256 when imported before,
+    else read by Arrow and checked against earlier imports like any file."""
+    sha256 = file_sha256(path)
+    item = _shortcut(store, path, sha256, options) if store is not None else None
+    if item is not None:
+        return item
+    item = load_bulk(path, options)
+    if store is not None:
+        plan.replace_runs |= _check_past_imports(store, item, replace)
+        plan.replace_runs |= _check_earlier_versions(store, item, replace)
+    return item
 
 
 def _shortcut(
@@ -478,7 +508,10 @@ def _remove_stale_private_files(store_path: Path) -> None:
         pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
         if not pid_text.isdigit() or _alive(int(pid_text)):
             continue
-        candidate.unlink(missing_ok=True)
+        if candidate.is_dir():  # the private store's segments folder
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -513,6 +546,12 @@ def import_into(
         store_path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_private_files(store_path)
         private = store_path.with_name(f".{store_path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        segments, private_segments = parquet_root(store_path), parquet_root(private)
+        if segments.exists():
+            raise StoreError(
+                f"{segments}: a segments folder without its store; move it away or import "
+                "into another store (nothing was written)"
+            )
         try:
             with Store(private) as store:
                 write_plan(store, plan)
@@ -522,6 +561,8 @@ def import_into(
             except OSError:  # a store appeared meanwhile, or no hard links here
                 pass
             else:
+                if private_segments.exists():  # bulk rows: listed relative to this folder
+                    os.rename(private_segments, segments)
                 if on_file is not None:
                     for item in plan.items:
                         on_file("written", item)
@@ -530,6 +571,7 @@ def import_into(
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{private}{suffix}").unlink(missing_ok=True)
+            shutil.rmtree(private_segments, ignore_errors=True)
     with Store(store_path) as store:
         items = import_paths(store, paths, on_file=on_file, replace=replace, **options)
         return items, store.counts()

@@ -459,10 +459,15 @@ PRESETS: dict[str, Preset] = {
 
 def detect_preset(table: Table) -> Preset | None:
     """The preset whose identifying columns the file has (RouteLLM needs model/response pairs)."""
+    return detect_columns(table.columns)
+
+
+def detect_columns(columns: list[str]) -> Preset | None:
+    """``detect_preset`` from the column names alone."""
     for preset in PRESETS.values():
-        if not preset.matches(table.columns):
+        if not preset.matches(columns):
             continue
-        if preset.name == "routellm_gsm8k" and not _routellm_models(table.columns):
+        if preset.name == "routellm_gsm8k" and not _routellm_models(columns):
             continue
         return preset
     return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
 from ponder.types import Run
@@ -36,6 +37,9 @@ class ImportBatch:
     # becomes several outcome rows per table row).
     source_rows: np.ndarray | None = None
     chains: pd.DataFrame | None = None
+    # A bulk import's rows (``SEGMENT_SCHEMA``, ponder.columnar), written to Parquet segments
+    # instead of ``outcomes`` (then empty); ``problems`` holds every problem they reference.
+    segment_rows: pa.Table | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OUTCOME_STORE_COLUMNS if c not in self.outcomes.columns]

@@ -37,6 +37,7 @@ from ponder.types import Run
 
 if TYPE_CHECKING:
     from ponder.columnar.catalog import Segment
+    from ponder.columnar.writes import SegmentWrites
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,25 @@ class WorkItemState:
     status: str
     attempts: int
     error: str | None
+
+
+def _insert_import(
+    conn: sqlite3.Connection, source: Source, rows_read: int, rows_added: int, runs: list[Run]
+) -> None:
+    conn.execute(
+        "INSERT INTO imports (path, sha256, preset, rows_read, rows_added, "
+        "imported_at, options_json, runs_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            source.path,
+            source.sha256,
+            source.preset,
+            rows_read,
+            rows_added,
+            _now(),
+            source.options_json(),
+            json.dumps(sorted(r.run_id for r in runs)),
+        ),
+    )
 
 
 class Store:
@@ -478,10 +498,21 @@ class Store:
         or level that an earlier one lacked, but never overwrites a known value.
         """
         results: list[WriteResult] = []
-        with self._transaction() as conn:
-            replaced = self._delete_runs(conn, replace_runs)
-            for batch, source in batches:
-                results.append(self._write_one(conn, batch, source))
+        segments = self._segment_writes(batches, replace_runs)
+        try:
+            with self._transaction() as conn:
+                replaced = self._delete_runs(conn, replace_runs)
+                for batch, source in batches:
+                    results.append(self._write_one(conn, batch, source))
+                if segments is not None:
+                    segments.apply(conn)
+                    replaced += segments.rows_removed
+        except BaseException:
+            if segments is not None:
+                segments.undo(self._listed_paths)
+            raise
+        if segments is not None:
+            segments.finish()
         if results and replaced:
             first = results[0]
             results[0] = WriteResult(
@@ -492,6 +523,28 @@ class Store:
                 outcomes_replaced=replaced,
             )
         return results
+
+    def _segment_writes(
+        self, batches: Sequence[tuple[ImportBatch, Source | None]], replace_runs: Collection[str]
+    ) -> SegmentWrites | None:
+        """The segment files of this write (bulk rows, runs cut out by ``--replace``), written
+        before the transaction; None when it touches no segment."""
+        bulk = [b.segment_rows for b, _ in batches if b.segment_rows is not None]
+        if not bulk and not (replace_runs and self._has_table("segments")):
+            return None
+        from ponder.columnar.writes import SegmentWrites
+
+        writes = SegmentWrites(self.path, self._conn, bulk, replace_runs)
+        return None if writes.empty else writes
+
+    def _listed_paths(self, paths: set[str]) -> set[str]:
+        """Which of these segment paths are listed (all when the store cannot say: keeping a
+        file is safe, deleting a listed one is not)."""
+        try:
+            rows = self._conn.execute("SELECT path FROM segments").fetchall()
+        except sqlite3.Error:
+            return paths
+        return paths & {str(r[0]) for r in rows}
 
     @staticmethod
     def _delete_runs(conn: sqlite3.Connection, run_ids: Collection[str]) -> int:
@@ -525,6 +578,8 @@ class Store:
         conn.executemany(_UPSERT_PROBLEMS, _rows(problems, PROBLEM_STORE_COLUMNS))
         problems_added = self._count(conn, "problems") - n_before
 
+        if batch.segment_rows is not None:  # listed with the transaction (SegmentWrites)
+            return self._write_bulk(conn, batch, source, problems_added, runs_added)
         columns = _present_columns(batch.outcomes)
         placeholders = ", ".join("?" for _ in columns)
         before = conn.total_changes
@@ -540,23 +595,31 @@ class Store:
         if batch.chains is not None and len(batch.chains):
             self._write_chains(conn, batch.chains, where)
         if source is not None:
-            conn.execute(
-                "INSERT INTO imports (path, sha256, preset, rows_read, rows_added, "
-                "imported_at, options_json, runs_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    source.path,
-                    source.sha256,
-                    source.preset,
-                    len(batch.outcomes),
-                    outcomes_added,
-                    _now(),
-                    source.options_json(),
-                    json.dumps(sorted(r.run_id for r in batch.runs)),
-                ),
-            )
+            _insert_import(conn, source, len(batch.outcomes), outcomes_added, batch.runs)
         return WriteResult(
             outcomes_read=len(batch.outcomes),
             outcomes_added=outcomes_added,
+            problems_added=problems_added,
+            runs_added=runs_added,
+        )
+
+    @staticmethod
+    def _write_bulk(
+        conn: sqlite3.Connection,
+        batch: ImportBatch,
+        source: Source | None,
+        problems_added: int,
+        runs_added: int,
+    ) -> WriteResult:
+        """A bulk batch's ``imports`` row; its rows go to segments, all of them new (the
+        importer refuses a bulk file whose runs are stored, unless they are replaced)."""
+        assert batch.segment_rows is not None
+        rows = batch.segment_rows.num_rows
+        if source is not None:
+            _insert_import(conn, source, rows, rows, batch.runs)
+        return WriteResult(
+            outcomes_read=rows,
+            outcomes_added=rows,
             problems_added=problems_added,
             runs_added=runs_added,
         )
@@ -723,13 +786,31 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Row counts per table, for status lines and tests."""
+        """Row counts per table, for status lines and tests; ``outcomes`` counts the rows in
+        segments too (each once)."""
+        own_snapshot = not self._conn.in_transaction
         try:
-            return {
-                t: self._count(self._conn, t) for t in ("runs", "problems", "outcomes", "imports")
-            }
+            if own_snapshot:
+                self._conn.execute("BEGIN")
+            try:
+                out = {
+                    t: self._count(self._conn, t)
+                    for t in ("runs", "problems", "outcomes", "imports")
+                }
+                after = self._compacted_up_to()
+                if after:
+                    out["outcomes"] -= int(
+                        self._conn.execute(
+                            f"SELECT COUNT(*) FROM outcomes WHERE rowid <= {after}"
+                        ).fetchone()[0]
+                    )
+                out["outcomes"] += sum(s.rows for s in self._segments(None))
+            finally:
+                if own_snapshot:
+                    self._conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from exc
+        return out
 
     def outcomes_frame(
         self,
@@ -805,6 +886,17 @@ class Store:
         for *key, n in rows:
             counts[tuple(key)] += int(n)
         return [(*key, n) for key, n in counts.items()]
+
+    def segment_run_ids(self) -> set[str]:
+        """The runs whose rows live in import segments (a bulk import)."""
+        from ponder.columnar.catalog import committed
+
+        try:
+            if not self._has_table("segments"):
+                return set()
+            return {r for s in committed(self._conn) if s.origin == "import" for r in s.run_ids}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from exc
 
     def _segments(self, datasets: Sequence[str] | None) -> list[Segment]:
         """The committed Parquet segments (bulk imports, compactions) of ``datasets``."""
