@@ -19,7 +19,7 @@ from ponder.analysis import load_curves, load_matrix
 from ponder.builtin import builtin_folder
 from ponder.columnar.catalog import Catalog, parquet_root
 from ponder.errors import InputError, StoreError
-from ponder.importers import import_paths
+from ponder.importers import import_into, import_paths
 from ponder.store import Store
 from ponder.store.export import export_outcomes
 
@@ -192,3 +192,18 @@ def test_the_cli_imports_in_bulk_and_lists_it(exported: Path, tmp_path: Path, bu
     assert _files(store)
     curves = ponder("curves", "--json")
     assert curves.returncode == 0, curves.stderr
+
+
+def test_a_bad_second_file_removes_the_first_files_pending_segments(
+    exported: Path, tmp_path: Path, bulk: None
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("problem_id,model,correct\np1,m,2\n")  # correct outside [0, 1]
+    for path in (tmp_path / "new.sqlite", tmp_path / "old.sqlite"):
+        if path.name == "old.sqlite":
+            with Store(path) as store:  # an existing store takes the other code path
+                import_paths(store, [builtin_folder()])
+        with pytest.raises(InputError, match=r"bad\.csv:2"):
+            import_into(path, [exported, bad])
+        assert not _files(path)
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{path.name}")]

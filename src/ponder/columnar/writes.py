@@ -1,14 +1,15 @@
 """The segment side of one store write: bulk rows listed, replaced runs cut out of segments.
 
-``Store.write_many`` writes every file of an import in one SQLite transaction. Rows of a bulk
-import (``ImportBatch.segment_rows``) go to new segments, and a ``--replace`` of a run whose
-rows live in import segments rewrites those segments without it. The files are written
-before the transaction (temporary names, invisible), then inside it the old segments are
-unlisted and the new ones renamed into place and listed (``apply``), so the SQLite rows and
-the segments change together or not at all. After the commit the unlisted files are deleted
-(``finish``); a crash before that leaves only unlisted files, which ``remove_leftovers``
-deletes. Compaction segments are never rewritten: they are copies of SQLite rows, and the
-delete of those rows makes them stale until the next compaction rebuilds them.
+``Store.write_many`` writes every file of an import in one SQLite transaction. A bulk
+import's rows were written before as pending segment files (``ImportBatch.segment_files``),
+and a ``--replace`` of a run whose rows live in import segments rewrites those segments
+without it (written here, before the transaction). Inside the transaction the old segments
+are unlisted and the new ones renamed into place and listed (``apply``), so the SQLite rows
+and the segments change together or not at all. After the commit the unlisted files are
+deleted (``finish``); a crash before that leaves only unlisted files, which
+``remove_leftovers`` deletes. Compaction segments are never rewritten: they are copies of
+SQLite rows, and the delete of those rows makes them stale until the next compaction
+rebuilds them.
 """
 
 from __future__ import annotations
@@ -41,23 +42,24 @@ class SegmentWrites:
         self,
         store: Path,
         conn: sqlite3.Connection,
-        new_rows: Sequence[pa.Table],
+        new: Sequence[Pending],
         replace_runs: Collection[str],
     ) -> None:
         self.root = parquet_root(store)
+        for item in new:
+            if not item.final.is_relative_to(self.root):
+                raise ValueError(f"{item.final}: not a segment of the store at {store}")
         replaced = set(replace_runs)
         self.cut = [
             s for s in _committed(conn) if s.origin == "import" and replaced.intersection(s.run_ids)
         ]
         self.rows_removed = 0
-        pending: list[Pending] = []
+        pending: list[Pending] = list(new)
         try:
             for segment in self.cut:
                 kept, removed = self._without(segment, replaced)
                 self.rows_removed += removed
                 pending += pending_files(self.root, kept)
-            for rows in new_rows:
-                pending += pending_files(self.root, rows)
         except BaseException:
             for item in pending:
                 item.discard()

@@ -226,6 +226,12 @@ class ImportPlan:
     items: list[FileImport]
     replace_runs: set[str] = field(default_factory=set)
 
+    def discard(self) -> None:
+        """Remove the pending segment files of the plan's bulk files (not written)."""
+        for item in self.items:
+            if item.batch is not None:
+                item.batch.discard_segments()
+
 
 def plan_imports(
     store: Store | None,
@@ -233,12 +239,34 @@ def plan_imports(
     *,
     on_file: Callable[[str, FileImport], None] | None = None,
     replace: bool = False,
+    segments: Path | None = None,
     **options: object,
 ) -> ImportPlan:
-    """Read and validate every file, and check it against the store, writing nothing.
+    """Read and validate every file, and check it against the store, writing nothing
+    visible: bulk files are streamed into pending segment files under `segments` (the
+    store's `parquet_root`; None: no bulk imports), listed only by `write_plan`, and removed
+    if planning fails.
 
     `store` may be None (no store yet): then only the files are checked against each other.
     """
+    plan = ImportPlan(items=[])
+    try:
+        _plan(store, paths, plan, on_file, replace, segments, options)
+    except BaseException:
+        plan.discard()
+        raise
+    return plan
+
+
+def _plan(
+    store: Store | None,
+    paths: list[Path],
+    plan: ImportPlan,
+    on_file: Callable[[str, FileImport], None] | None,
+    replace: bool,
+    segments: Path | None,
+    options: dict[str, object],
+) -> None:
     from ponder.importers.builtin import is_builtin_folder, load_builtin_import
 
     files: list[_Found] = []
@@ -253,7 +281,6 @@ def plan_imports(
             files.extend(inside)
         else:
             files.append((path, None, None, None, None))
-    plan = ImportPlan(items=[])
     for folder_item in sweeps:
         plan.items.append(folder_item)
         if on_file is not None:
@@ -261,8 +288,8 @@ def plan_imports(
     files.reverse()
     while files:  # each file's bytes and parsed rows are let go once it is loaded
         path, table, data, sha256, item = files.pop()
-        if item is None and table is None and is_bulk_file(path, options):
-            item = _plan_bulk(store, path, plan, replace, options)
+        if item is None and table is None and segments and is_bulk_file(path, options):
+            item = _plan_bulk(store, path, plan, replace, segments, options)
             plan.items.append(item)
             if on_file is not None:
                 on_file("read", item)
@@ -289,7 +316,6 @@ def plan_imports(
     for item in plan.items:
         if item.batch is not None and item.preset == "mapped":
             item.notes.extend(dataset_notes(store, item.batch, item.path))
-    return plan
 
 
 def _plan_bulk(
@@ -297,6 +323,7 @@ def _plan_bulk(
     path: Path,
     plan: ImportPlan,
     replace: bool,
+    segments: Path,
     options: Mapping[str, object],
 ) -> FileImport:
     """A bulk file (ponder.importers.bulk): skipped by its sha256 when imported before,
@@ -305,10 +332,15 @@ def _plan_bulk(
     item = _shortcut(store, path, sha256, options) if store is not None else None
     if item is not None:
         return item
-    item = load_bulk(path, options)
+    item = load_bulk(path, options, segments)
     if store is not None:
-        plan.replace_runs |= _check_past_imports(store, item, replace)
-        plan.replace_runs |= _check_earlier_versions(store, item, replace)
+        try:
+            plan.replace_runs |= _check_past_imports(store, item, replace)
+            plan.replace_runs |= _check_earlier_versions(store, item, replace)
+        except BaseException:
+            if item.batch is not None:
+                item.batch.discard_segments()
+            raise
     return item
 
 
@@ -489,7 +521,9 @@ def import_paths(
     bring (and earlier imports of the same bytes) instead of refusing them.
     `on_file(stage, item)` is called after each file is read and after all are written.
     """
-    plan = plan_imports(store, paths, on_file=on_file, replace=replace, **options)
+    plan = plan_imports(
+        store, paths, on_file=on_file, replace=replace, segments=parquet_root(store.path), **options
+    )
     write_plan(store, plan)
     if on_file is not None:
         for item in plan.items:
@@ -542,9 +576,6 @@ def import_into(
     """
     if not store_path.exists():
         check_can_write(store_path)
-        plan = plan_imports(None, paths, on_file=on_file, replace=replace, **options)
-        store_path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_private_files(store_path)
         private = store_path.with_name(f".{store_path.name}.{os.getpid()}.{uuid.uuid4().hex}")
         segments, private_segments = parquet_root(store_path), parquet_root(private)
         if segments.exists():
@@ -553,6 +584,11 @@ def import_into(
                 "into another store (nothing was written)"
             )
         try:
+            plan = plan_imports(
+                None, paths, on_file=on_file, replace=replace, segments=private_segments, **options
+            )
+            store_path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_private_files(store_path)
             with Store(private) as store:
                 write_plan(store, plan)
                 store.seal()

@@ -86,14 +86,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_bulk(path: Path, options: Mapping[str, object]) -> FileImport:
-    """Read and validate a bulk file into a batch of segment rows (nothing is written)."""
-    from ponder.columnar.arrow_import import read_outcomes
+def load_bulk(path: Path, options: Mapping[str, object], root: Path) -> FileImport:
+    """Read and validate a bulk file, streaming its rows into pending (unlisted) segment
+    files under ``root``; nothing is visible until the import's transaction lists them."""
+    from ponder.columnar.arrow_import import write_pending
     from ponder.importers import FileImport, import_options
 
     budget_kind = str(options.get("budget_kind") or "unspecified")
-    read = read_outcomes(
+    read = write_pending(
         path,
+        root,
         dataset=_text(options.get("dataset")),
         model=_text(options.get("model")),
         run=_text(options.get("run")),
@@ -104,7 +106,7 @@ def load_bulk(path: Path, options: Mapping[str, object]) -> FileImport:
         outcomes=pd.DataFrame({c: [] for c in OUTCOME_STORE_COLUMNS}),
         problems=read.problems,
         notes=list(read.notes),
-        segment_rows=read.table,
+        segment_files=read.pending,
     )
     chosen = import_options(
         "mapped",
@@ -134,7 +136,7 @@ def settle_bulk(store: Store, plan: ImportPlan, replace: bool) -> None:
     in_segments = store.segment_run_ids()
     for index, item in enumerate(plan.items):
         batch = item.batch
-        if batch is None or batch.segment_rows is None:
+        if batch is None or batch.segment_files is None:
             continue
         stored = set(store.stored_runs([r.run_id for r in batch.runs]))
         if not stored or replace:
@@ -156,6 +158,7 @@ def settle_bulk(store: Store, plan: ImportPlan, replace: bool) -> None:
             budget_kind=str(given.get("budget_kind") or "unspecified"),
         )
         reloaded.notes.append("its runs are stored row by row: imported row by row")
+        batch.discard_segments()
         plan.items[index] = reloaded
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from ponder.store.schema import OUTCOME_STORE_COLUMNS, PROBLEM_STORE_COLUMNS
 from ponder.types import Run
+
+if TYPE_CHECKING:
+    from ponder.columnar.catalog import Pending
 
 
 @dataclass
@@ -37,9 +40,19 @@ class ImportBatch:
     # becomes several outcome rows per table row).
     source_rows: np.ndarray | None = None
     chains: pd.DataFrame | None = None
-    # A bulk import's rows (``SEGMENT_SCHEMA``, ponder.columnar), written to Parquet segments
-    # instead of ``outcomes`` (then empty); ``problems`` holds every problem they reference.
-    segment_rows: pa.Table | None = None
+    # A bulk import's rows, already written as pending Parquet segment files (one per
+    # dataset, ponder.columnar) and listed with the transaction, instead of ``outcomes``
+    # (then empty); ``problems`` holds every problem they reference.
+    segment_files: list[Pending] | None = None
+
+    @property
+    def segment_rows(self) -> int:
+        return sum(p.rows for p in self.segment_files or [])
+
+    def discard_segments(self) -> None:
+        """Remove the pending segment files (a batch that will not be written)."""
+        for item in self.segment_files or []:
+            item.discard()
 
     def __post_init__(self) -> None:
         missing = [c for c in OUTCOME_STORE_COLUMNS if c not in self.outcomes.columns]

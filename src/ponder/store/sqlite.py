@@ -529,7 +529,7 @@ class Store:
     ) -> SegmentWrites | None:
         """The segment files of this write (bulk rows, runs cut out by ``--replace``), written
         before the transaction; None when it touches no segment."""
-        bulk = [b.segment_rows for b, _ in batches if b.segment_rows is not None]
+        bulk = [p for b, _ in batches for p in b.segment_files or []]
         if not bulk and not (replace_runs and self._has_table("segments")):
             return None
         from ponder.columnar.writes import SegmentWrites
@@ -578,7 +578,7 @@ class Store:
         conn.executemany(_UPSERT_PROBLEMS, _rows(problems, PROBLEM_STORE_COLUMNS))
         problems_added = self._count(conn, "problems") - n_before
 
-        if batch.segment_rows is not None:  # listed with the transaction (SegmentWrites)
+        if batch.segment_files is not None:  # listed with the transaction (SegmentWrites)
             return self._write_bulk(conn, batch, source, problems_added, runs_added)
         columns = _present_columns(batch.outcomes)
         placeholders = ", ".join("?" for _ in columns)
@@ -613,8 +613,7 @@ class Store:
     ) -> WriteResult:
         """A bulk batch's ``imports`` row; its rows go to segments, all of them new (the
         importer refuses a bulk file whose runs are stored, unless they are replaced)."""
-        assert batch.segment_rows is not None
-        rows = batch.segment_rows.num_rows
+        rows = batch.segment_rows
         if source is not None:
             _insert_import(conn, source, rows, rows, batch.runs)
         return WriteResult(
