@@ -784,31 +784,32 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
-        """Row counts per table, for status lines and tests; ``outcomes`` counts the rows in
-        segments too (each once)."""
-        own_snapshot = not self._conn.in_transaction
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction (unless the caller is in one): what it reads from SQLite and
+        the segments it lists agree; SQLite errors become one-line errors."""
+        own = not self._conn.in_transaction
         try:
-            if own_snapshot:
+            if own:
                 self._conn.execute("BEGIN")
             try:
-                out = {
-                    t: self._count(self._conn, t)
-                    for t in ("runs", "problems", "outcomes", "imports")
-                }
-                after = self._compacted_up_to()
-                if after:
-                    out["outcomes"] -= int(
-                        self._conn.execute(
-                            f"SELECT COUNT(*) FROM outcomes WHERE rowid <= {after}"
-                        ).fetchone()[0]
-                    )
-                out["outcomes"] += sum(s.rows for s in self._segments(None))
+                yield self._conn
             finally:
-                if own_snapshot:
+                if own:
                     self._conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from exc
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for status lines and tests; ``outcomes`` counts the rows in
+        segments too (each once)."""
+        with self._snapshot() as conn:
+            out = {t: self._count(conn, t) for t in ("runs", "problems", "outcomes", "imports")}
+            after = self._compacted_up_to()
+            if after:
+                compacted = conn.execute(f"SELECT COUNT(*) FROM outcomes WHERE rowid <= {after}")
+                out["outcomes"] -= int(compacted.fetchone()[0])
+            out["outcomes"] += sum(s.rows for s in self._segments(None))
         return out
 
     def outcomes_frame(
@@ -823,28 +824,19 @@ class Store:
         """The outcome frame (see `ponder.types.OUTCOME_COLUMNS`), optionally filtered;
         `signals` adds the live-sweep columns (chain, rung, answer confidence, stop cost);
         `experiments` adds the claims' experiment rows (run ids `claims/...`)."""
-        own_snapshot = not self._conn.in_transaction
-        try:
-            if own_snapshot:
-                self._conn.execute("BEGIN")  # the segments and the rows of one snapshot
-            try:
-                segments = self._segments(datasets)
-                frame = read_outcomes_frame(
-                    self._conn,
-                    datasets=datasets,
-                    models=models,
-                    include_text=include_text,
-                    signals=signals,
-                    experiments=experiments,
-                    after_rowid=self._compacted_up_to(),
-                )
-                if segments:
-                    frame = self._with_segment_rows(frame, segments, models, experiments)
-            finally:
-                if own_snapshot:
-                    self._conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(self._unreadable(exc)) from exc
+        with self._snapshot() as conn:  # the segments and the rows of one snapshot
+            segments = self._segments(datasets)
+            frame = read_outcomes_frame(
+                conn,
+                datasets=datasets,
+                models=models,
+                include_text=include_text,
+                signals=signals,
+                experiments=experiments,
+                after_rowid=self._compacted_up_to(),
+            )
+            if segments:
+                frame = self._with_segment_rows(frame, segments, models, experiments)
         return frame
 
     def outcome_counts(
@@ -857,25 +849,16 @@ class Store:
         if not keys or unknown:
             raise ValueError(f"outcome_counts: not outcome columns: {unknown or keys}")
         names = ", ".join(keys)
-        own_snapshot = not self._conn.in_transaction
-        try:
-            if own_snapshot:
-                self._conn.execute("BEGIN")
-            try:
-                after = self._compacted_up_to()
-                conditions = [f"rowid > {after}"] if after else []
-                if not experiments:
-                    conditions.append(f"run_id NOT LIKE '{EXPERIMENT_RUN_PREFIX}%'")
-                where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-                rows = self._conn.execute(
-                    f"SELECT {names}, COUNT(*) FROM outcomes{where} GROUP BY {names}"
-                ).fetchall()
-                segments = self._segments(None)
-            finally:
-                if own_snapshot:
-                    self._conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(self._unreadable(exc)) from exc
+        with self._snapshot() as conn:
+            after = self._compacted_up_to()
+            conditions = [f"rowid > {after}"] if after else []
+            if not experiments:
+                conditions.append(f"run_id NOT LIKE '{EXPERIMENT_RUN_PREFIX}%'")
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            rows = conn.execute(
+                f"SELECT {names}, COUNT(*) FROM outcomes{where} GROUP BY {names}"
+            ).fetchall()
+            segments = self._segments(None)
         if not segments:
             return [tuple(r) for r in rows]
         from ponder.columnar.catalog import parquet_root
