@@ -207,3 +207,20 @@ def test_a_bad_second_file_removes_the_first_files_pending_segments(
             import_into(path, [exported, bad])
         assert not _files(path)
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{path.name}")]
+
+
+def test_a_jsonl_file_gives_the_same_rows_as_its_csv(
+    exported: Path, tmp_path: Path, bulk: None
+) -> None:
+    jsonl = tmp_path / "sweep.jsonl"
+    frame = pd.read_csv(exported).astype(object)
+    records = frame.where(frame.notna(), None).to_dict("records")  # floats round-trip exactly
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    frames = []
+    for source in (exported, jsonl):
+        path = tmp_path / f"{source.suffix[1:]}.sqlite"
+        with Store(path) as store:
+            import_paths(store, [source])
+            assert _files(path) and store.query("SELECT COUNT(*) FROM outcomes") == [(0,)]
+            frames.append(_frame(store).drop(columns="run_id"))  # labels carry the file hash
+    pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True)
