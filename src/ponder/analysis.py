@@ -133,7 +133,9 @@ def load_matrix(
     cost_model = CostModel(cost, load_prices(prices) if prices else {})  # type: ignore[arg-type]
     problems = store.problems_frame()
     if len(set(datasets)) == 1 and not levels and not exclude_contaminated:
-        columnar = _columnar_matrix(store, datasets[0], models, exclude_models, cost_model)
+        columnar = _columnar_matrix(
+            store, datasets[0], models, exclude_models, cost_model, problems
+        )
         if columnar is not None:
             return columnar
     frame = store.outcomes_frame(datasets=datasets, models=models, signals=True)
@@ -162,6 +164,7 @@ def _columnar_matrix(
     models: Sequence[str] | None,
     exclude_models: Sequence[str],
     cost_model: CostModel,
+    problems: pd.DataFrame,
 ) -> OutcomeMatrix | None:
     """One dataset's matrix straight from the segments by an ordered DuckDB scan (None: the
     store has no segments, the frame path). Level and contamination filters and several
@@ -178,7 +181,7 @@ def _columnar_matrix(
         return matrix_from_parquet(
             root,
             dataset,
-            problems=store.problems_frame(),
+            problems=problems,
             models=models,
             exclude_models=exclude_models,
             cost_model=cost_model,
