@@ -224,3 +224,16 @@ def test_a_jsonl_file_gives_the_same_rows_as_its_csv(
             assert _files(path) and store.query("SELECT COUNT(*) FROM outcomes") == [(0,)]
             frames.append(_frame(store).drop(columns="run_id"))  # labels carry the file hash
     pd.testing.assert_frame_equal(frames[1], frames[0], check_exact=True)
+
+
+def test_one_run_from_two_files_is_refused_when_one_is_bulk(
+    exported: Path, tmp_path: Path, bulk: None
+) -> None:
+    frame = pd.read_csv(exported)
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    frame.iloc[: len(frame) // 2].to_csv(first, index=False)
+    frame.iloc[len(frame) // 3 :].to_csv(second, index=False)  # overlapping keys
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(InputError, match=r"second\.csv.*comes from .*first\.csv"):
+        import_into(path, [first, second])
+    assert not path.exists() and not _files(path)

@@ -15,7 +15,13 @@ import numpy as np
 
 from ponder.columnar.catalog import parquet_root
 from ponder.errors import InputError, StoreError
-from ponder.importers.bulk import file_sha256, is_bulk_file, load_bulk, settle_bulk
+from ponder.importers.bulk import (
+    check_bulk_runs,
+    file_sha256,
+    is_bulk_file,
+    load_bulk,
+    settle_bulk,
+)
 from ponder.importers.generic import FIELDS, load_mapped, parse_mapping
 from ponder.importers.known import dataset_notes
 from ponder.importers.presets import PRESETS, Preset, detect_preset
@@ -310,6 +316,7 @@ def _plan(
         if on_file is not None:
             on_file("read", item)
     _check_runs_across_files(plan.items)
+    check_bulk_runs(plan)
     if store is not None:
         settle_bulk(store, plan, replace)
         plan.replace_runs |= _check_runs_against_store(store, plan.items, replace)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ponder.errors import StoreError
+from ponder.errors import InputError, StoreError
 from ponder.importers.presets import detect_columns
 from ponder.store.batch import ImportBatch
 from ponder.store.schema import OUTCOME_STORE_COLUMNS
@@ -160,6 +160,27 @@ def settle_bulk(store: Store, plan: ImportPlan, replace: bool) -> None:
         reloaded.notes.append("its runs are stored row by row: imported row by row")
         batch.discard_segments()
         plan.items[index] = reloaded
+
+
+def check_bulk_runs(plan: ImportPlan) -> None:
+    """A bulk run's rows come from one file: segments are not merged key by key, so a second
+    file with the same run would store its shared keys twice."""
+    source: dict[str, Path] = {}
+    bulk: set[str] = set()
+    for item in plan.items:
+        if item.batch is None:
+            continue
+        if item.batch.segment_files is not None:
+            bulk |= {r.run_id for r in item.batch.runs}
+        for run in item.batch.runs:
+            first = source.setdefault(run.run_id, item.path)
+            if first != item.path and run.run_id in bulk:
+                raise InputError(
+                    f"run {run.run_id!r} comes from {first} and from this file, and one of them "
+                    "is a bulk import (its rows are not merged key by key): import them in "
+                    "one file, or give them other --run labels",
+                    path=item.path,
+                )
 
 
 def _text(value: object) -> str | None:
