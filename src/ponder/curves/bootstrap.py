@@ -29,9 +29,9 @@ from ponder.curves._frame import Coded, FloatArray, IntArray, problem_codes, uni
 
 # Bound on the dense per-chunk (problems x groups) matrices, in elements.
 _CHUNK_ELEMENTS = 1 << 22
-# Bound on the dense per-chunk (problems x groups) blocks of bootstrap_groups: each chunk also
-# holds (resamples x groups) blocks, so a smaller bound keeps pass@k / maj@k's transient
-# memory near 50 MB instead of 200 MB at a million rows, for the same matrix products.
+# Bound on the dense per-chunk (problems x groups) and (resamples x groups) blocks of
+# bootstrap_groups: keeps pass@k / maj@k's transient memory near 50 MB at any number of
+# cells, for the same matrix products.
 _GROUP_CHUNK_ELEMENTS = 1 << 20
 
 
@@ -275,7 +275,9 @@ def bootstrap_groups(
         counts32 = resampler.counts(str(sorted_ds[d_start]))
         weights = counts32.astype(np.float64)
         n_prob = weights.shape[1]
-        chunk = max(1, _GROUP_CHUNK_ELEMENTS // max(n_prob, 1))
+        # Both block shapes bounded: (problems x groups) and (resamples x groups). A dataset
+        # of few problems and many cells (AIME: 30 problems) otherwise held 267 MiB blocks.
+        chunk = max(1, _GROUP_CHUNK_ELEMENTS // max(n_prob, weights.shape[0], 1))
         for c_start in range(d_start, d_stop, chunk):
             c_stop = min(d_stop, c_start + chunk)
             width = c_stop - c_start
