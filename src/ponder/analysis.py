@@ -63,11 +63,11 @@ def _columnar_curves(
     segments, or hard-cap rows whose smaller caps are derived from every row's length)."""
     from ponder.columnar.batched import curves_from_parquet
     from ponder.columnar.segments import list_segments
-    from ponder.columnar.snapshot import has_segments, store_snapshot
+    from ponder.columnar.snapshot import store_snapshot
     from ponder.columnar.stats import connect, run_query
     from ponder.curves.derived import PLAN_COLUMNS
 
-    if not has_segments(store.path):
+    if not store.has_segments():
         return None
     with store_snapshot(store.path, datasets) as root:
         files = [str(p) for p in list_segments(root)]
@@ -171,9 +171,9 @@ def _columnar_matrix(
     datasets at once stay on the frame path."""
     from ponder.columnar.matrix import matrix_from_parquet
     from ponder.columnar.segments import list_segments
-    from ponder.columnar.snapshot import has_segments, store_snapshot
+    from ponder.columnar.snapshot import store_snapshot
 
-    if not has_segments(store.path):
+    if not store.has_segments():
         return None
     with store_snapshot(store.path, [dataset]) as root:
         if not list_segments(root):

@@ -353,3 +353,7 @@ def test_each_dataset_keeps_its_rows_in_order(
         for dataset in ("alpha", "beta/two words", "gamma"):
             expected = rows.filter(pc.equal(rows.column("dataset"), dataset))
             assert catalog.read([dataset]).equals(expected)  # file order within a dataset
+
+
+def test_no_rows_split_into_no_datasets() -> None:
+    assert catalog_module.split_by_dataset(SEGMENT_SCHEMA.empty_table()) == ([], [])

@@ -20,7 +20,7 @@ from ponder.analysis import load_curves, load_matrix
 from ponder.builtin import builtin_folder
 from ponder.columnar.catalog import Catalog
 from ponder.columnar.segments import segment_table
-from ponder.columnar.snapshot import SNAPSHOTS_DIR, has_segments, store_snapshot
+from ponder.columnar.snapshot import SNAPSHOTS_DIR, store_snapshot
 from ponder.errors import StoreError
 from ponder.importers import import_paths
 from ponder.store import Store
@@ -69,7 +69,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_rows_moved_and_nothing_else(stores: tuple[Path, Path]) -> None:
     plain, mixed = stores
-    assert not has_segments(plain) and has_segments(mixed)
+    with Store(plain, readonly=True) as a, Store(mixed, readonly=True) as b:
+        assert not a.has_segments() and b.has_segments()
     with Store(mixed) as store:
         in_sqlite = {r[0] for r in store.query("SELECT DISTINCT dataset FROM outcomes")}
     assert in_sqlite.isdisjoint(MOVED) and in_sqlite  # both places hold rows

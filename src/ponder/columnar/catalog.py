@@ -362,18 +362,9 @@ class Catalog:
                     also(conn)
                 listing.put(conn)
         except BaseException:
-            listing.undo(self._listed_paths)
+            listing.undo(lambda paths: listed_among(self._conn, paths))
             raise
         return listing.segments
-
-    def _listed_paths(self, paths: set[str]) -> set[str]:
-        """Which of these relative paths the committed ``segments`` rows list (all of them
-        when the store cannot say: keeping a file is safe, deleting a listed one is not)."""
-        try:
-            rows = self._conn.execute("SELECT path FROM segments").fetchall()
-        except sqlite3.Error:
-            return paths
-        return paths & {str(r[0]) for r in rows}
 
     def remove_leftovers(self) -> list[Path]:
         """Delete files of crashed writes: segment files no row lists, and temporary files of
@@ -463,6 +454,16 @@ class Listing:
             item.discard()
 
 
+def listed_among(conn: sqlite3.Connection, paths: set[str]) -> set[str]:
+    """Which of these relative paths the committed ``segments`` rows list (all of them when
+    the store cannot say: keeping a file is safe, deleting a listed one is not)."""
+    try:
+        rows = conn.execute("SELECT path FROM segments").fetchall()
+    except sqlite3.Error:
+        return paths
+    return paths & {str(r[0]) for r in rows}
+
+
 def unlist(conn: sqlite3.Connection, paths: Sequence[str]) -> None:
     """Drop the ``segments`` rows of these relative paths (inside the caller's transaction;
     the files are deleted after its commit, or by ``remove_leftovers``)."""
@@ -504,6 +505,8 @@ def split_by_dataset(table: pa.Table) -> tuple[list[str], list[pa.Table]]:
     """The rows of each dataset (sorted by name), in their order: zero-copy slices of the
     runs of rows of one dataset when there are few runs (files are mostly grouped by
     dataset), else one stable take."""
+    if table.num_rows == 0:
+        return [], []
     encoded = pc.dictionary_encode(table.column("dataset"))
     dictionary = [str(d) for d in encoded.chunk(0).dictionary.to_pylist()]
     codes = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])

@@ -31,10 +31,11 @@ import pyarrow.parquet as pq
 
 from ponder.columnar.catalog import (
     HOST,
-    Catalog,
     SegmentWriter,
     check_listed,
+    parquet_root,
     pid_alive,
+    split_by_dataset,
 )
 from ponder.columnar.compaction import (
     CHUNK_ROWS,
@@ -43,31 +44,11 @@ from ponder.columnar.compaction import (
     compacted_up_to,
     readable_segments,
 )
+from ponder.columnar.segments import first_line
 from ponder.errors import StoreError
 from ponder.store.frame import EXPERIMENT_RUN_PREFIX
 
 SNAPSHOTS_DIR = ".snapshots"
-
-
-def has_segments(store: str | Path) -> bool:
-    """Whether the store lists any segment (else every row is in SQLite: the frame path)."""
-    path = Path(store)
-    if not path.exists():
-        return False
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            listed = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segments'"
-            ).fetchone()
-            return (
-                listed is not None
-                and conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is not None
-            )
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot read the store ({exc})") from exc
 
 
 @contextmanager
@@ -80,8 +61,7 @@ def store_snapshot(
     """A temporary segments folder with every committed outcome row of ``datasets`` (all when
     None) but the claims' experiment rows, removed on exit."""
     store = Path(store)
-    with Catalog(store, readonly=True, check=False) as catalog:
-        root = catalog.root
+    root = parquet_root(store)
     base = root / SNAPSHOTS_DIR
     _remove_dead(base)
     base.mkdir(parents=True, exist_ok=True)
@@ -136,14 +116,10 @@ def _write_uncompacted(
             keep = pc.invert(pc.starts_with(chunk.column("run_id"), EXPERIMENT_RUN_PREFIX))
             if datasets is not None:
                 keep = pc.and_(keep, pc.is_in(chunk.column("dataset"), pa.array(datasets)))
-            chunk = chunk.filter(keep)
-            for dataset in pc.unique(chunk.column("dataset")).to_pylist():
-                part = chunk.filter(pc.equal(chunk.column("dataset"), dataset))
-                writer = writers.get(str(dataset))
-                if writer is None:
-                    writer = SegmentWriter(folder, str(dataset), "sqlite")
-                    writers[str(dataset)] = writer
-                writer.write(part)
+            for dataset, part in zip(*split_by_dataset(chunk.filter(keep)), strict=True):
+                if dataset not in writers:
+                    writers[dataset] = SegmentWriter(folder, dataset, "sqlite")
+                writers[dataset].write(part)
         for writer in writers.values():
             pending = writer.finish()
             os.replace(pending.temp, pending.final)
@@ -158,7 +134,7 @@ def _copy_without_experiments(source: Path, target: Path) -> None:
     try:
         table = pq.read_table(source)
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{source}: cannot read the segment ({exc})") from exc
+        raise StoreError(f"{source}: cannot read the segment ({first_line(exc)})") from exc
     claims = pc.starts_with(table.column("run_id"), EXPERIMENT_RUN_PREFIX)
     pq.write_table(table.filter(pc.invert(claims)), target, compression="zstd")
 
@@ -186,4 +162,4 @@ def _remove_dead(base: Path) -> None:
                 shutil.rmtree(folder)
 
 
-__all__ = ["SNAPSHOTS_DIR", "has_segments", "store_snapshot"]
+__all__ = ["SNAPSHOTS_DIR", "store_snapshot"]

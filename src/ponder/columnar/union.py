@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ponder.columnar.catalog import Segment, check_listed
+from ponder.columnar.segments import first_line
 from ponder.errors import StoreError
 from ponder.store.frame import EXPERIMENT_RUN_PREFIX, INT_COLUMNS, to_float
 
@@ -75,7 +76,7 @@ def segment_counts(
         try:
             table = pq.read_table(path, columns=read)
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{path}: cannot read the segment ({_first_line(exc)})") from exc
+            raise StoreError(f"{path}: cannot read the segment ({first_line(exc)})") from exc
         if not experiments:
             claims = pc.starts_with(table.column("run_id"), EXPERIMENT_RUN_PREFIX)
             table = table.filter(pc.invert(claims)).select(list(keys))
@@ -99,7 +100,7 @@ def _rows(
     try:
         table = pq.read_table(path, columns=list(columns))
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: cannot read the segment ({_first_line(exc)})") from exc
+        raise StoreError(f"{path}: cannot read the segment ({first_line(exc)})") from exc
     run_id = table.column("run_id")
     keep = pc.is_in(run_id, pa.array(sorted(runs), pa.string()))
     if models:
@@ -121,11 +122,6 @@ def _join_problems(
     subject = pd.array([f[1] for f in found] + [None], dtype="str")
     frame["level"] = level[codes]
     frame["subject"] = subject[codes]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _empty_dtype(column: str) -> Any:

@@ -15,7 +15,7 @@ rebuilds them.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,10 +28,12 @@ from ponder.columnar.catalog import (
     Segment,
     check_listed,
     committed,
+    listed_among,
     parquet_root,
     pending_files,
     unlist,
 )
+from ponder.columnar.segments import first_line
 from ponder.errors import StoreError
 
 
@@ -51,7 +53,7 @@ class SegmentWrites:
                 raise ValueError(f"{item.final}: not a segment of the store at {store}")
         replaced = set(replace_runs)
         self.cut = [
-            s for s in _committed(conn) if s.origin == "import" and replaced.intersection(s.run_ids)
+            s for s in committed(conn) if s.origin == "import" and replaced.intersection(s.run_ids)
         ]
         self.rows_removed = 0
         pending: list[Pending] = list(new)
@@ -76,7 +78,7 @@ class SegmentWrites:
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{path}: cannot read the segment ({exc})") from exc
+            raise StoreError(f"{path}: cannot read the segment ({first_line(exc)})") from exc
         drop = pc.is_in(table.column("run_id"), pa.array(sorted(runs), pa.string()))
         kept = table.filter(pc.invert(drop))
         return kept, table.num_rows - kept.num_rows
@@ -84,7 +86,7 @@ class SegmentWrites:
     def apply(self, conn: sqlite3.Connection) -> list[Segment]:
         """Inside the write transaction: unlist the cut segments, list the new files. The
         cut segments must still be listed (another writer may have cut them meanwhile)."""
-        listed = {s.path for s in _committed(conn)}
+        listed = {s.path for s in committed(conn)}
         gone = [s.path for s in self.cut if s.path not in listed]
         if gone:
             raise StoreError(
@@ -94,22 +96,11 @@ class SegmentWrites:
         unlist(conn, [s.path for s in self.cut])
         return self.listing.put(conn)
 
-    def undo(self, listed: Callable[[set[str]], set[str]]) -> None:
+    def undo(self, conn: sqlite3.Connection) -> None:
         """After a failed transaction: remove this write's files that did not get listed."""
-        self.listing.undo(listed)
+        self.listing.undo(lambda paths: listed_among(conn, paths))
 
     def finish(self) -> None:
         """After the commit: delete the files of the cut segments (no longer listed)."""
         for segment in self.cut:
             (self.root / segment.path).unlink(missing_ok=True)
-
-
-def _committed(conn: sqlite3.Connection) -> list[Segment]:
-    if (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segments'"
-        ).fetchone()
-        is None
-    ):
-        return []
-    return committed(conn)

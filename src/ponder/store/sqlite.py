@@ -509,7 +509,7 @@ class Store:
                     replaced += segments.rows_removed
         except BaseException:
             if segments is not None:
-                segments.undo(self._listed_paths)
+                segments.undo(self._conn)
             raise
         if segments is not None:
             segments.finish()
@@ -536,15 +536,6 @@ class Store:
 
         writes = SegmentWrites(self.path, self._conn, bulk, replace_runs)
         return None if writes.empty else writes
-
-    def _listed_paths(self, paths: set[str]) -> set[str]:
-        """Which of these segment paths are listed (all when the store cannot say: keeping a
-        file is safe, deleting a listed one is not)."""
-        try:
-            rows = self._conn.execute("SELECT path FROM segments").fetchall()
-        except sqlite3.Error:
-            return paths
-        return paths & {str(r[0]) for r in rows}
 
     @staticmethod
     def _delete_runs(conn: sqlite3.Connection, run_ids: Collection[str]) -> int:
@@ -868,6 +859,12 @@ class Store:
         for *key, n in rows:
             counts[tuple(key)] += int(n)
         return [(*key, n) for key, n in counts.items()]
+
+    def has_segments(self) -> bool:
+        """Whether any Parquet segment is read with the SQLite rows (else every row is in
+        SQLite, and the analyses read it in memory)."""
+        with self._snapshot():
+            return bool(self._segments(None))
 
     def segment_run_ids(self) -> set[str]:
         """The runs whose rows live in import segments (a bulk import)."""
