@@ -37,7 +37,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ponder.columnar.catalog import Catalog, Segment, parquet_root
-from ponder.columnar.segments import SEGMENT_SCHEMA
+from ponder.columnar.segments import SEGMENT_SCHEMA, first_line
 from ponder.columnar.stats import COLUMNS, KEYS, STATS, finish_stats
 from ponder.errors import InputError, StoreError
 
@@ -154,7 +154,7 @@ def resolve(location: str | Path, filesystem: pafs.FileSystem | None) -> tuple[A
     try:
         fs, path = pafs.FileSystem.from_uri(text)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise InputError(f"cannot open {text} ({_first_line(exc)})") from exc
+        raise InputError(f"cannot open {text} ({first_line(exc)})") from exc
     return fs, str(path).rstrip("/")
 
 
@@ -172,7 +172,7 @@ def read_manifest(fs: Any, path: str) -> list[Listed]:
             "no manifest here; write one with export_manifest(store)", path=path
         ) from exc
     except (OSError, pa.ArrowException, ValueError) as exc:
-        raise InputError(f"cannot read the manifest ({_first_line(exc)})", path=path) from exc
+        raise InputError(f"cannot read the manifest ({first_line(exc)})", path=path) from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InputError(f"not a ponder segments manifest (format {FORMAT!r})", path=path)
     if document.get("version") != VERSION:
@@ -180,7 +180,7 @@ def read_manifest(fs: Any, path: str) -> list[Listed]:
     try:
         listed = [_listed(entry) for entry in document["segments"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"malformed segment entry ({_first_line(exc)})", path=path) from exc
+        raise InputError(f"malformed segment entry ({first_line(exc)})", path=path) from exc
     return listed
 
 
@@ -231,7 +231,7 @@ def _check_one(fs: Any, path: str, listed: Listed, deep: bool) -> None:
             metadata = pq.ParquetFile(handle).metadata
             schema = metadata.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{path}: not a readable Parquet segment ({_first_line(exc)})") from exc
+        raise StoreError(f"{path}: not a readable Parquet segment ({first_line(exc)})") from exc
     if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in SEGMENT_SCHEMA]:
         raise StoreError(f"{path}: foreign schema (not the segments' columns and types)")
     if metadata.num_rows != listed.rows:
@@ -342,9 +342,4 @@ def _restored(table: pa.Table) -> pa.Table:
 def _cause(exc: BaseException) -> str:
     """The first line of the original error out of Ray's wrappers."""
     cause = getattr(exc, "cause", None)
-    return _first_line(cause if isinstance(cause, BaseException) else exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(cause if isinstance(cause, BaseException) else exc)
