@@ -1,5 +1,5 @@
-"""File checksums for the downloader (verification); the importers hash the bytes they parse,
-so a file is read once."""
+"""File checksums: the downloader's verification, bulk imports' and segments' sha256 (the
+row-by-row importers hash the bytes they parse, so a file is read once)."""
 
 from __future__ import annotations
 

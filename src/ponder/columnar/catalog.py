@@ -16,7 +16,6 @@ rows, the dataset its folder names): a truncated or foreign file is recorded as 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import socket
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ponder.checksums import sha256_file
 from ponder.columnar.segments import (
     OUTCOMES_DIR,
     SEGMENT_SCHEMA,
@@ -619,13 +619,7 @@ def _segment(row: Sequence[object]) -> Segment:
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    return path.stat().st_size, sha256_file(path)
 
 
 def _now() -> str:

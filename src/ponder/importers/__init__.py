@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ponder.checksums import sha256_file
 from ponder.columnar.catalog import parquet_root
 from ponder.errors import InputError, StoreError
 from ponder.importers.bulk import (
     check_bulk_runs,
-    file_sha256,
     is_bulk_file,
     load_bulk,
     settle_bulk,
@@ -335,7 +335,7 @@ def _plan_bulk(
 ) -> FileImport:
     """A bulk file (ponder.importers.bulk): skipped by its sha256 when imported before,
     else read by Arrow and checked against earlier imports like any file."""
-    sha256 = file_sha256(path)
+    sha256 = sha256_file(path)
     item = _shortcut(store, path, sha256, options) if store is not None else None
     if item is not None:
         return item

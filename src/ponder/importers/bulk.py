@@ -17,7 +17,6 @@ without it (segments are not merged key by key).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -76,14 +75,6 @@ def _columns(path: Path) -> list[str] | None:
     except ValueError:
         return None
     return list(record) if isinstance(record, dict) else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_bulk(path: Path, options: Mapping[str, object], root: Path) -> FileImport:
