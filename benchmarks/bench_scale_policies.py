@@ -59,6 +59,7 @@ from bench_scale import (  # noqa: E402  (benchmarks/ is not a package)
     whole,
 )
 
+from ponder.evaluate.catalog import SEQUENTIAL_SLOTS  # noqa: E402
 from ponder.store.schema import OUTCOME_STORE_COLUMNS  # noqa: E402
 
 STEPS = ("write", "matrix", "policies", "store", "frame", "narrow")
@@ -90,14 +91,35 @@ def digest(matrix: Any) -> str:
     sha.update(repr(matrix.configs).encode())
     problems = matrix.problems[["dataset", "problem_id", "level"]]
     sha.update(problems.to_csv(index=False).encode())
-    for array in (matrix.correct, matrix.cost, matrix.tokens, matrix.answer):
+    stats = matrix.stats
+    for array in (
+        matrix.correct,
+        matrix.cost,
+        matrix.tokens,
+        matrix.answer,
+        stats.recorded,
+        stats.correct,
+        stats.hits,
+        stats.cost,
+        stats.answered,
+        stats.unknown,
+    ):
         sha.update(str(array.dtype).encode() + str(array.shape).encode() + array.tobytes())
     return sha.hexdigest()[:16]
 
 
+def max_slots(args: argparse.Namespace) -> int | None:
+    """Sample slots the matrices keep (``ponder evaluate`` keeps ``SEQUENTIAL_SLOTS``)."""
+    return args.max_slots or None
+
+
 def scan_options(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``matrix_from_parquet``'s problems table and DuckDB memory limit."""
-    return {"problems": levels(folder), "memory_limit": args.memory_limit}
+    """``matrix_from_parquet``'s problems table, DuckDB memory limit and kept slots."""
+    return {
+        "problems": levels(folder),
+        "memory_limit": args.memory_limit,
+        "max_slots": max_slots(args),
+    }
 
 
 def describe_matrix(matrix: Any) -> dict[str, Any]:
@@ -208,7 +230,9 @@ def step_frame(folder: Path, args: argparse.Namespace, clock: Clock) -> None:
         names = sorted(set(frame["dataset"]))
         del frame
         for name in names:
-            matrix = clock.lap(f"matrix {name}", load_matrix, store, datasets=[name])
+            matrix = clock.lap(
+                f"matrix {name}", load_matrix, store, datasets=[name], max_slots=max_slots(args)
+            )
             clock.info[name] = describe_matrix(matrix)
             del matrix
 
@@ -260,6 +284,7 @@ CHILD_STEPS: dict[str, Step] = {
 def run_step(step: str, folder: Path, n: int, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", step, "--dir", str(folder), "--n", str(n)]
     command += ["--chunk", str(args.chunk), "--shape", args.shape]
+    command += ["--max-slots", str(args.max_slots)]
     if args.families:
         command += ["--families", *args.families]
     command += ["--narrow-datasets", *args.narrow_datasets]
@@ -361,6 +386,13 @@ def main() -> None:
     parser.add_argument("--narrow", action="store_true", help="float32 cost/tokens vs float64")
     parser.add_argument("--narrow-datasets", nargs="+", default=["aime24", "aime25"])
     parser.add_argument("--memory-limit", help="DuckDB memory_limit of the scan, e.g. 512MB")
+    parser.add_argument(
+        "--max-slots",
+        type=int,
+        default=SEQUENTIAL_SLOTS,
+        help=f"sample slots a matrix keeps per cell (default {SEQUENTIAL_SLOTS}, as ponder "
+        "evaluate; 0: all)",
+    )
     parser.add_argument("--max-rss-gib", type=float, default=6.0, help="kill a child above this")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)

@@ -121,12 +121,15 @@ def load_matrix(
     exclude_contaminated: bool = False,
     cost: str = "tokens",
     prices: Path | None = None,
+    max_slots: int | None = None,
 ) -> OutcomeMatrix:
     """The outcome matrix of some datasets, with costs in the chosen unit.
 
     `levels` keeps only problems of those difficulty levels (e.g. MATH-500 1-3 to fit, 4-5 to
     test); `exclude_contaminated` drops problems flagged as seen in training data (RouteLLM's
-    GSM8K protocol).
+    GSM8K protocol). `max_slots` keeps only the first samples of each cell in the arrays
+    (`OutcomeMatrix.head`; the statistics still cover all): what evaluations need, in memory
+    bounded by problems x configurations.
     """
     from ponder.evaluate import CostModel, OutcomeMatrix, load_prices
 
@@ -134,7 +137,7 @@ def load_matrix(
     problems = store.problems_frame()
     if len(set(datasets)) == 1 and not levels and not exclude_contaminated:
         columnar = _columnar_matrix(
-            store, datasets[0], models, exclude_models, cost_model, problems
+            store, datasets[0], models, exclude_models, cost_model, problems, max_slots
         )
         if columnar is not None:
             return columnar
@@ -153,9 +156,10 @@ def load_matrix(
             f"no outcomes for datasets={list(datasets)} models={list(models or [])}"
             + (f" levels={list(levels)}" if levels else "")
         )
-    return OutcomeMatrix.from_frame(
+    matrix = OutcomeMatrix.from_frame(
         frame, problems=problems, cost_model=cost_model, normalize=normalize_answer
     )
+    return matrix if max_slots is None else matrix.head(max_slots)
 
 
 def _columnar_matrix(
@@ -165,6 +169,7 @@ def _columnar_matrix(
     exclude_models: Sequence[str],
     cost_model: CostModel,
     problems: pd.DataFrame,
+    max_slots: int | None,
 ) -> OutcomeMatrix | None:
     """One dataset's matrix straight from the segments by an ordered DuckDB scan (None: the
     store has no segments, the frame path). Level and contamination filters and several
@@ -186,6 +191,7 @@ def _columnar_matrix(
             exclude_models=exclude_models,
             cost_model=cost_model,
             normalize=normalize_answer,
+            max_slots=max_slots,
         )
 
 
@@ -206,7 +212,7 @@ def evaluate_policies(
     folds are skipped; run `ponder evaluate --cost calls --prices ...` for those. `keep`
     receives each dataset's evaluation and summary (the claims suite reuses them).
     """
-    from ponder.evaluate.catalog import FAMILIES, Skipped, candidates
+    from ponder.evaluate.catalog import FAMILIES, SEQUENTIAL_SLOTS, Skipped, candidates
     from ponder.evaluate.metrics import summarize
     from ponder.evaluate.protocol import complete, cross_validate
     from ponder.policies.base import PolicyError
@@ -218,7 +224,7 @@ def evaluate_policies(
     out = []
     for name in sorted(d for d in with_samples - without_tokens if wanted is None or d in wanted):
         try:
-            matrix = complete(load_matrix(store, datasets=[name]))
+            matrix = complete(load_matrix(store, datasets=[name], max_slots=SEQUENTIAL_SLOTS))
             if matrix.n_problems < 2 * folds or len(matrix.configs) < 2:
                 continue
             skipped: list[Skipped] = []

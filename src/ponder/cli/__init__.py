@@ -71,6 +71,7 @@ def _register() -> None:
     from ponder.cli import (
         builtin_cmd,
         claims_cmd,
+        compact_cmd,
         curves_cmd,
         data_cmd,
         demo_cmd,
@@ -94,6 +95,9 @@ def _register() -> None:
     app.command("demo")(demo_cmd.demo_command)
     app.command("import")(import_cmd.import_command)
     app.command("ls", help=reflow(ls_cmd.ls_command.__doc__))(ls_cmd.ls_command)
+    app.command("compact", help=reflow(compact_cmd.compact_command.__doc__))(
+        compact_cmd.compact_command
+    )
     app.command("curves")(curves_cmd.curves_command)
     app.command("report")(report_cmd.report_command)
     app.command("fit")(policy_cmd.fit_command)

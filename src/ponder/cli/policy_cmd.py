@@ -205,7 +205,13 @@ def evaluate_command(
       ponder evaluate -d gsm8k --cost calls --prices examples/prices/routellm_gsm8k.json
     """
     from ponder.analysis import load_matrix
-    from ponder.evaluate.catalog import FAMILIES, Skipped, candidates, check_families
+    from ponder.evaluate.catalog import (
+        FAMILIES,
+        SEQUENTIAL_SLOTS,
+        Skipped,
+        candidates,
+        check_families,
+    )
     from ponder.evaluate.metrics import summarize
     from ponder.evaluate.protocol import align, complete, cross_validate, transfer
 
@@ -219,6 +225,7 @@ def evaluate_command(
             "exclude_contaminated": exclude_contaminated,
             "cost": cost,
             "prices": prices,
+            "max_slots": SEQUENTIAL_SLOTS,
         }
         test = load_matrix(st, datasets=dataset, levels=level, **common)  # type: ignore[arg-type]
         train = None

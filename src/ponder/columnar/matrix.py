@@ -17,7 +17,7 @@ text come from the problems frame (``Store.problems_frame()``), as the outcome f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from ponder.outcomes.matrix import (
     NO_CHAIN,
     PROBLEM_COLUMNS,
     UNKNOWN_ANSWER,
+    CellStats,
     OutcomeMatrix,
     Signals,
 )
@@ -47,9 +48,13 @@ if TYPE_CHECKING:
 
 # Rows per Arrow batch of the ordered scan: what is alive beside the matrix at a time.
 BATCH_ROWS = 1 << 18
+# Sample slots of the block of problems whose cell sums are taken at a time when the matrix
+# keeps fewer slots than were recorded (about 100 MiB of arrays).
+BLOCK_SLOTS = 1 << 22
 # A row's place in the store's order: file index (segments sort in write order) then row.
 _ORDER = "(fidx::BIGINT << 40) + file_row_number"
 _LONE = np.int32(-3)  # answered without recorded text: numbered after the scan
+_STAT_FIELDS = tuple(f.name for f in fields(CellStats))
 
 
 @dataclass(frozen=True)
@@ -76,13 +81,15 @@ def matrix_from_parquet(
     con: duckdb.DuckDBPyConnection | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    max_slots: int | None = None,
 ) -> OutcomeMatrix:
     """The ``OutcomeMatrix`` of one dataset's samples in the segments under ``root``.
 
     ``models`` keeps only those models, ``exclude_models`` drops some (as ``load_matrix``);
     ``problems`` (``Store.problems_frame()``) gives level, subject and text (None: unknown).
     ``normalize`` groups answers for votes (``load_matrix``'s default); ``con``,
-    ``memory_limit`` and ``threads`` as for ``stats_from_parquet``. No sample rows is an
+    ``memory_limit`` and ``threads`` as for ``stats_from_parquet``. ``max_slots`` keeps the
+    first samples of each cell, as ``OutcomeMatrix.head`` does. No sample rows is an
     ``InputError``, a damaged segment a ``StoreError`` naming it.
     """
     cost_model = cost_model or CostModel()
@@ -95,7 +102,10 @@ def matrix_from_parquet(
     query = _Query(db, files, dataset, models, exclude_models, root)
     try:
         codes = _codes(query, normalize)
-        arrays = _scan(query, codes, cost_model)
+        keep = codes.slots
+        if max_slots is not None and codes.chains is None:  # ladders stay whole (as `head`)
+            keep = max(1, min(max_slots, codes.slots))
+        arrays, stats = _scan(query, codes, cost_model, keep)
     finally:
         query.close()
         if con is None:
@@ -109,6 +119,7 @@ def matrix_from_parquet(
         answer=arrays["answer"],
         unit=cost_model.unit,
         signals=_signals(arrays) if codes.chains is not None else None,
+        cell_stats=stats,
     )
 
 
@@ -250,10 +261,18 @@ _SCAN = (
 _SIGNALS = "src.answer_tokens, src.answer_prob, src.entropy_tail, src.natural, k.k, "
 
 
-def _scan(query: _Query, codes: _Codes, cost_model: CostModel) -> dict[str, np.ndarray]:
-    """Fill the arrays from the ordered rows, one Arrow batch at a time."""
+def _scan(
+    query: _Query, codes: _Codes, cost_model: CostModel, keep: int
+) -> tuple[dict[str, np.ndarray], CellStats | None]:
+    """Fill the arrays from the ordered rows, one Arrow batch at a time.
+
+    With ``keep`` slots fewer than recorded, only the first ``keep`` samples of each cell are
+    stored, and the cell sums over all of them are taken a block of problems at a time, by
+    ``CellStats.of`` on the block's whole arrays: equal to the sums over the whole matrix,
+    since each cell is reduced on its own. Otherwise the sums are left to ``OutcomeMatrix``.
+    """
     n_c, n_s = len(codes.configs), codes.slots
-    shape = (len(codes.problems), n_c, n_s)
+    shape = (len(codes.problems), n_c, keep)
     query.register(
         "ponder_matrix_problems",
         pa.table({"problem_id": codes.problems, "p": range(len(codes.problems))}),
@@ -281,17 +300,26 @@ def _scan(query: _Query, codes: _Codes, cost_model: CostModel) -> dict[str, np.n
         chains="LEFT JOIN ponder_matrix_chains k USING (chain_id) " if signals else "",
     )
     arrays = _empty(shape, signals)
+    blocks = _Blocks(len(codes.problems), n_c, n_s, keep) if keep < n_s else None
     # Each configuration's model, as codes into the distinct model names (for prices).
     model_of, models = pd.factorize(pd.Index([c.model for c in codes.configs]))
     lone_at: list[np.ndarray] = []
     lone_order: list[np.ndarray] = []
     previous = (-1, 0)  # last (group, slot) of the previous batch
-    for batch in query.batches(sql):
-        p = _ints(batch, "p")
-        c = _ints(batch, "c")
+    for whole in query.batches(sql):
+        p = _ints(whole, "p")
+        c = _ints(whole, "c")
         group = p * n_c + c
         slot, previous = _slots(group, previous)
-        at = group * n_s + slot
+        batch = whole
+        if blocks is not None:
+            blocks.add(p, c, slot, whole, cost_model, model_of, models)
+            kept = slot < keep
+            if not kept.all():
+                index = np.flatnonzero(kept)
+                batch = whole.take(pa.array(index))
+                p, c, slot, group = p[index], c[index], slot[index], group[index]
+        at = group * keep + slot
         model = pd.Categorical.from_codes(model_of[c], categories=models)
         rows = pd.DataFrame(
             {
@@ -310,8 +338,84 @@ def _scan(query: _Query, codes: _Codes, cost_model: CostModel) -> dict[str, np.n
         lone_order.append(_ints(batch, "o")[lone])
         if signals:
             _fill_signals(arrays, at, batch, rows, cost_model)
+    if blocks is not None:
+        lone_at.append(np.full(len(blocks.lone_order), -1, dtype=np.int64))  # not kept
+        lone_order.append(np.asarray(blocks.lone_order, dtype=np.int64))
     _number_lone(arrays["answer"], codes.n_answers, lone_at, lone_order)
-    return arrays
+    return arrays, None if blocks is None else blocks.finish()
+
+
+class _Blocks:
+    """Cell sums over every recorded sample, a block of problems at a time, for a matrix that
+    keeps fewer slots than were recorded; also the scan order of the lone answers it drops
+    (they still take their codes, so the kept ones are numbered as ``head`` numbers them)."""
+
+    def __init__(self, n_p: int, n_c: int, n_s: int, keep: int) -> None:
+        self.n_p, self.n_c, self.n_s, self.keep = n_p, n_c, n_s, keep
+        self.size = max(1, BLOCK_SLOTS // (n_c * n_s))
+        self.block = -1
+        shape = (self.size, n_c, n_s)
+        self.correct, self.cost = np.empty(shape), np.empty(shape)
+        self.answer = np.empty(shape, dtype=np.int32)
+        self.parts: list[CellStats] = []
+        self.lone_order: list[int] = []
+
+    def add(
+        self,
+        p: np.ndarray,
+        c: np.ndarray,
+        slot: np.ndarray,
+        batch: pa.RecordBatch,
+        cost_model: CostModel,
+        model_of: np.ndarray,
+        models: pd.Index,
+    ) -> None:
+        rows = pd.DataFrame(
+            {
+                "output_tokens": _floats(batch, "output_tokens"),
+                "prompt_tokens": _floats(batch, "prompt_tokens"),
+                "model": pd.Categorical.from_codes(model_of[c], categories=models),
+            }
+        )
+        correct, cost = _floats(batch, "correct"), cost_model.sample_costs(rows)
+        answer = _answers(batch)
+        dropped_lone = (answer == _LONE) & (slot >= self.keep)
+        block = p // self.size
+        cuts = np.flatnonzero(np.diff(block)) + 1
+        for run in np.split(np.arange(len(p)), cuts):
+            if len(run) == 0:
+                continue
+            b = int(block[run[0]])
+            while self.block < b:
+                self._flush()
+            at = ((p[run] - b * self.size) * self.n_c + c[run]) * self.n_s + slot[run]
+            self.correct.flat[at] = correct[run]
+            self.cost.flat[at] = cost[run]
+            self.answer.flat[at] = answer[run]
+        if dropped_lone.any():
+            self.lone_order.extend(_ints(batch, "o")[dropped_lone].tolist())
+
+    def _flush(self) -> None:
+        """Close the current block (its sums) and open the next one, empty."""
+        if self.block >= 0:
+            rows = min(self.size, self.n_p - self.block * self.size)
+            answer = self.answer[:rows]
+            self.parts.append(
+                CellStats.of(
+                    self.correct[:rows], self.cost[:rows], np.where(answer == _LONE, 0, answer)
+                )
+            )
+        self.block += 1
+        self.correct.fill(np.nan)
+        self.cost.fill(np.nan)
+        self.answer.fill(NO_ANSWER)
+
+    def finish(self) -> CellStats:
+        while self.block * self.size < self.n_p:
+            self._flush()
+        return CellStats(
+            *(np.concatenate([getattr(part, f) for part in self.parts]) for f in _STAT_FIELDS)
+        )
 
 
 def _empty(shape: tuple[int, int, int], signals: bool) -> dict[str, np.ndarray]:
@@ -359,12 +463,14 @@ def _answers(batch: pa.RecordBatch) -> np.ndarray:
 def _number_lone(
     answer: np.ndarray, n_answers: int, at: list[np.ndarray], order: list[np.ndarray]
 ) -> None:
-    """Lone answers get codes after every form's, in row order (as ``from_frame`` numbers them)."""
+    """Lone answers get codes after every form's, in row order (as ``from_frame`` numbers them);
+    a position of -1 is a lone answer not kept, which still takes its code."""
     where, when = np.concatenate(at), np.concatenate(order)
     if len(where):
-        answer.flat[where[np.argsort(when, kind="stable")]] = n_answers + np.arange(
-            len(where), dtype=np.int32
-        )
+        ordered = where[np.argsort(when, kind="stable")]
+        code = n_answers + np.arange(len(where), dtype=np.int32)
+        kept = ordered >= 0
+        answer.flat[ordered[kept]] = code[kept]
 
 
 def _fill_signals(

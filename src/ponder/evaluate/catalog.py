@@ -16,12 +16,18 @@ import numpy as np
 
 from ponder.decision import Config
 from ponder.evaluate.protocol import Candidate
-from ponder.outcomes.matrix import UNKNOWN_ANSWER, OutcomeMatrix
+from ponder.outcomes.matrix import OutcomeMatrix
 from ponder.policies.base import Policy, PolicyError
 from ponder.policies.oracle import Oracle
 from ponder.policies.uniform import Uniform
 
 PRICE_MULTIPLIERS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+# No candidate draws more samples of one configuration than this (the published adaptive-
+# sampling rules allow 40), so an evaluation keeps only the first SEQUENTIAL_SLOTS samples of
+# each cell in memory (`OutcomeMatrix.head`); one-sample scores still use every sample.
+SEQUENTIAL_SLOTS = 64
+# Up to this many samples a cell, adaptive consistency tries every vote size; beyond, a grid.
+EVERY_VOTE_UP_TO = 16
 
 FullConfigs = list[tuple[Config, int]]
 Builder = Callable[[OutcomeMatrix, FullConfigs], list[Candidate]]
@@ -51,12 +57,12 @@ def full_configs(matrix: OutcomeMatrix) -> FullConfigs:
 
 def has_answers(matrix: OutcomeMatrix) -> bool:
     """Whether every recorded sample says what it answered (votes and escalation need it)."""
-    recorded = ~np.isnan(matrix.correct)
-    return not bool((matrix.answer[recorded] == UNKNOWN_ANSWER).any())
+    return not bool(matrix.stats.unknown.any())
 
 
 def typical_cost(matrix: OutcomeMatrix) -> float:
-    """Median recorded cost of one sample: the scale of the price grids (training data only)."""
+    """Median recorded cost of one sample: the scale of the price grids (training data only;
+    on a matrix cut by `head`, of the samples it keeps)."""
     values = matrix.cost[~np.isnan(matrix.cost)]
     if len(values) == 0:
         raise PolicyError(f"no recorded costs in {matrix.unit}")
@@ -134,7 +140,7 @@ def _consistency(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]
 
     if not has_answers(matrix):
         raise CannotRun("stops when samples agree: needs the extracted answers")
-    most = max(have for _, have in configs)
+    most = min(max(have for _, have in configs), SEQUENTIAL_SLOTS)
     if most < 2:
         raise CannotRun("needs at least two recorded samples per configuration")
 
@@ -143,8 +149,20 @@ def _consistency(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]
 
     return [
         Candidate(f"adaptive_consistency votes={v}", "adaptive_consistency", build(v))
-        for v in range(2, most + 1)
+        for v in vote_grid(most)
     ]
+
+
+def vote_grid(most: int) -> list[int]:
+    """Vote sizes to try: every one up to EVERY_VOTE_UP_TO, then 24, 32, 48, 64, ... and
+    `most` itself (so deep data does not multiply the candidates by its samples)."""
+    grid = set(range(2, min(most, EVERY_VOTE_UP_TO) + 1))
+    size = EVERY_VOTE_UP_TO
+    while size < most:
+        power_of_two = size & (size - 1) == 0
+        size = min(most, size * 3 // 2 if power_of_two else size * 4 // 3)
+        grid.add(size)
+    return sorted(grid)
 
 
 def _sweet_spot(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:

@@ -64,6 +64,74 @@ class Signals:
 
 
 @dataclass(frozen=True)
+class CellStats:
+    """Sums over every recorded sample of each [problem, config] cell.
+
+    One-sample decisions are scored by these expectations, and fits compare configurations
+    by them, so they cover every recorded sample even when the arrays keep only the first
+    few in recorded order (`OutcomeMatrix.head`). `cost` is NaN where a recorded sample's cost
+    is unknown; `unknown` says a recorded sample did not say what it answered.
+    """
+
+    recorded: np.ndarray  # int64: recorded samples
+    correct: np.ndarray  # float64: sum of `correct` over them
+    hits: np.ndarray  # int64: how many have `correct` 1 (a share may also be recorded)
+    cost: np.ndarray  # float64: sum of their costs
+    answered: np.ndarray  # int64: how many gave an answer
+    unknown: np.ndarray  # bool: some did not record what (or whether) they answered
+
+    @classmethod
+    def of(cls, correct: np.ndarray, cost: np.ndarray, answer: np.ndarray) -> CellStats:
+        """Reduce [..., sample] arrays over their last axis (each cell on its own, so a block
+        of problems gives the same figures as the whole matrix)."""
+        recorded = ~np.isnan(correct)
+        return cls(
+            recorded=recorded.sum(axis=-1),
+            correct=np.where(recorded, correct, 0.0).sum(axis=-1),
+            hits=(correct == 1.0).sum(axis=-1),
+            cost=np.where(recorded, cost, 0.0).sum(axis=-1),
+            answered=(recorded & (answer >= 0)).sum(axis=-1),
+            unknown=(recorded & (answer == UNKNOWN_ANSWER)).any(axis=-1),
+        )
+
+    def take(self, rows: np.ndarray | slice, configs: Sequence[int] | slice) -> CellStats:
+        def pick(a: np.ndarray) -> np.ndarray:
+            out: np.ndarray = a[rows][:, configs]
+            return out
+
+        return CellStats(
+            pick(self.recorded),
+            pick(self.correct),
+            pick(self.hits),
+            pick(self.cost),
+            pick(self.answered),
+            pick(self.unknown),
+        )
+
+    def mean_correct(self) -> np.ndarray:
+        """Share of recorded samples that are correct (NaN: none recorded)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean: np.ndarray = self.correct / self.recorded
+        return mean
+
+    def mean_cost(self) -> np.ndarray:
+        """Mean cost of a recorded sample (NaN: none recorded, or a cost unknown)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean: np.ndarray = self.cost / self.recorded
+        return mean
+
+    def pooled(self, configs: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Accuracy and cost per sample of each configuration, pooled over all problems'
+        recorded samples (NaN where none)."""
+        index = np.asarray(configs, dtype=np.int64)
+        count = self.recorded[:, index].sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy: np.ndarray = self.correct[:, index].sum(axis=0) / count
+            cost: np.ndarray = self.cost[:, index].sum(axis=0) / count
+        return accuracy, cost
+
+
+@dataclass(frozen=True)
 class OutcomeMatrix:
     """Recorded samples as arrays indexed [problem, config, sample].
 
@@ -73,6 +141,10 @@ class OutcomeMatrix:
     always comes from `correct`; answer codes only serve votes and escalation rules. `problems`
     has one row per problem with what is known before generation (dataset, id, level, subject,
     text).
+
+    The sample axis may keep only the first samples of each cell in recorded order
+    (`head`): sequential replays draw from those, while `stats` (computed from the arrays
+    when not given) always covers every recorded sample.
     """
 
     problems: pd.DataFrame
@@ -83,6 +155,16 @@ class OutcomeMatrix:
     answer: np.ndarray
     unit: str = "tokens"
     signals: Signals | None = None
+    cell_stats: CellStats | None = None  # None: computed from the arrays when first needed
+
+    @property
+    def stats(self) -> CellStats:
+        """Sums over every recorded sample of each cell (`CellStats`)."""
+        if self.cell_stats is None:
+            stats = CellStats.of(self.correct, self.cost, self.answer)
+            object.__setattr__(self, "cell_stats", stats)
+            return stats
+        return self.cell_stats
 
     # -- construction ------------------------------------------------------------------------
 
@@ -165,9 +247,53 @@ class OutcomeMatrix:
 
     @property
     def n_samples(self) -> np.ndarray:
-        """Recorded samples per [problem, config]."""
-        counts: np.ndarray = (~np.isnan(self.correct)).sum(axis=2)
-        return counts
+        """Recorded samples per [problem, config] (all of them, kept in the arrays or not)."""
+        return self.stats.recorded
+
+    @property
+    def n_slots(self) -> int:
+        """Sample slots the arrays keep per cell."""
+        return int(self.correct.shape[2])
+
+    @property
+    def is_cut(self) -> bool:
+        """Whether some cell has more recorded samples than the arrays keep."""
+        return bool(self.stats.recorded.size) and int(self.stats.recorded.max()) > self.n_slots
+
+    def head(self, slots: int) -> OutcomeMatrix:
+        """The first `slots` samples of each cell in recorded order, with the statistics of
+        all of them: what sequential replays of at most `slots` samples a cell need, in memory
+        that no longer grows with the samples. A matrix with ladder chains is kept whole (its
+        chains are its sample slots)."""
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        if slots >= self.n_slots or (self.signals is not None and self.signals.has_chains):
+            return self
+
+        def cut(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a[:, :, :slots])
+
+        signals = self.signals
+        if signals is not None:
+            signals = Signals(
+                cut(signals.prob),
+                cut(signals.entropy),
+                cut(signals.natural),
+                cut(signals.probe_cost),
+                cut(signals.chain),
+                None if signals.token_prob is None else cut(signals.token_prob),
+            )
+        return OutcomeMatrix(
+            problems=self.problems,
+            configs=self.configs,
+            correct=cut(self.correct),
+            cost=cut(self.cost),
+            tokens=cut(self.tokens),
+            answer=cut(self.answer),
+            unit=self.unit,
+            signals=signals,
+            cell_stats=self.stats,
+        )
 
     def config_index(self, config: Config) -> int:
         try:
@@ -191,6 +317,7 @@ class OutcomeMatrix:
             answer=self.answer[index],
             unit=self.unit,
             signals=None if self.signals is None else self.signals.take(index, slice(None)),
+            cell_stats=self.stats.take(index, slice(None)),
         )
 
     def select_configs(self, configs: Sequence[Config]) -> OutcomeMatrix:
@@ -205,6 +332,7 @@ class OutcomeMatrix:
             answer=self.answer[:, index],
             unit=self.unit,
             signals=None if self.signals is None else self.signals.take(slice(None), index),
+            cell_stats=self.stats.take(slice(None), index),
         )
 
     def complete_configs(self, samples: int = 1) -> list[Config]:
@@ -224,9 +352,7 @@ class OutcomeMatrix:
 
     def mean_correct(self) -> np.ndarray:
         """Per [problem, config] share of recorded samples that are correct (NaN: none)."""
-        with np.errstate(invalid="ignore"):
-            mean: np.ndarray = np.nanmean(self.correct, axis=2)
-        return mean
+        return self.stats.mean_correct()
 
     def fingerprint(self) -> str:
         """sha256 over problems, configs and outcomes: which data a policy was fitted on."""
@@ -240,6 +366,10 @@ class OutcomeMatrix:
         if self.signals is not None:
             digest.update(np.nan_to_num(self.signals.prob, nan=-1.0).tobytes())
             digest.update(self.signals.chain.tobytes())
+        if self.is_cut:  # the samples beyond the kept slots count through their sums
+            digest.update(self.stats.recorded.tobytes())
+            digest.update(np.nan_to_num(self.stats.correct, nan=-1.0).tobytes())
+            digest.update(np.nan_to_num(self.stats.cost, nan=-1.0).tobytes())
         return digest.hexdigest()
 
 

@@ -156,7 +156,14 @@ def _run_step(
     if missing.any():
         bad = int(np.argmax(missing.any(axis=1)))
         problem = matrix.problems.iloc[rows[bad]]
-        have = int((~np.isnan(matrix.correct[rows[bad], c])).sum())
+        have = int(matrix.stats.recorded[rows[bad], c])
+        if have > n_slots:
+            raise ReplayError(
+                f"configuration {step.config.label}: the decision draws sample "
+                f"{int(start[bad] + drawn[bad])} of problem {problem['dataset']}/"
+                f"{problem['problem_id']}, but this matrix keeps only the first {n_slots} "
+                "of each cell (load it with more slots)"
+            )
         raise ReplayError(
             f"configuration {step.config.label} has {have} recorded sample(s) for problem "
             f"{problem['dataset']}/{problem['problem_id']}, the decision needs "
@@ -450,11 +457,11 @@ def _need_answers(unknown: np.ndarray, step: Step, what: str) -> None:
 
 
 def _expected(matrix: OutcomeMatrix, rows: np.ndarray, step: Step) -> ReplayResult:
-    """One sample of one configuration, scored by its mean over every recorded sample."""
+    """One sample of one configuration, scored by its mean over every recorded sample (the
+    cell sums, which cover samples beyond the slots a cut matrix keeps)."""
     c = matrix.config_index(step.config)
-    correct = matrix.correct[rows, c]
-    recorded = ~np.isnan(correct)
-    have = recorded.sum(axis=1)
+    stats = matrix.stats
+    have = stats.recorded[rows, c]
     if (have == 0).any():
         bad = int(np.argmax(have == 0))
         problem = matrix.problems.iloc[rows[bad]]
@@ -462,23 +469,17 @@ def _expected(matrix: OutcomeMatrix, rows: np.ndarray, step: Step) -> ReplayResu
             f"configuration {step.config.label} has 0 recorded sample(s) for problem "
             f"{problem['dataset']}/{problem['problem_id']}, the decision needs 1"
         )
-    cost = matrix.cost[rows, c]
-    if np.isnan(cost[recorded]).any():
+    spent = stats.cost[rows, c]
+    if np.isnan(spent).any():
         raise ReplayError(
             f"cost in {matrix.unit} is unknown for configuration {step.config.label} "
             "(no token counts recorded): evaluate with --cost calls or a price table"
         )
-    codes = matrix.answer[rows, c]
-    with np.errstate(invalid="ignore"):
-        answered = np.where(
-            (recorded & (codes == UNKNOWN_ANSWER)).any(axis=1),
-            np.nan,
-            (recorded & (codes >= 0)).sum(axis=1) / have,
-        )
+    answered = np.where(stats.unknown[rows, c], np.nan, stats.answered[rows, c] / have)
     n = len(rows)
     return ReplayResult(
-        correct=np.nanmean(correct, axis=1),
-        cost=np.where(recorded, cost, 0.0).sum(axis=1) / have,
+        correct=stats.correct[rows, c] / have,
+        cost=spent / have,
         answered=answered,
         samples=np.ones(n, dtype=np.int64),
         steps=np.ones(n, dtype=np.int64),

@@ -40,13 +40,11 @@ def frontier_configs(
     if not full:
         return []
     index = [outcomes.config_index(c) for c in full]
-    recorded = ~np.isnan(outcomes.correct[:, index])
     accuracy = np.nanmean(outcomes.mean_correct()[:, index], axis=0)
     if caps:
         cost = np.array([float(c.budget or 0) for c in full])
     else:
-        spent = np.where(recorded, outcomes.cost[:, index], 0.0).sum(axis=(0, 2))
-        cost = spent / recorded.sum(axis=(0, 2))
+        _, cost = outcomes.stats.pooled(index)
     at_least = (accuracy[None, :] >= accuracy[:, None]) & (cost[None, :] <= cost[:, None])
     strictly = (accuracy[None, :] > accuracy[:, None]) | (cost[None, :] < cost[:, None])
     dominated = (at_least & strictly).any(axis=1)

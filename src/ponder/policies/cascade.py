@@ -65,16 +65,13 @@ def require_samples(
 def usable_configs(outcomes: OutcomeMatrix, needed: int = 1) -> np.ndarray:
     """Configurations with `needed` samples and known costs for every problem (indices)."""
     have = outcomes.n_samples.min(axis=0) >= needed
-    known = ~np.isnan(outcomes.cost[:, :, :needed]).any(axis=(0, 2))
+    known = ~np.isnan(outcomes.cost[:, :, :needed]).any(axis=(0, 2))  # needed <= kept slots
     return np.flatnonzero(have & known)
 
 
 def config_stats(outcomes: OutcomeMatrix, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean accuracy and mean cost per sample of the configurations in `index`."""
-    with np.errstate(invalid="ignore"):
-        accuracy = np.nanmean(outcomes.correct[:, index, :], axis=(0, 2))
-        cost = np.nanmean(outcomes.cost[:, index, :], axis=(0, 2))
-    return accuracy, cost
+    return outcomes.stats.pooled(index)
 
 
 def pareto_pool(accuracy: np.ndarray, cost: np.ndarray, score: np.ndarray, size: int) -> np.ndarray:

@@ -34,13 +34,11 @@ class Oracle(Policy):
     servable = False
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
-        recorded = ~np.isnan(outcomes.correct)
-        if np.isnan(outcomes.cost[recorded]).any():
+        stats = outcomes.stats
+        if np.isnan(stats.cost).any():
             raise PolicyError(f"oracle needs costs in {outcomes.unit} for every sample")
-        have = recorded.sum(axis=2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            accuracy = np.where(recorded, outcomes.correct, 0.0).sum(axis=2) / have
-            cost = np.where(recorded, outcomes.cost, 0.0).sum(axis=2) / have
+        have = stats.recorded
+        accuracy, cost = stats.mean_correct(), stats.mean_cost()
         accuracy = np.where(have > 0, accuracy, -np.inf)
         cost = np.where(have > 0, cost, np.inf)
         top = accuracy >= accuracy.max(axis=1, keepdims=True) - 1e-12

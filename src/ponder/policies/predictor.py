@@ -28,7 +28,7 @@ from ponder.policies.base import PolicyError
 from ponder.policies.features import ProblemFeaturizer, problem_levels
 
 if TYPE_CHECKING:
-    from ponder.outcomes.matrix import OutcomeMatrix
+    from ponder.outcomes.matrix import CellStats, OutcomeMatrix
 
 DEFAULT_C_GRID: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 FALLBACK_C = 1.0  # when no inner fold has both classes to score a C on
@@ -139,16 +139,13 @@ class CorrectnessPredictor:
                 "least 2 to learn from"
             )
         index = [outcomes.config_index(c) for c in configs]
-        correct = outcomes.correct[:, index, :]
-        cost = outcomes.cost[:, index, :]
-        recorded = ~np.isnan(correct)
-        n_rec = recorded.sum(axis=2)
-        hits = (correct == 1.0).sum(axis=2)
+        stats = outcomes.stats.take(slice(None), index)
+        n_rec, hits = stats.recorded, stats.hits
         misses = n_rec - hits
         for k, config in enumerate(configs):
             if n_rec[:, k].sum() == 0:
                 raise PolicyError(f"configuration {config.label} has no training samples")
-            if np.isnan(cost[:, k][recorded[:, k]]).any():
+            if np.isnan(stats.cost[:, k]).any():
                 raise PolicyError(
                     f"cost in {outcomes.unit} is unknown for configuration {config.label} "
                     "(no token counts recorded): use --cost calls or a price table"
@@ -204,7 +201,7 @@ class CorrectnessPredictor:
             coef[k], intercept[k] = _MODELS[model_key]
         self.coef_, self.intercept_ = coef, intercept
         self.constant_, self.c_ = constant, chosen_c
-        self._fit_costs(outcomes, cost, recorded)
+        self._fit_costs(outcomes, stats)
         return self
 
     def _cv_losses(
@@ -247,9 +244,8 @@ class CorrectnessPredictor:
             out[k] = grid[np.argmin(losses[k])]  # first (most regularized) on ties
         return out
 
-    def _fit_costs(self, outcomes: OutcomeMatrix, cost: np.ndarray, recorded: np.ndarray) -> None:
-        total = np.where(recorded, cost, 0.0).sum(axis=2)  # [P, K]
-        count = recorded.sum(axis=2)
+    def _fit_costs(self, outcomes: OutcomeMatrix, stats: CellStats) -> None:
+        total, count = stats.cost, stats.recorded  # [P, K]
         self.cost_mean_ = total.sum(axis=0) / count.sum(axis=0)
         levels = problem_levels(outcomes.problems)
         self.cost_levels_ = (

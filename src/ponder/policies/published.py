@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ponder.decision import Config, Decision, DecisionBatch, ExitRule, Step, StopRule
-from ponder.outcomes.matrix import NO_CHAIN, UNKNOWN_ANSWER, OutcomeMatrix
+from ponder.outcomes.matrix import NO_CHAIN, OutcomeMatrix
 from ponder.outcomes.replay import replay_decision
 from ponder.policies.adaptive import choice_batch, config_or_none
 from ponder.policies.base import Policy, PolicyError
@@ -381,8 +381,7 @@ class _AdaptiveSampling(Policy):
         """Adapt the rule to the allowance (after `max_samples_` is known)."""
 
     def _fit(self, outcomes: OutcomeMatrix) -> None:
-        recorded = ~np.isnan(outcomes.correct)
-        unknown = (recorded & (outcomes.answer == UNKNOWN_ANSWER)).any(axis=(0, 2))
+        unknown = np.asarray(outcomes.stats.unknown.any(axis=0))
         candidates = [c for c in usable_configs(outcomes, 2).tolist() if not unknown[c]]
         if self.config is not None:
             c = _config_index(outcomes, self.config, self.name)

@@ -50,10 +50,8 @@ class ThinkRouter(DifficultyAdaptive):
                 outcomes.config_index(given)  # a clear error for an unrecorded config
         full = outcomes.complete_configs(self.samples)
         index = [outcomes.config_index(c) for c in full]
-        recorded = ~np.isnan(outcomes.correct)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            accuracy = np.nansum(outcomes.correct, axis=(0, 2)) / recorded.sum(axis=(0, 2))
-            cost = np.nansum(outcomes.cost, axis=(0, 2)) / recorded.sum(axis=(0, 2))
+        accuracy, cost = outcomes.stats.pooled(np.arange(len(outcomes.configs)))
+        cost = np.nan_to_num(cost, nan=0.0)  # unknown costs: the replay refuses them later
         no_think = self.no_think
         if no_think is None:
             cheap = [

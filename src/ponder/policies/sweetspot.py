@@ -93,10 +93,7 @@ class SweetSpotCap(Policy):
             groups = groups[mask]
         per_problem = outcomes.mean_correct()[:, keep]  # [P, K], complete: no NaN
         accuracy = per_problem.mean(axis=0)
-        recorded = ~np.isnan(outcomes.cost[:, keep])
-        cost = np.where(recorded, outcomes.cost[:, keep], 0.0).sum(axis=(0, 2)) / np.maximum(
-            recorded.sum(axis=(0, 2)), 1
-        )
+        _, cost = outcomes.stats.pooled(keep)
         # Paired resamples of training problems: every config is scored on the same multiset.
         weights = resample_counts(
             outcomes.n_problems, self.n_boot, np.random.default_rng(self.seed)
