@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ponder.curves import maj_at_k_table, pass_at_k, pass_at_k_table
+from ponder.curves.passk import k_grid
 
 
 def brute_pass(n: int, c: int, k: int) -> float:
@@ -168,3 +169,27 @@ def test_maj_at_1_equals_pass_at_1_despite_other_sources() -> None:
     passk = pass_at_k_table(frame, n_boot=50).set_index("model")["value"]
     assert maj["a"] == passk["a"] == 0.0
     assert maj["b"] == passk["b"] == 1.0
+
+
+def test_deep_data_is_reported_on_the_k_grid(make_outcomes) -> None:
+    """40 samples a problem (one with 30): every k up to 16, then 24, 32 and the most, 40;
+    each value the same as the estimator's at that k, each k counting the problems that
+    have that many samples."""
+    assert k_grid(40).tolist() == [*range(1, 17), 24, 32, 40]
+    assert k_grid(3).tolist() == [1, 2, 3]
+    rng = np.random.default_rng(2)
+    choices = np.array(["A", "B", "C", None], dtype=object)
+    problems = [list(rng.choice(choices, n, p=[0.4, 0.3, 0.2, 0.1])) for n in (40, 40, 30)]
+    frame = frame_from_problems(make_outcomes, problems)
+    passk = pass_at_k_table(frame, n_boot=20).set_index("k")
+    majk = maj_at_k_table(frame, n_boot=20).set_index("k")
+    assert passk.index.tolist() == majk.index.tolist() == k_grid(40).tolist()
+    assert passk.loc[24, "n_problems"] == 3 and passk.loc[32, "n_problems"] == 2
+    for k in (1, 16, 24, 40):
+        n = np.array([len(p) for p in problems])
+        c = np.array([sum(a == "A" for a in p) for p in problems])
+        keep = n >= k
+        assert passk.loc[k, "value"] == pass_at_k(n[keep], c[keep], k).mean()
+    assert majk.loc[1, "value"] == passk.loc[1, "value"]
+    want = np.mean([brute_maj(p, {"A"}, 40) for p in problems[:2]])  # one subset: all
+    assert majk.loc[40, "value"] == want and majk.loc[40, "exact"]

@@ -1,4 +1,8 @@
-"""pass@k and maj@k per cell, for every k up to the samples per problem, with bootstrap CIs.
+"""pass@k and maj@k per cell, at every k up to 16 and a grid beyond, with bootstrap CIs.
+
+The k are every one from 1 to 16, then 24, 32, 48, 64, ... and the most samples of any
+problem of the data (``k_grid``): a sweep of 900 samples a problem would otherwise give
+900 rows a cell, and maj@k's subsets of every k would cost more than all the rest.
 
 pass@k is the unbiased estimator of Chen et al. (2021): with n samples of a problem of which
 c are correct, ``1 - C(n-c, k) / C(n, k)``, the probability that a random k-subset holds a
@@ -61,6 +65,22 @@ K_COLUMNS: list[str] = [
 _CHUNK_ELEMENTS = 1 << 23
 
 
+# pass@k and maj@k are reported at every k up to this, then on a grid (``k_grid``).
+EVERY_K_UP_TO = 16
+
+
+def k_grid(most: int) -> IntArray:
+    """The k reported for data of at most ``most`` samples a problem: 1 .. 16, then 24, 32,
+    48, 64, ... (each about 1.5x the last) and ``most`` itself."""
+    grid = list(range(1, min(most, EVERY_K_UP_TO) + 1))
+    size = EVERY_K_UP_TO
+    while size < most:
+        power_of_two = size & (size - 1) == 0
+        size = min(most, size * 3 // 2 if power_of_two else size * 4 // 3)
+        grid.append(size)
+    return np.asarray(grid, dtype=np.int64)
+
+
 def pass_at_k(n: npt.ArrayLike, c: npt.ArrayLike, k: npt.ArrayLike) -> FloatArray:
     """Unbiased pass@k for arrays of (n samples, c correct, k); NaN where k > n or k < 1."""
     n_arr, c_arr, k_arr = np.broadcast_arrays(
@@ -85,7 +105,8 @@ def pass_at_k_table(
     ci: float = 0.95,
     resampler: ProblemResampler | None = None,
 ) -> pd.DataFrame:
-    """pass@k for every cell and k = 1 .. max samples per problem in the cell.
+    """pass@k for every cell and k of ``k_grid`` (every k up to 16) up to the most samples of
+    a problem in the cell.
 
     Columns: model, dataset, mode, budget, derived, k, value, ci_low, ci_high, ci_method,
     n_problems (problems with at least k samples).
@@ -101,7 +122,7 @@ def coded_pass_at_k_table(prep: SamplePairs, *, ci: float) -> pd.DataFrame:
     n = prep.pair_n.astype(np.float64)
     c = prep.pair_c
     k_max = int(n.max()) if len(n) else 0
-    values = pass_at_k(n[:, None], c[:, None], np.arange(1, k_max + 1)[None, :])
+    values = pass_at_k(n[:, None], c[:, None], k_grid(k_max)[None, :])  # [pair, grid column]
     return _k_table(prep, n, values, ci=ci)
 
 
@@ -189,19 +210,19 @@ def maj_at_k_from_votes(
     oks[va_pair, rank] = va_ok
 
     profiles, prof_inv = unique_rows(np.column_stack([n, counts, oks]))
-    k_max = int(n.max()) if len(n) else 0
-    prof_values = np.full((len(profiles), k_max), np.nan)
-    prof_exact = np.ones((len(profiles), k_max), dtype=bool)
+    grid = k_grid(int(n.max()) if len(n) else 0)
+    prof_values = np.full((len(profiles), len(grid)), np.nan)  # [profile, grid column]
+    prof_exact = np.ones((len(profiles), len(grid)), dtype=bool)
     for n_samples in np.unique(profiles[:, 0]).tolist():
         sel = np.flatnonzero(profiles[:, 0] == n_samples)
         p_counts = profiles[sel, 1 : 1 + m_max]
         p_ok = profiles[sel, 1 + m_max :].astype(bool)
         used = max(1, int((p_counts > 0).sum(axis=1).max()))
         p_counts, p_ok = p_counts[:, :used], p_ok[:, :used]
-        for k in range(1, n_samples + 1):
+        for column, k in enumerate(grid[grid <= n_samples].tolist()):
             subsets, exact = _subsets(n_samples, k, max_subsets, seed)
-            prof_values[sel, k - 1] = expected_majority(p_counts, p_ok, n_samples, subsets)
-            prof_exact[sel, k - 1] = exact
+            prof_values[sel, column] = expected_majority(p_counts, p_ok, n_samples, subsets)
+            prof_exact[sel, column] = exact
     values = prof_values[prof_inv]
     table = _k_table(prep, n.astype(np.float64), values, ci=ci)
     exact_pairs = prof_exact[prof_inv]
@@ -285,19 +306,21 @@ class SamplePairs:
         self.pair_cell, self.pair_problem = pair_cell, pair_problem
         self.pair_n, self.pair_c = pair_n, pair_c
         self.n_pairs = len(pair_cell)
-        self._groups: tuple[IntArray, IntArray, IntArray] | None = None
+        self._groups: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
 
-    def groups(self) -> tuple[IntArray, IntArray, IntArray]:
-        """Long (pair, k) arrays for every pair and k <= its sample count; group = (cell, k)."""
+    def groups(self) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+        """Long (pair, k) arrays for every pair and k of ``k_grid`` up to its sample count:
+        the pair, k, k's column in the grid, and the group = (cell, k)."""
         if self._groups is None:
             n = self.pair_n
-            k_max = int(n.max()) if len(n) else 0
-            pair_idx = np.repeat(np.arange(self.n_pairs), n)
-            starts = np.repeat(np.cumsum(n) - n, n)
-            k = np.arange(len(pair_idx)) - starts + 1
-            group_key = self.pair_cell[pair_idx] * max(k_max, 1) + (k - 1)
+            grid = k_grid(int(n.max()) if len(n) else 0)
+            per_pair = np.searchsorted(grid, n, side="right")  # grid values <= n
+            pair_idx = np.repeat(np.arange(self.n_pairs), per_pair)
+            starts = np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+            column = np.arange(len(pair_idx)) - starts
+            group_key = self.pair_cell[pair_idx] * max(len(grid), 1) + column
             _, group = sorted_unique(group_key)
-            self._groups = (pair_idx, k, group)
+            self._groups = (pair_idx, grid[column], column, group)
         return self._groups
 
 
@@ -350,11 +373,11 @@ class _Prepared(SamplePairs):
 
 def _k_table(prep: SamplePairs, n: FloatArray, values: FloatArray, *, ci: float) -> pd.DataFrame:
     """Average per-problem values into (cell, k) groups and bootstrap them over problems."""
-    pair_idx, k, group = prep.groups()
+    pair_idx, k, column, group = prep.groups()
     if len(group) == 0:
         return pd.DataFrame(columns=K_COLUMNS)
     n_groups = int(group.max()) + 1
-    vals = values[pair_idx, k - 1]
+    vals = values[pair_idx, column]
     sums = np.bincount(group, weights=vals, minlength=n_groups)
     counts = np.bincount(group, minlength=n_groups).astype(np.float64)
     estimate = sums / counts
@@ -389,10 +412,10 @@ def _group_all(
     prep: SamplePairs, n: IntArray, flags: npt.NDArray[np.bool_], table: pd.DataFrame
 ) -> npt.NDArray[np.bool_]:
     """Per (cell, k) group: whether the flag holds for every pair in it (same order as table)."""
-    pair_idx, k, group = prep.groups()
+    pair_idx, _, column, group = prep.groups()
     if len(group) == 0:
         return np.zeros(0, dtype=bool)
-    bad = np.bincount(group, weights=~flags[pair_idx, k - 1], minlength=len(table))
+    bad = np.bincount(group, weights=~flags[pair_idx, column], minlength=len(table))
     return np.asarray(bad == 0)
 
 

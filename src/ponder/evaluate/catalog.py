@@ -26,8 +26,6 @@ PRICE_MULTIPLIERS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 1
 # sampling rules allow 40), so an evaluation keeps only the first SEQUENTIAL_SLOTS samples of
 # each cell in memory (`OutcomeMatrix.head`); one-sample scores still use every sample.
 SEQUENTIAL_SLOTS = 64
-# Up to this many samples a cell, adaptive consistency tries every vote size; beyond, a grid.
-EVERY_VOTE_UP_TO = 16
 
 FullConfigs = list[tuple[Config, int]]
 Builder = Callable[[OutcomeMatrix, FullConfigs], list[Candidate]]
@@ -154,15 +152,11 @@ def _consistency(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]
 
 
 def vote_grid(most: int) -> list[int]:
-    """Vote sizes to try: every one up to EVERY_VOTE_UP_TO, then 24, 32, 48, 64, ... and
-    `most` itself (so deep data does not multiply the candidates by its samples)."""
-    grid = set(range(2, min(most, EVERY_VOTE_UP_TO) + 1))
-    size = EVERY_VOTE_UP_TO
-    while size < most:
-        power_of_two = size & (size - 1) == 0
-        size = min(most, size * 3 // 2 if power_of_two else size * 4 // 3)
-        grid.add(size)
-    return sorted(grid)
+    """Vote sizes to try: the k of pass@k / maj@k from 2 (every one up to 16, then 24, 32,
+    48, 64, ...), so deep data does not multiply the candidates by its samples."""
+    from ponder.curves.passk import k_grid
+
+    return [int(k) for k in k_grid(most) if k >= 2]
 
 
 def _sweet_spot(matrix: OutcomeMatrix, configs: FullConfigs) -> list[Candidate]:
