@@ -5,6 +5,7 @@ relative 1e-12 (summation order), on synthetic rows, the built-in sweep and reco
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,3 +152,26 @@ def test_recorded_datasets_frame_and_parquet_agree(shared_data: Path, tmp_path: 
     assert set(want["dataset"]) == {"math500", "aime25"}
     assert int(want["rows"].sum()) == len(frame)
     assert (~want["sample"]).any() and (want["sample"] & (want["rows"] > 1)).any()
+
+
+def test_connections_are_capped_and_spill_privately(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not DuckDB's 80% of RAM and `.tmp` in the working directory: 1GB (or
+    $PONDER_DUCKDB_MEMORY) and a private temporary folder."""
+    from ponder.columnar.stats import connect
+
+    def setting(con: Any, name: str) -> str:
+        return str(con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0])
+
+    monkeypatch.delenv("PONDER_DUCKDB_MEMORY", raising=False)
+    con = connect()
+    assert setting(con, "memory_limit") in ("953.6 MiB", "1.0 GB", "1000.0 MB")
+    spill = Path(setting(con, "temp_directory"))
+    assert spill.name.startswith("ponder-duckdb-") and spill.is_dir()
+    con.close()
+    monkeypatch.setenv("PONDER_DUCKDB_MEMORY", "256MB")
+    con = connect()
+    assert setting(con, "memory_limit") in ("244.1 MiB", "256.0 MB")
+    con.close()
+    monkeypatch.setenv("PONDER_DUCKDB_MEMORY", "lots")
+    with pytest.raises(InputError, match="not a size"):
+        connect()

@@ -19,7 +19,11 @@ counts ``correct == 1``. Beyond the design's list, ``prompt_n``, ``reasoning_n``
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -74,6 +78,10 @@ _DTYPES: dict[str, Cast] = {
     **{k: "text" if k in _TEXT_KEYS else "number" if k == "budget" else "flag" for k in KEYS},
     **{n: "float" if n in FLOAT_STATS else "whole" for n in STATS},
 }
+# What ponder's DuckDB work may hold before it spills to disk (``$PONDER_DUCKDB_MEMORY``).
+MEMORY_ENV = "PONDER_DUCKDB_MEMORY"
+DEFAULT_MEMORY_LIMIT = "1GB"
+_SPILL: str | None = None
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", re.IGNORECASE)
 
 
@@ -121,7 +129,10 @@ def refuse_derived(frame: pd.DataFrame) -> None:
 def connect(
     *, memory_limit: str | None = None, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection (needs the ``columnar`` extra) with optional limits."""
+    """An in-memory DuckDB connection with ponder's limits: ``memory_limit`` (None:
+    ``$PONDER_DUCKDB_MEMORY``, else 1GB, not DuckDB's 80% of RAM) and a private folder of
+    this process's temporary directory to spill into beyond it (not DuckDB's ``.tmp`` in the
+    working directory), removed when the process exits."""
     try:
         import duckdb
     except ImportError as exc:
@@ -129,8 +140,20 @@ def connect(
             "DuckDB is not installed (a dependency of ponder): pip install duckdb"
         ) from exc
     con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{_spill_folder()}'")
+    if memory_limit is None:
+        memory_limit = os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
     configure(con, memory_limit=memory_limit, threads=threads)
     return con
+
+
+def _spill_folder() -> str:
+    """This process's folder for DuckDB to spill into, made on first use."""
+    global _SPILL
+    if _SPILL is None:
+        _SPILL = tempfile.mkdtemp(prefix="ponder-duckdb-")
+        atexit.register(shutil.rmtree, _SPILL, ignore_errors=True)
+    return _SPILL.replace("'", "''")
 
 
 def configure(
