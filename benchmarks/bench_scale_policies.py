@@ -25,8 +25,11 @@ uniform candidates at 1e7: the time then measures candidates, not rows); ``deep`
 here) keeps the configurations and adds samples. Policy evaluation is per dataset, so the
 peak is that of the largest dataset (gsm8k, 70% of the rows).
 
+The matrices keep ``--max-slots`` samples a cell (default 64, as ``ponder evaluate``; 0: all),
+with sums over every sample (``OutcomeMatrix.head``).
+
 Run: ``nice -n 19 .venv/bin/python benchmarks/bench_scale_policies.py [--rows 1e6 1e7]
-[--shape deep] [--families router cascade] [--narrow] [--json]``
+[--shape deep] [--families router cascade] [--max-slots 64] [--narrow] [--json]``
 """
 
 from __future__ import annotations
