@@ -8,8 +8,9 @@ afterwards unless ``--keep``):
 - ``generate`` (untimed): N rows shaped like the recorded sweeps (``benchmarks/synthetic.py``,
   four datasets, 1,879 problems, 62 configurations: think at 5 forced budgets and no-think),
   as CSV files of ``--chunk`` rows in ponder's own columns (so each is a bulk import,
-  docs/importing.md). Deep shape: every chunk is the same sweep again with new sample
-  indices, so samples per problem x configuration grow with N (9 at 1e6, 900 at 1e8);
+  docs/importing.md). Deep shape: every chunk is one of ``--distinct`` sweeps (seeds) again
+  with its own run ids and new sample indices, so samples per problem x configuration grow
+  with N (9 at 1e6, 900 at 1e8);
 - ``import``: ``ponder import --store S <files>`` into a fresh store;
 - ``groupby`` (the baseline): a bare DuckDB ``GROUP BY`` of every statistic per problem x
   configuration over the store's committed segment files (``bench_scale.BASELINE_SQL``),
@@ -65,22 +66,47 @@ CSV_COLUMNS = (
 )
 
 
-def generate(folder: Path, n: int, chunk: int) -> list[Path]:
-    """N synthetic rows as CSV chunks in ponder's own columns (deep shape, forced budgets)."""
+def generate(folder: Path, n: int, chunk: int, distinct: int) -> list[Path]:
+    """N synthetic rows as CSV chunks in ponder's own columns (deep shape, forced budgets).
+
+    ``distinct`` sweeps are generated (seeds 0, 1, ...) and cycled: chunk i is sweep
+    i mod ``distinct`` with its own run ids and sample indices, written by Arrow's CSV writer
+    (generating every chunk with pandas took over half a minute each)."""
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
     from synthetic import synthetic_outcomes
 
+    bases: dict[int, tuple[pa.Table, np.ndarray, np.ndarray]] = {}
     files = []
     for index, start in enumerate(range(0, n, chunk)):
-        frame = synthetic_outcomes(min(chunk, n - start), seed=index)
-        frame["sample_idx"] += 16 * index  # synthetic draws at most 16 seeds
-        frame["run_id"] = frame["run_id"].astype(str) + f"/c{index:03d}"  # one file a run
-        frame["budget_kind"] = np.where(frame["budget"].isna(), "none", "forced")
-        frame["budget"] = frame["budget"].astype("Int64")
-        for column in ("correct", "output_tokens", "prompt_tokens", "truncated", "answered"):
-            frame[column] = frame[column].round().astype("Int64")
+        rows = min(chunk, n - start)
+        key = index % distinct if rows == chunk else -1
+        if key not in bases:
+            frame = synthetic_outcomes(rows, seed=max(key, 0))
+            frame["budget_kind"] = np.where(frame["budget"].isna(), "none", "forced")
+            frame["budget"] = frame["budget"].astype("Int64")
+            for column in ("correct", "output_tokens", "prompt_tokens", "truncated", "answered"):
+                frame[column] = frame[column].round().astype("Int64")
+            table = pa.Table.from_pandas(frame[list(CSV_COLUMNS)], preserve_index=False)
+            bases[key] = (
+                table,
+                frame["sample_idx"].to_numpy(),
+                frame["run_id"].to_numpy(dtype=object),
+            )
+        table, sample_idx, run_id = bases[key]
+        table = table.set_column(
+            CSV_COLUMNS.index("sample_idx"),
+            "sample_idx",
+            pa.array(sample_idx + 16 * index),  # synthetic draws at most 16 seeds
+        )
+        table = table.set_column(
+            CSV_COLUMNS.index("run_id"),
+            "run_id",
+            pa.array(run_id + f"/c{index:03d}", pa.string()),  # one file a run
+        )
         path = folder / f"chunk{index:03d}.csv"
-        frame[list(CSV_COLUMNS)].to_csv(path, index=False)
+        pacsv.write_csv(table, path)
         files.append(path)
     return files
 
@@ -121,7 +147,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"rows": n}
     try:
         started = time.perf_counter()
-        files = generate(folder, n, args.chunk)
+        files = generate(folder, n, args.chunk, args.distinct)
         result["generate_s"] = round(time.perf_counter() - started, 1)
         result["csv_mib"] = round(sum(p.stat().st_size for p in files) / 2**20, 1)
         store = folder / "store.sqlite"
@@ -181,6 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=whole, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--chunk", type=whole, default=1_000_000, help="rows per CSV file")
+    parser.add_argument("--distinct", type=int, default=4, help="distinct sweeps cycled")
     parser.add_argument("--skip-evaluate", action="store_true", help="no ponder evaluate")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
