@@ -300,76 +300,17 @@ def _scan(
         chains="LEFT JOIN ponder_matrix_chains k USING (chain_id) " if signals else "",
     )
     arrays = _empty(shape, signals)
-    blocks = _Blocks(len(codes.problems), n_c, n_s, keep) if keep < n_s else None
+    blocks = _Blocks(len(codes.problems), n_c, n_s) if keep < n_s else None
     # Each configuration's model, as codes into the distinct model names (for prices).
     model_of, models = pd.factorize(pd.Index([c.model for c in codes.configs]))
     lone_at: list[np.ndarray] = []
     lone_order: list[np.ndarray] = []
     previous = (-1, 0)  # last (group, slot) of the previous batch
-    for whole in query.batches(sql):
-        p = _ints(whole, "p")
-        c = _ints(whole, "c")
+    for batch in query.batches(sql):
+        p = _ints(batch, "p")
+        c = _ints(batch, "c")
         group = p * n_c + c
         slot, previous = _slots(group, previous)
-        batch = whole
-        if blocks is not None:
-            blocks.add(p, c, slot, whole, cost_model, model_of, models)
-            kept = slot < keep
-            if not kept.all():
-                index = np.flatnonzero(kept)
-                batch = whole.take(pa.array(index))
-                p, c, slot, group = p[index], c[index], slot[index], group[index]
-        at = group * keep + slot
-        model = pd.Categorical.from_codes(model_of[c], categories=models)
-        rows = pd.DataFrame(
-            {
-                "output_tokens": _floats(batch, "output_tokens"),
-                "prompt_tokens": _floats(batch, "prompt_tokens"),
-                "model": model,
-            }
-        )
-        arrays["correct"].flat[at] = _floats(batch, "correct")
-        arrays["tokens"].flat[at] = rows["output_tokens"].to_numpy()
-        arrays["cost"].flat[at] = cost_model.sample_costs(rows)
-        answer = _answers(batch)
-        arrays["answer"].flat[at] = answer
-        lone = answer == _LONE
-        lone_at.append(at[lone])
-        lone_order.append(_ints(batch, "o")[lone])
-        if signals:
-            _fill_signals(arrays, at, batch, rows, cost_model)
-    if blocks is not None:
-        lone_at.append(np.full(len(blocks.lone_order), -1, dtype=np.int64))  # not kept
-        lone_order.append(np.asarray(blocks.lone_order, dtype=np.int64))
-    _number_lone(arrays["answer"], codes.n_answers, lone_at, lone_order)
-    return arrays, None if blocks is None else blocks.finish()
-
-
-class _Blocks:
-    """Cell sums over every recorded sample, a block of problems at a time, for a matrix that
-    keeps fewer slots than were recorded; also the scan order of the lone answers it drops
-    (they still take their codes, so the kept ones are numbered as ``head`` numbers them)."""
-
-    def __init__(self, n_p: int, n_c: int, n_s: int, keep: int) -> None:
-        self.n_p, self.n_c, self.n_s, self.keep = n_p, n_c, n_s, keep
-        self.size = max(1, BLOCK_SLOTS // (n_c * n_s))
-        self.block = -1
-        shape = (self.size, n_c, n_s)
-        self.correct, self.cost = np.empty(shape), np.empty(shape)
-        self.answer = np.empty(shape, dtype=np.int32)
-        self.parts: list[CellStats] = []
-        self.lone_order: list[int] = []
-
-    def add(
-        self,
-        p: np.ndarray,
-        c: np.ndarray,
-        slot: np.ndarray,
-        batch: pa.RecordBatch,
-        cost_model: CostModel,
-        model_of: np.ndarray,
-        models: pd.Index,
-    ) -> None:
         rows = pd.DataFrame(
             {
                 "output_tokens": _floats(batch, "output_tokens"),
@@ -377,9 +318,52 @@ class _Blocks:
                 "model": pd.Categorical.from_codes(model_of[c], categories=models),
             }
         )
-        correct, cost = _floats(batch, "correct"), cost_model.sample_costs(rows)
-        answer = _answers(batch)
-        dropped_lone = (answer == _LONE) & (slot >= self.keep)
+        correct, cost, answer = (
+            _floats(batch, "correct"),
+            cost_model.sample_costs(rows),
+            _answers(batch),
+        )
+        if blocks is not None:
+            blocks.add(p, c, slot, correct, cost, answer)
+        kept = slot < keep  # every row unless the matrix is cut
+        at = np.where(kept, group * keep + slot, -1)
+        lone = answer == _LONE
+        lone_at.append(at[lone])  # -1: not kept, but numbered all the same
+        lone_order.append(_ints(batch, "o")[lone])
+        into = at[kept]
+        arrays["correct"].flat[into] = correct[kept]
+        arrays["tokens"].flat[into] = rows["output_tokens"].to_numpy()[kept]
+        arrays["cost"].flat[into] = cost[kept]
+        arrays["answer"].flat[into] = answer[kept]
+        if signals:  # a matrix with chains is never cut: every row is kept
+            _fill_signals(arrays, at, batch, rows, cost_model)
+    _number_lone(arrays["answer"], codes.n_answers, lone_at, lone_order)
+    return arrays, None if blocks is None else blocks.finish()
+
+
+class _Blocks:
+    """Cell sums over every recorded sample, a block of problems at a time, for a matrix that
+    keeps fewer slots than were recorded."""
+
+    def __init__(self, n_p: int, n_c: int, n_s: int) -> None:
+        self.n_p, self.n_c, self.n_s = n_p, n_c, n_s
+        self.size = max(1, BLOCK_SLOTS // (n_c * n_s))
+        self.block = -1
+        shape = (self.size, n_c, n_s)
+        self.correct, self.cost = np.empty(shape), np.empty(shape)
+        self.answer = np.empty(shape, dtype=np.int32)
+        self.parts: list[CellStats] = []
+
+    def add(
+        self,
+        p: np.ndarray,
+        c: np.ndarray,
+        slot: np.ndarray,
+        correct: np.ndarray,
+        cost: np.ndarray,
+        answer: np.ndarray,
+    ) -> None:
+        """A batch's rows (in scan order: problems ascending), into their blocks."""
         block = p // self.size
         cuts = np.flatnonzero(np.diff(block)) + 1
         for run in np.split(np.arange(len(p)), cuts):
@@ -392,8 +376,6 @@ class _Blocks:
             self.correct.flat[at] = correct[run]
             self.cost.flat[at] = cost[run]
             self.answer.flat[at] = answer[run]
-        if dropped_lone.any():
-            self.lone_order.extend(_ints(batch, "o")[dropped_lone].tolist())
 
     def _flush(self) -> None:
         """Close the current block (its sums) and open the next one, empty."""
