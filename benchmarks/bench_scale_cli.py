@@ -45,9 +45,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_scale import BASELINE_SQL, CACHE, environment, whole  # noqa: E402
+from synthetic import DATASETS as SYNTHETIC_DATASETS  # noqa: E402
 
 PONDER = [sys.executable, "-m", "ponder"]
-DATASETS = ("aime24", "aime25", "gsm8k", "math500")
+DATASETS = sorted(name for name, *_ in SYNTHETIC_DATASETS)
 CSV_COLUMNS = (
     "run_id",
     "dataset",
@@ -113,7 +114,9 @@ def generate(folder: Path, n: int, chunk: int, distinct: int) -> list[Path]:
 
 def timed(command: list[str], what: str, stdout: Path | None = None) -> dict[str, float]:
     """Run ``command`` under ``/usr/bin/time``: its wall seconds and peak RSS (MiB)."""
-    report = Path(tempfile.mktemp(prefix="time-", dir=CACHE))
+    handle, name = tempfile.mkstemp(prefix="time-", dir=CACHE)
+    os.close(handle)
+    report = Path(name)
     out = open(stdout, "w") if stdout else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.run(

@@ -59,6 +59,9 @@ def test_cut_scan_equals_head_of_the_whole_matrix(
         assert_same_matrix(got, want)
         assert_same_stats(got.stats, whole.stats)
         assert got.fingerprint() == want.fingerprint() != whole.fingerprint()
+    for cut in (lambda: whole.head(0), lambda: matrix_from_parquet(tmp_path, "alpha", max_slots=0)):
+        with pytest.raises(ValueError, match="at least 1"):
+            cut()
     # As many slots as recorded, or more: the whole matrix, sums from its arrays.
     for keep in (8, 100):
         got = matrix_from_parquet(tmp_path, "alpha", problems=problems, max_slots=keep)

@@ -92,6 +92,8 @@ def matrix_from_parquet(
     first samples of each cell, as ``OutcomeMatrix.head`` does. No sample rows is an
     ``InputError``, a damaged segment a ``StoreError`` naming it.
     """
+    if max_slots is not None and max_slots < 1:
+        raise ValueError(f"max_slots must be at least 1, got {max_slots}")
     cost_model = cost_model or CostModel()
     files = [str(p) for p in checked_segments(root, [dataset])]
     if not files:
@@ -104,7 +106,7 @@ def matrix_from_parquet(
         codes = _codes(query, normalize)
         keep = codes.slots
         if max_slots is not None and codes.chains is None:  # ladders stay whole (as `head`)
-            keep = max(1, min(max_slots, codes.slots))
+            keep = min(max_slots, codes.slots)
         arrays, stats = _scan(query, codes, cost_model, keep)
     finally:
         query.close()
